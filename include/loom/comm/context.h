@@ -1,0 +1,68 @@
+// Context: this process's place in a job and its communicators.
+//
+// create() performs the rendezvous: rank 0 hosts a TCPStore at MASTER_ADDR:MASTER_PORT,
+// every rank connects to it, and a Gloo process group over all ranks is built on the
+// chosen network interface. World size 1 uses an in-memory store and opens no socket
+// to anyone. Every blocking step (store connect, store get, each collective) is bounded
+// by ContextOptions::timeout and fails with an error naming this rank and the step.
+//
+// Ownership: shared (std::shared_ptr); Groups made by new_group() stay valid while the
+// Context lives. Thread-safety: new_group() and the store calls are not thread-safe
+// with each other; Groups are (see group.h).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "loom/comm/group.h"
+#include "loom/core/dist_env.h"
+
+namespace loom::comm {
+
+struct ContextOptions {
+  std::chrono::milliseconds timeout{std::chrono::seconds(300)};
+  // Network interface for Gloo (e.g. "eth0"). Empty: loopback when the master is on
+  // loopback, else the local address that routes to the master.
+  std::string interface;
+};
+
+class Context {
+ public:
+  static std::shared_ptr<Context> create(const DistEnv& env, const ContextOptions& options = {});
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  int rank() const { return env_.rank; }
+  int world_size() const { return env_.world_size; }
+  const DistEnv& env() const { return env_; }
+  std::chrono::milliseconds timeout() const { return options_.timeout; }
+
+  // The group of all ranks.
+  Group& world() { return *world_; }
+
+  // Builds a group of `ranks` (global ranks, sorted, no duplicates). Call on exactly the
+  // member ranks, in the same order of new_group calls; `name` must be unique per job.
+  // Returns nullptr... never: throws ConfigError when this rank is not a member.
+  std::shared_ptr<Group> new_group(const std::vector<int>& ranks, const std::string& name);
+
+  // The rendezvous store, for small control data (addresses, flags). get() waits up to
+  // the timeout for the key and then throws TimeoutError naming the key.
+  void store_set(const std::string& key, const std::string& value);
+  std::string store_get(const std::string& key);
+  // Atomically adds `delta` and returns the new value.
+  int64_t store_add(const std::string& key, int64_t delta);
+
+  struct Impl;
+
+ private:
+  Context(DistEnv env, ContextOptions options);
+  DistEnv env_;
+  ContextOptions options_;
+  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Group> world_;
+};
+
+}  // namespace loom::comm

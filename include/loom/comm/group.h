@@ -1,0 +1,64 @@
+// Group: a communicator over a fixed set of ranks — collectives and tagged point-to-point
+// over c10d (Gloo over TCP here; NCCL/MPI where libtorch has them). This is the only
+// place, with Context, that names c10d types, so a port to libtorch 2.x touches comm/.
+//
+// Ranks passed to and returned by a Group are ranks *within the group* (0..size()-1);
+// global_rank() maps them back to the job's ranks.
+// Thread-safety: operations may be issued from several threads; c10d runs them in the
+// order each thread issues them. All members must issue collectives in the same order.
+// Every operation is bounded by the group's timeout (Context options).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "loom/comm/work.h"
+
+namespace c10d {
+class ProcessGroup;
+}
+
+namespace loom::comm {
+
+enum class ReduceOp { sum, max, min, product };
+
+class Group {
+ public:
+  struct Impl;
+  Group(std::shared_ptr<Impl> impl);
+  ~Group();
+  Group(const Group&) = delete;
+  Group& operator=(const Group&) = delete;
+
+  const std::string& name() const;
+  int rank() const;  // this process's rank in the group
+  int size() const;
+  int global_rank(int group_rank) const;
+  const std::vector<int>& global_ranks() const;
+  std::chrono::milliseconds timeout() const;
+
+  // In-place collectives over the listed tensors (all members pass tensors of the same
+  // shapes and dtypes, in the same order).
+  Work allreduce(std::vector<at::Tensor>& tensors, ReduceOp op = ReduceOp::sum);
+  Work broadcast(std::vector<at::Tensor>& tensors, int root);
+  // output[i] receives member i's `input`.
+  Work allgather(std::vector<at::Tensor>& output, const at::Tensor& input);
+  Work barrier();
+
+  // Tagged point-to-point. Tags separate concurrent streams between the same pair.
+  Work send(std::vector<at::Tensor>& tensors, int dst, int tag);
+  Work recv(std::vector<at::Tensor>& tensors, int src, int tag);
+  Work recv_any(std::vector<at::Tensor>& tensors, int tag);
+
+  // The underlying c10d group, for code inside comm/ only.
+  c10d::ProcessGroup& backend();
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace loom::comm

@@ -1,0 +1,74 @@
+// MetricsWriter: the metrics contract of DESIGN.md, as JSON lines.
+//
+//   {"event":"step","step":..,"epoch":..,"loss":..,"samples_per_s":..,...}
+//   {"event":"eval","epoch":..,"test_loss":..,"test_accuracy":..}
+//   {"event":"summary","strategy":"..","world_size":..,"model":"..","steps":..,"samples":..,
+//    "wall_s":..,"samples_per_s":..,"final_train_loss":..,"test_accuracy":..,...}   (last)
+//
+// Lines go to "<path>.partial" as they happen (tail it to watch a run); finish() renames
+// it to <path>. A writer destroyed without finish() removes the partial file, so a
+// failed run leaves no half-written metrics file. An empty path disables the writer.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+namespace loom::train {
+
+struct StepRecord {
+  int64_t step = 0;   // 1-based count of completed steps
+  int64_t epoch = 0;  // 0-based
+  double loss = 0;    // mean training loss over the steps since the last record
+  double samples_per_s = 0;
+  double lr = 0;
+  double step_ms = 0;  // mean step time since the last record
+};
+
+struct EvalRecord {
+  int64_t epoch = 0;
+  int64_t step = 0;
+  double test_loss = 0;
+  double test_accuracy = 0;
+};
+
+struct Summary {
+  std::string strategy;
+  int world_size = 1;
+  std::string model;
+  std::string data;
+  int64_t steps = 0;
+  int64_t samples = 0;
+  int64_t epochs = 0;
+  int64_t batch_size = 0;
+  int threads = 1;
+  double wall_s = 0;   // the whole run, start-up included
+  double train_s = 0;  // training steps only
+  double samples_per_s = 0;  // samples / train_s, all workers together
+  double final_train_loss = 0;
+  double test_loss = 0;
+  double test_accuracy = -1;  // -1: not evaluated
+};
+
+class MetricsWriter {
+ public:
+  explicit MetricsWriter(std::string path);
+  ~MetricsWriter();
+  MetricsWriter(const MetricsWriter&) = delete;
+  MetricsWriter& operator=(const MetricsWriter&) = delete;
+
+  bool enabled() const { return file_ != nullptr; }
+  void write(const StepRecord& r);
+  void write(const EvalRecord& r);
+  // Writes the summary record and publishes the file.
+  void finish(const Summary& s);
+
+  static std::string to_json(const Summary& s);
+
+ private:
+  void line(const std::string& json);
+  std::string path_;
+  std::FILE* file_ = nullptr;
+};
+
+}  // namespace loom::train

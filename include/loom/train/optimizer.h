@@ -1,0 +1,24 @@
+// Optimizers by name, with one options struct shared by every strategy (and by the
+// parameter server, which runs the same maths on its shard).
+#pragma once
+
+#include <torch/optim/optimizer.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace loom::train {
+
+struct OptimizerOptions {
+  std::string name = "sgd";  // sgd | adam
+  double lr = 0.01;
+  double momentum = 0.0;      // sgd
+  double weight_decay = 0.0;  // sgd and adam (L2, as in libtorch)
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adam
+};
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(std::vector<at::Tensor> parameters,
+                                                        const OptimizerOptions& options);
+
+}  // namespace loom::train

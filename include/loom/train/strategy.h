@@ -1,0 +1,79 @@
+// Strategy: how one global batch becomes one parameter update. The Trainer owns the
+// loop (epochs, data order, evaluation, metrics, saving); a strategy owns the model
+// replica / stage / shard on this rank, its optimizer and its communication.
+//
+// Contract, for every implementation:
+//  * setup() is called once on every rank, with the same fully initialised model.
+//  * step() is called once per global step on every rank that reads data
+//    (data_slot().reads_data), with this rank's part of the global batch; it applies
+//    exactly one optimizer update to the model (synchronous strategies: the same
+//    update the single-process run would make) and returns the mean loss over `batch`.
+//  * final_model() is collective (every rank calls it); on rank 0 it returns the whole
+//    model with the single-process parameter names, up to date; elsewhere it may
+//    return an empty holder.
+//  * finish() is collective and called last; strategies that run services (parameter
+//    servers) end them there.
+#pragma once
+
+#include <torch/nn/modules/container/sequential.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "loom/data/dataset.h"
+#include "loom/train/optimizer.h"
+
+namespace loom::comm {
+class Context;
+}
+
+namespace loom::train {
+
+class Tracer;
+struct TrainConfig;
+
+struct StrategySetup {
+  torch::nn::Sequential model;
+  OptimizerOptions optimizer;
+  std::shared_ptr<comm::Context> context;  // null when the job is one process
+  Tracer* tracer = nullptr;                // never null when passed by the Trainer
+  const TrainConfig* config = nullptr;     // strategy-specific flags
+};
+
+// Where this rank sits in the data-parallel dimension.
+struct DataSlot {
+  int rank = 0;
+  int world_size = 1;
+  bool reads_data = true;  // false: e.g. a parameter server process
+};
+
+struct StepInfo {
+  int64_t step = 0;          // 0-based global step
+  int64_t epoch = 0;
+  int64_t global_batch = 0;  // samples in the whole global batch
+};
+
+struct StepOutput {
+  double loss = 0;      // mean loss over this rank's samples
+  int64_t samples = 0;  // this rank's samples
+};
+
+class Strategy {
+ public:
+  virtual ~Strategy() = default;
+  virtual std::string name() const = 0;
+  virtual void setup(const StrategySetup& setup) = 0;
+  virtual DataSlot data_slot() const = 0;
+  virtual StepOutput step(const data::Batch& batch, const StepInfo& info) = 0;
+  virtual torch::nn::Sequential final_model() = 0;
+  virtual void finish() {}
+};
+
+// The one place strategies are chosen by name.
+std::unique_ptr<Strategy> make_strategy(const std::string& name);
+
+// The training loss all strategies use: mean cross-entropy over the batch.
+at::Tensor training_loss(const at::Tensor& logits, const at::Tensor& targets);
+
+}  // namespace loom::train

@@ -1,0 +1,58 @@
+// TrainConfig: every setting of `loom train`, one field per flag / TOML key.
+// register_train_options() is the single declaration of names, defaults and help;
+// validate() rejects impossible combinations with a ConfigError naming the flag.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace loom {
+class OptionTable;
+}
+
+namespace loom::train {
+
+struct TrainConfig {
+  // job shape
+  std::string strategy = "single";
+  int nproc = 1;
+  // model and data
+  std::string model = "cnn";
+  int64_t width = 256;
+  int64_t depth = 12;
+  std::string data = "fashion-mnist";
+  std::string data_dir;  // empty: the data set's default location
+  int64_t synthetic_samples = 8192;
+  // schedule
+  int64_t epochs = 1;
+  int64_t steps = 0;  // > 0: run exactly this many steps instead of --epochs
+  int64_t batch_size = 64;  // GLOBAL batch per step, all workers together
+  // optimizer
+  std::string optimizer = "sgd";
+  double lr = 0.01;
+  double momentum = 0.0;
+  double weight_decay = 0.0;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  // process
+  int64_t seed = 0;
+  int threads = 1;  // intra-op threads per worker
+  double timeout = 300;  // seconds, every blocking communication call
+  std::string interface;  // Gloo network interface; empty: automatic
+  // outputs
+  std::string save;
+  std::string init;
+  std::string metrics;
+  std::string trace;
+  int64_t log_every = 50;
+  bool eval = true;
+  int64_t eval_batch_size = 1000;
+  std::string progress = "auto";  // auto | bar | lines | off
+  std::string log_level = "info";
+};
+
+void register_train_options(OptionTable& table, TrainConfig& config);
+void validate(const TrainConfig& config);
+
+}  // namespace loom::train

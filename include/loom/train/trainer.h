@@ -1,0 +1,35 @@
+// Trainer: the one training loop every strategy shares.
+//
+// It owns the schedule (epochs / steps), the global batch order (DESIGN.md: one seeded
+// permutation per epoch, step t takes slice [t*B, (t+1)*B), split across the data-
+// parallel ranks), evaluation on rank 0, metrics, tracing and --save / --init. The
+// strategy named by the config turns each global batch into one update.
+//
+// run() is collective: call it on every rank of the job with the same config.
+#pragma once
+
+#include <memory>
+
+#include "loom/train/metrics.h"
+#include "loom/train/train_config.h"
+
+namespace loom::comm {
+class Context;
+}
+
+namespace loom::train {
+
+class Trainer {
+ public:
+  // `context` may be null for a one-process job (--strategy single).
+  Trainer(TrainConfig config, std::shared_ptr<comm::Context> context);
+  // Trains, evaluates, writes --metrics / --trace / --save on rank 0, and returns the
+  // summary (on every rank; test fields are filled on rank 0 only).
+  Summary run();
+
+ private:
+  TrainConfig config_;
+  std::shared_ptr<comm::Context> context_;
+};
+
+}  // namespace loom::train

@@ -1,0 +1,36 @@
+// Private to comm/: the c10d objects behind Work, Group and Context.
+#pragma once
+
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/csrc/distributed/c10d/Store.hpp>
+#include <torch/csrc/distributed/c10d/Work.hpp>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "loom/comm/group.h"
+#include "loom/comm/work.h"
+
+namespace loom::comm {
+
+struct Work::Impl {
+  c10::intrusive_ptr<c10d::Work> work;
+  std::string what;  // "allreduce on group 'world'"
+  std::chrono::milliseconds timeout;
+  bool waited = false;
+  int source_rank = -1;
+};
+
+struct Group::Impl {
+  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  std::string name;
+  std::vector<int> global_ranks;
+  std::chrono::milliseconds timeout;
+};
+
+// Runs `fn` (which calls into c10d) and converts c10 / std exceptions into CommError or
+// TimeoutError prefixed with `what`.
+[[noreturn]] void rethrow_as_comm_error(const std::string& what);
+
+}  // namespace loom::comm

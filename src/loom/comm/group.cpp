@@ -1,0 +1,102 @@
+#include "loom/comm/group.h"
+
+#include <fmt/format.h>
+
+#include "loom/comm/c10d_impl.h"
+#include "loom/core/error.h"
+
+namespace loom::comm {
+
+namespace {
+c10d::ReduceOp to_c10d(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::sum: return c10d::ReduceOp::SUM;
+    case ReduceOp::max: return c10d::ReduceOp::MAX;
+    case ReduceOp::min: return c10d::ReduceOp::MIN;
+    case ReduceOp::product: return c10d::ReduceOp::PRODUCT;
+  }
+  return c10d::ReduceOp::SUM;
+}
+}  // namespace
+
+Group::Group(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Group::~Group() = default;
+
+const std::string& Group::name() const { return impl_->name; }
+int Group::rank() const { return impl_->pg->getRank(); }
+int Group::size() const { return impl_->pg->getSize(); }
+int Group::global_rank(int group_rank) const { return impl_->global_ranks.at(group_rank); }
+const std::vector<int>& Group::global_ranks() const { return impl_->global_ranks; }
+std::chrono::milliseconds Group::timeout() const { return impl_->timeout; }
+c10d::ProcessGroup& Group::backend() { return *impl_->pg; }
+
+// Issues one c10d call, wrapping both immediate failures and the returned handle.
+template <typename F>
+static Work issue(Group::Impl& g, const std::string& what, F&& call) {
+  auto impl = std::make_shared<Work::Impl>();
+  impl->what = fmt::format("{} on group '{}'", what, g.name);
+  impl->timeout = g.timeout;
+  try {
+    impl->work = call();
+  } catch (...) {
+    rethrow_as_comm_error(impl->what);
+  }
+  return Work(std::move(impl));
+}
+
+Work Group::allreduce(std::vector<at::Tensor>& tensors, ReduceOp op) {
+  if (size() == 1) return Work::done();
+  c10d::AllreduceOptions opts;
+  opts.reduceOp = to_c10d(op);
+  opts.timeout = impl_->timeout;
+  return issue(*impl_, "allreduce", [&] { return impl_->pg->allreduce(tensors, opts); });
+}
+
+Work Group::broadcast(std::vector<at::Tensor>& tensors, int root) {
+  LOOM_CHECK(root >= 0 && root < size(), CommError, "broadcast: root {} is outside group '{}' of size {}",
+             root, name(), size());
+  if (size() == 1) return Work::done();
+  c10d::BroadcastOptions opts;
+  opts.rootRank = root;
+  opts.timeout = impl_->timeout;
+  return issue(*impl_, "broadcast", [&] { return impl_->pg->broadcast(tensors, opts); });
+}
+
+Work Group::allgather(std::vector<at::Tensor>& output, const at::Tensor& input) {
+  LOOM_CHECK(static_cast<int>(output.size()) == size(), CommError,
+             "allgather: {} output tensors for group '{}' of size {}", output.size(), name(), size());
+  if (size() == 1) {
+    output[0].copy_(input);
+    return Work::done();
+  }
+  std::vector<std::vector<at::Tensor>> out{output};
+  std::vector<at::Tensor> in{input};
+  c10d::AllgatherOptions opts;
+  opts.timeout = impl_->timeout;
+  // c10d copies results into `out`, whose tensors share storage with `output`.
+  return issue(*impl_, "allgather", [&] { return impl_->pg->allgather(out, in, opts); });
+}
+
+Work Group::barrier() {
+  if (size() == 1) return Work::done();
+  c10d::BarrierOptions opts;
+  opts.timeout = impl_->timeout;
+  return issue(*impl_, "barrier", [&] { return impl_->pg->barrier(opts); });
+}
+
+Work Group::send(std::vector<at::Tensor>& tensors, int dst, int tag) {
+  return issue(*impl_, fmt::format("send to rank {} (tag {})", global_rank(dst), tag),
+               [&] { return impl_->pg->send(tensors, dst, tag); });
+}
+
+Work Group::recv(std::vector<at::Tensor>& tensors, int src, int tag) {
+  return issue(*impl_, fmt::format("recv from rank {} (tag {})", global_rank(src), tag),
+               [&] { return impl_->pg->recv(tensors, src, tag); });
+}
+
+Work Group::recv_any(std::vector<at::Tensor>& tensors, int tag) {
+  return issue(*impl_, fmt::format("recv from any rank (tag {})", tag),
+               [&] { return impl_->pg->recvAnysource(tensors, tag); });
+}
+
+}  // namespace loom::comm

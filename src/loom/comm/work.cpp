@@ -1,0 +1,44 @@
+#include "loom/comm/work.h"
+
+#include "loom/comm/c10d_impl.h"
+#include "loom/core/error.h"
+
+namespace loom::comm {
+
+void rethrow_as_comm_error(const std::string& what) {
+  std::string cause;
+  try {
+    throw;
+  } catch (const loom::Error&) {
+    throw;
+  } catch (const c10::Error& e) {
+    cause = e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    cause = e.what();
+  }
+  // c10d messages carry source paths in brackets; keep the first line only.
+  const auto nl = cause.find('\n');
+  if (nl != std::string::npos) cause = cause.substr(0, nl);
+  const bool timed_out = cause.find("imed out") != std::string::npos ||
+                         cause.find("imeout") != std::string::npos;
+  if (timed_out) LOOM_THROW(TimeoutError, "{} timed out: {}", what, cause);
+  LOOM_THROW(CommError, "{} failed: {}", what, cause);
+}
+
+void Work::wait() {
+  if (!impl_ || impl_->waited) return;
+  try {
+    impl_->work->wait(impl_->timeout);
+    impl_->source_rank = impl_->what.rfind("recv from any", 0) == 0 ? impl_->work->sourceRank() : -1;
+  } catch (...) {
+    impl_->waited = true;
+    rethrow_as_comm_error(impl_->what);
+  }
+  impl_->waited = true;
+}
+
+bool Work::completed() const { return !impl_ || impl_->waited || impl_->work->isCompleted(); }
+
+int Work::source_rank() const { return impl_ ? impl_->source_rank : -1; }
+
+}  // namespace loom::comm

@@ -1,0 +1,75 @@
+#include "loom/train/train_config.h"
+
+#include "loom/core/error.h"
+#include "loom/core/options.h"
+
+namespace loom::train {
+
+void register_train_options(OptionTable& t, TrainConfig& c) {
+  t.add("strategy", &c.strategy, "single | allreduce | ps | pipeline | hybrid");
+  t.add("nproc", &c.nproc, "local worker processes to spawn (or start under loom run / srun / mpirun)");
+  t.add("model", &c.model, "mlp | cnn | deep-mlp");
+  t.add("width", &c.width, "hidden width of deep-mlp");
+  t.add("depth", &c.depth, "linear layers of deep-mlp");
+  t.add("data", &c.data, "fashion-mnist | synthetic");
+  t.add("data-dir", &c.data_dir, "directory of the data set files (default: the package's location)");
+  t.add("synthetic-samples", &c.synthetic_samples, "training samples of --data synthetic");
+  t.add("epochs", &c.epochs, "passes over the training set");
+  t.add("steps", &c.steps, "run exactly this many steps instead of --epochs (0: use --epochs)");
+  t.add("batch-size", &c.batch_size, "GLOBAL batch per step, all workers together");
+  t.add("optimizer", &c.optimizer, "sgd | adam");
+  t.add("lr", &c.lr, "learning rate");
+  t.add("momentum", &c.momentum, "SGD momentum");
+  t.add("weight-decay", &c.weight_decay, "L2 weight decay");
+  t.add("beta1", &c.beta1, "Adam beta1");
+  t.add("beta2", &c.beta2, "Adam beta2");
+  t.add("eps", &c.eps, "Adam epsilon");
+  t.add("seed", &c.seed, "seed of the model initialisation and of the data order");
+  t.add("threads", &c.threads, "intra-op threads per worker");
+  t.add("timeout", &c.timeout, "seconds any blocking communication may take before it fails");
+  t.add("interface", &c.interface, "network interface for Gloo (default: the one that reaches the master)");
+  t.add("save", &c.save, "write the final model (state_dict readable by Python's torch.load) here");
+  t.add("init", &c.init, "start from this model file (as written by --save)");
+  t.add("metrics", &c.metrics, "write JSON-lines metrics here");
+  t.add("trace", &c.trace, "write a Chrome trace (chrome://tracing, Perfetto) here");
+  t.add("log-every", &c.log_every, "steps between metric records and progress lines");
+  t.add("eval", &c.eval, "evaluate on the test set at the end of each epoch and of the run");
+  t.add("eval-batch-size", &c.eval_batch_size, "batch size of evaluation");
+  t.add("progress", &c.progress, "auto | bar | lines | off");
+  t.add("log-level", &c.log_level, "debug | info | warn | error | off");
+}
+
+namespace {
+void check_one_of(const std::string& flag, const std::string& value, std::initializer_list<const char*> allowed) {
+  std::string list;
+  for (const char* a : allowed) {
+    if (value == a) return;
+    list += list.empty() ? a : std::string(", ") + a;
+  }
+  LOOM_THROW(ConfigError, "--{}: unknown value '{}' (expected one of: {})", flag, value, list);
+}
+}  // namespace
+
+void validate(const TrainConfig& c) {
+  check_one_of("strategy", c.strategy, {"single", "allreduce", "ps", "pipeline", "hybrid"});
+  check_one_of("optimizer", c.optimizer, {"sgd", "adam"});
+  check_one_of("progress", c.progress, {"auto", "bar", "lines", "off"});
+  LOOM_CHECK(c.nproc >= 1, ConfigError, "--nproc must be at least 1, got {}", c.nproc);
+  LOOM_CHECK(c.epochs >= 1, ConfigError, "--epochs must be at least 1, got {}", c.epochs);
+  LOOM_CHECK(c.steps >= 0, ConfigError, "--steps must not be negative, got {}", c.steps);
+  LOOM_CHECK(c.batch_size >= 1, ConfigError, "--batch-size must be at least 1, got {}", c.batch_size);
+  LOOM_CHECK(c.lr > 0, ConfigError, "--lr must be positive, got {}", c.lr);
+  LOOM_CHECK(c.momentum >= 0 && c.momentum < 1, ConfigError, "--momentum must be in [0, 1), got {}", c.momentum);
+  LOOM_CHECK(c.weight_decay >= 0, ConfigError, "--weight-decay must not be negative, got {}", c.weight_decay);
+  LOOM_CHECK(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1, ConfigError,
+             "--beta1 and --beta2 must be in [0, 1)");
+  LOOM_CHECK(c.threads >= 1, ConfigError, "--threads must be at least 1, got {}", c.threads);
+  LOOM_CHECK(c.timeout > 0, ConfigError, "--timeout must be positive, got {}", c.timeout);
+  LOOM_CHECK(c.log_every >= 1, ConfigError, "--log-every must be at least 1, got {}", c.log_every);
+  LOOM_CHECK(c.eval_batch_size >= 1, ConfigError, "--eval-batch-size must be at least 1, got {}", c.eval_batch_size);
+  LOOM_CHECK(c.synthetic_samples >= 1, ConfigError, "--synthetic-samples must be at least 1, got {}",
+             c.synthetic_samples);
+  LOOM_CHECK(c.seed >= 0, ConfigError, "--seed must not be negative, got {}", c.seed);
+}
+
+}  // namespace loom::train

@@ -1,0 +1,214 @@
+#include "loom/train/trainer.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+
+#include "loom/comm/context.h"
+#include "loom/core/error.h"
+#include "loom/core/log.h"
+#include "loom/data/permutation.h"
+#include "loom/data/registry.h"
+#include "loom/models/registry.h"
+#include "loom/train/evaluate.h"
+#include "loom/train/model_io.h"
+#include "loom/train/progress.h"
+#include "loom/train/strategy.h"
+#include "loom/train/tracer.h"
+
+namespace loom::train {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+void set_threads(int threads) {
+  at::set_num_threads(threads);
+  try {
+    at::set_num_interop_threads(1);  // inter-op parallelism is unused by training steps
+  } catch (const std::exception&) {
+    // Already set (e.g. a second Trainer in one process); harmless.
+  }
+}
+
+data::DataOptions data_options(const TrainConfig& c) {
+  data::DataOptions d;
+  d.name = c.data;
+  d.dir = c.data_dir;
+  d.synthetic.num_samples = c.synthetic_samples;
+  d.synthetic.seed = static_cast<uint64_t>(c.seed);
+  return d;
+}
+
+OptimizerOptions optimizer_options(const TrainConfig& c) {
+  OptimizerOptions o;
+  o.name = c.optimizer;
+  o.lr = c.lr;
+  o.momentum = c.momentum;
+  o.weight_decay = c.weight_decay;
+  o.beta1 = c.beta1;
+  o.beta2 = c.beta2;
+  o.eps = c.eps;
+  return o;
+}
+
+// This data rank's part of a global batch: contiguous, equal parts (strided scheme).
+at::Tensor local_part(const at::Tensor& global, const DataSlot& slot) {
+  const int64_t b = global.size(0);
+  const int64_t per = b / slot.world_size;
+  return global.narrow(0, slot.rank * per, per);
+}
+
+}  // namespace
+
+Trainer::Trainer(TrainConfig config, std::shared_ptr<comm::Context> context)
+    : config_(std::move(config)), context_(std::move(context)) {
+  validate(config_);
+}
+
+Summary Trainer::run() {
+  const auto wall_start = Clock::now();
+  const TrainConfig& c = config_;
+  const int rank = context_ ? context_->rank() : 0;
+  const int world = context_ ? context_->world_size() : 1;
+  set_threads(c.threads);
+
+  auto strategy = make_strategy(c.strategy);
+  LOOM_CHECK(c.strategy != "single" || world == 1, ConfigError,
+             "--strategy single runs one process, but this job has {} (use --nproc 1)", world);
+
+  // Data: every data rank holds the training set in memory; rank 0 also the test set.
+  const auto dopts = data_options(c);
+  const data::Dataset train_set = data::load_dataset(dopts, data::Split::train);
+  const data::Dataset test_set = (rank == 0 && c.eval) ? data::load_dataset(dopts, data::Split::test) : data::Dataset{};
+
+  models::ModelOptions mopts;
+  mopts.sample_shape = train_set.sample_shape;
+  mopts.num_classes = train_set.num_classes;
+  mopts.seed = static_cast<uint64_t>(c.seed);
+  mopts.width = c.width;
+  mopts.depth = c.depth;
+  torch::nn::Sequential model = models::make_model(c.model, mopts);
+  if (!c.init.empty()) {
+    load_state_dict(*model, load_model_file(c.init), c.init);
+    log::info("initialised the model from {}", c.init);
+  }
+
+  Tracer tracer(rank, !c.trace.empty());
+  StrategySetup setup;
+  setup.model = model;
+  setup.optimizer = optimizer_options(c);
+  setup.context = context_;
+  setup.tracer = &tracer;
+  setup.config = &c;
+  strategy->setup(setup);
+  const DataSlot slot = strategy->data_slot();
+
+  const int64_t n = train_set.size();
+  const int64_t batch = c.batch_size;
+  LOOM_CHECK(batch <= n, ConfigError, "--batch-size {} is larger than the training set ({} samples)", batch, n);
+  LOOM_CHECK(batch >= slot.world_size, ConfigError, "--batch-size {} is smaller than the {} data-parallel workers",
+             batch, slot.world_size);
+  LOOM_CHECK(batch % slot.world_size == 0, ConfigError,
+             "--batch-size {} does not divide evenly among {} data-parallel workers", batch, slot.world_size);
+  const int64_t steps_per_epoch = n / batch;  // the last partial batch of an epoch is dropped
+  const int64_t total_steps = c.steps > 0 ? c.steps : c.epochs * steps_per_epoch;
+  const int64_t epochs = (total_steps + steps_per_epoch - 1) / steps_per_epoch;
+
+  const bool leader = rank == 0;
+  MetricsWriter metrics(leader ? c.metrics : "");
+  Progress progress(leader ? c.progress : "off", total_steps, steps_per_epoch, epochs, c.log_every);
+  if (leader) {
+    log::info("training {} on {} ({} samples) with --strategy {}: {} process(es), global batch {}, {} steps/epoch, "
+              "{} step(s), {} thread(s) each",
+              c.model, c.data, n, c.strategy, world, batch, steps_per_epoch, total_steps, c.threads);
+  }
+
+  Summary summary;
+  summary.strategy = c.strategy;
+  summary.world_size = world;
+  summary.model = c.model;
+  summary.data = c.data;
+  summary.batch_size = batch;
+  summary.threads = c.threads;
+  summary.epochs = epochs;
+
+  double train_s = 0, window_loss = 0, window_s = 0;
+  int64_t window_steps = 0, samples = 0;
+  double last_window_loss = std::nan("");
+  at::Tensor permutation;
+  auto evaluate_now = [&](torch::nn::Sequential& full, int64_t epoch, int64_t step) {
+    if (!leader || !c.eval) return;
+    const auto r = evaluate(full, test_set, c.eval_batch_size);
+    summary.test_loss = r.loss;
+    summary.test_accuracy = r.accuracy;
+    metrics.write(EvalRecord{epoch, step, r.loss, r.accuracy});
+    progress.message(fmt::format("epoch {} test accuracy {:.4f} test loss {:.4f}", epoch + 1, r.accuracy, r.loss));
+  };
+
+  for (int64_t t = 0; t < total_steps; ++t) {
+    const int64_t epoch = t / steps_per_epoch;
+    const int64_t in_epoch = t % steps_per_epoch;
+    if (in_epoch == 0) {
+      const auto perm = data::epoch_permutation(n, static_cast<uint64_t>(c.seed), epoch);
+      permutation = torch::tensor(perm, torch::kInt64);
+    }
+    const auto step_start = Clock::now();
+    StepOutput out;
+    if (slot.reads_data) {
+      const at::Tensor global = permutation.narrow(0, in_epoch * batch, batch);
+      const data::Batch local = data::gather(train_set, local_part(global, slot));
+      out = strategy->step(local, StepInfo{t, epoch, batch});
+    }
+    const double step_s = seconds_since(step_start);
+    train_s += step_s;
+    window_s += step_s;
+    samples += batch;
+    window_loss += out.loss;
+    ++window_steps;
+    if (!std::isfinite(out.loss) && slot.reads_data) {
+      LOOM_THROW(TrainingError, "the training loss became {} at step {} (epoch {}); lower --lr or check the data",
+                 out.loss, t + 1, epoch + 1);
+    }
+    const bool last = t + 1 == total_steps;
+    if ((t + 1) % c.log_every == 0 || last) {
+      last_window_loss = window_loss / window_steps;
+      const double sps = window_s > 0 ? window_steps * batch / window_s : 0;
+      metrics.write(StepRecord{t + 1, epoch, last_window_loss, sps, c.lr, 1e3 * window_s / window_steps});
+      window_loss = window_s = 0;
+      window_steps = 0;
+    }
+    progress.update(t + 1, epoch, out.loss, train_s > 0 ? samples / train_s : 0);
+    if (in_epoch + 1 == steps_per_epoch && !last && c.eval && c.steps == 0) {
+      torch::nn::Sequential full = strategy->final_model();  // collective
+      evaluate_now(full, epoch, t + 1);
+    }
+  }
+  progress.finish();
+
+  summary.steps = total_steps;
+  summary.samples = samples;
+  summary.train_s = train_s;
+  summary.samples_per_s = train_s > 0 ? samples / train_s : 0;
+  summary.final_train_loss = last_window_loss;
+  torch::nn::Sequential full = strategy->final_model();  // collective; whole model on rank 0
+  evaluate_now(full, epochs - 1, total_steps);
+  if (leader && !c.save.empty()) {
+    save_model_file(c.save, state_dict(*full));
+    log::info("saved the model to {}", c.save);
+  }
+  strategy->finish();
+  if (tracer.enabled()) Tracer::write_file(c.trace, {tracer.events_json()});
+  summary.wall_s = seconds_since(wall_start);
+  if (leader) {
+    metrics.finish(summary);
+    log::info("done: {} steps, {:.0f} samples/s, final train loss {:.4f}{}", summary.steps, summary.samples_per_s,
+              summary.final_train_loss,
+              summary.test_accuracy >= 0 ? fmt::format(", test accuracy {:.4f}", summary.test_accuracy) : "");
+  }
+  return summary;
+}
+
+}  // namespace loom::train

@@ -1,0 +1,45 @@
+// loom: distributed training for the PyTorch C++ frontend.
+//   loom train [--config FILE.toml] [flags]
+//   loom run --nproc N [...] -- CMD ARGS...
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+#include <vector>
+#include <string>
+
+#include "loom/core/error.h"
+#include "loom/core/log.h"
+#include "loom/core/process.h"
+#include "commands.h"
+
+int main(int argc, char** argv) {
+  loom::init_process();
+  CLI::App app{"loom: distributed training for the PyTorch C++ frontend (libtorch)", "loom"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "loom 0.1.0");
+  const std::vector<std::string> args(argv, argv + argc);
+  const std::vector<loom::cli::Command> commands = {
+      loom::cli::add_train_command(app, args),
+      loom::cli::add_run_command(app),
+  };
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version print and exit 0; a bad flag gets CLI11's one-line message.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    loom::log::error_line(fmt::format("config error: {}", e.what()));
+    return 2;
+  }
+  try {
+    for (const auto& command : commands) {
+      if (command.app->parsed()) return command.run();
+    }
+    return 2;
+  } catch (const loom::Error& e) {
+    loom::log::error_line(fmt::format("{}: {}", e.kind(), e.what()), e.location());
+    return 1;
+  } catch (const std::exception& e) {
+    loom::log::error_line(fmt::format("error: {}", e.what()));
+    return 1;
+  }
+}
