@@ -21,5 +21,6 @@ struct Command {
 // to spawn --nproc workers).
 Command add_train_command(CLI::App& app, const std::vector<std::string>& argv);
 Command add_run_command(CLI::App& app);
+Command add_partition_command(CLI::App& app);
 
 }  // namespace loom::cli

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   const std::vector<loom::cli::Command> commands = {
       loom::cli::add_train_command(app, args),
       loom::cli::add_run_command(app),
+      loom::cli::add_partition_command(app),
   };
   try {
     app.parse(argc, argv);

@@ -27,6 +27,10 @@ struct TrainConfig {
   int64_t epochs = 1;
   int64_t steps = 0;  // > 0: run exactly this many steps instead of --epochs
   int64_t batch_size = 64;  // GLOBAL batch per step, all workers together
+  // data partitioning among data-parallel workers (data/partitioner.h)
+  std::string partition = "strided";  // strided | random | proportional
+  std::string shard_weights;          // proportional: "3,1,1" or "auto"; empty = equal
+  bool drop_last = true;
   // optimizer
   std::string optimizer = "sgd";
   double lr = 0.01;

@@ -2,6 +2,7 @@
 
 #include "loom/core/error.h"
 #include "loom/core/options.h"
+#include "loom/data/partitioner.h"
 
 namespace loom::train {
 
@@ -17,6 +18,10 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
   t.add("epochs", &c.epochs, "passes over the training set");
   t.add("steps", &c.steps, "run exactly this many steps instead of --epochs (0: use --epochs)");
   t.add("batch-size", &c.batch_size, "GLOBAL batch per step, all workers together");
+  t.add("partition", &c.partition, "how samples are divided among workers: strided | random | proportional");
+  t.add("shard-weights", &c.shard_weights,
+        "proportional: each worker's share of every global batch, e.g. 3,1,1, or auto (measured)");
+  t.add("drop-last", &c.drop_last, "skip the samples that do not fill a whole step (random scheme)");
   t.add("optimizer", &c.optimizer, "sgd | adam");
   t.add("lr", &c.lr, "learning rate");
   t.add("momentum", &c.momentum, "SGD momentum");
@@ -53,6 +58,10 @@ void check_one_of(const std::string& flag, const std::string& value, std::initia
 void validate(const TrainConfig& c) {
   check_one_of("strategy", c.strategy, {"single", "allreduce", "ps", "pipeline", "hybrid"});
   check_one_of("optimizer", c.optimizer, {"sgd", "adam"});
+  check_one_of("partition", c.partition, {"strided", "random", "proportional"});
+  LOOM_CHECK(c.shard_weights.empty() || c.partition == "proportional", ConfigError,
+             "--shard-weights applies to --partition proportional, not {}", c.partition);
+  if (c.shard_weights != "auto") data::parse_weights(c.shard_weights);  // throws on malformed weights
   check_one_of("progress", c.progress, {"auto", "bar", "lines", "off"});
   LOOM_CHECK(c.nproc >= 1, ConfigError, "--nproc must be at least 1, got {}", c.nproc);
   LOOM_CHECK(c.epochs >= 1, ConfigError, "--epochs must be at least 1, got {}", c.epochs);

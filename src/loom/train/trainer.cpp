@@ -3,11 +3,12 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <numeric>
 
 #include "loom/comm/context.h"
 #include "loom/core/error.h"
 #include "loom/core/log.h"
-#include "loom/data/permutation.h"
+#include "loom/data/partitioner.h"
 #include "loom/data/registry.h"
 #include "loom/models/registry.h"
 #include "loom/train/evaluate.h"
@@ -54,11 +55,17 @@ OptimizerOptions optimizer_options(const TrainConfig& c) {
   return o;
 }
 
-// This data rank's part of a global batch: contiguous, equal parts (strided scheme).
-at::Tensor local_part(const at::Tensor& global, const DataSlot& slot) {
-  const int64_t b = global.size(0);
-  const int64_t per = b / slot.world_size;
-  return global.narrow(0, slot.rank * per, per);
+data::PartitionOptions partition_options(const TrainConfig& c, const DataSlot& slot, int64_t num_samples) {
+  data::PartitionOptions p;
+  p.scheme = c.partition;
+  p.world_size = slot.world_size;
+  p.num_samples = num_samples;
+  p.batch_size = c.batch_size;
+  p.seed = static_cast<uint64_t>(c.seed);
+  p.drop_last = c.drop_last;
+  // "auto" starts from equal weights; the data-parallel strategy re-weights from measurements.
+  if (c.shard_weights != "auto") p.weights = data::parse_weights(c.shard_weights);
+  return p;
 }
 
 }  // namespace
@@ -108,12 +115,8 @@ Summary Trainer::run() {
 
   const int64_t n = train_set.size();
   const int64_t batch = c.batch_size;
-  LOOM_CHECK(batch <= n, ConfigError, "--batch-size {} is larger than the training set ({} samples)", batch, n);
-  LOOM_CHECK(batch >= slot.world_size, ConfigError, "--batch-size {} is smaller than the {} data-parallel workers",
-             batch, slot.world_size);
-  LOOM_CHECK(batch % slot.world_size == 0, ConfigError,
-             "--batch-size {} does not divide evenly among {} data-parallel workers", batch, slot.world_size);
-  const int64_t steps_per_epoch = n / batch;  // the last partial batch of an epoch is dropped
+  auto partitioner = data::make_partitioner(partition_options(c, slot, n));
+  const int64_t steps_per_epoch = partitioner->steps_per_epoch();
   const int64_t total_steps = c.steps > 0 ? c.steps : c.epochs * steps_per_epoch;
   const int64_t epochs = (total_steps + steps_per_epoch - 1) / steps_per_epoch;
 
@@ -135,10 +138,9 @@ Summary Trainer::run() {
   summary.threads = c.threads;
   summary.epochs = epochs;
 
-  double train_s = 0, window_loss = 0, window_s = 0;
+  double train_s = 0, window_loss = 0, window_s = 0, window_samples = 0;
   int64_t window_steps = 0, samples = 0;
   double last_window_loss = std::nan("");
-  at::Tensor permutation;
   auto evaluate_now = [&](torch::nn::Sequential& full, int64_t epoch, int64_t step) {
     if (!leader || !c.eval) return;
     const auto r = evaluate(full, test_set, c.eval_batch_size);
@@ -151,22 +153,21 @@ Summary Trainer::run() {
   for (int64_t t = 0; t < total_steps; ++t) {
     const int64_t epoch = t / steps_per_epoch;
     const int64_t in_epoch = t % steps_per_epoch;
-    if (in_epoch == 0) {
-      const auto perm = data::epoch_permutation(n, static_cast<uint64_t>(c.seed), epoch);
-      permutation = torch::tensor(perm, torch::kInt64);
-    }
     const auto step_start = Clock::now();
     StepOutput out;
+    const auto sizes = partitioner->part_sizes(epoch, in_epoch);
+    const int64_t global_batch = std::accumulate(sizes.begin(), sizes.end(), int64_t{0});
     if (slot.reads_data) {
-      const at::Tensor global = permutation.narrow(0, in_epoch * batch, batch);
-      const data::Batch local = data::gather(train_set, local_part(global, slot));
-      out = strategy->step(local, StepInfo{t, epoch, batch});
+      const data::Batch local = data::gather(train_set, partitioner->indices(slot.rank, epoch, in_epoch));
+      const double share = static_cast<double>(sizes[slot.rank]) / global_batch;
+      out = strategy->step(local, StepInfo{t, epoch, global_batch, share});
     }
     const double step_s = seconds_since(step_start);
     train_s += step_s;
     window_s += step_s;
-    samples += batch;
+    samples += global_batch;
     window_loss += out.loss;
+    window_samples += global_batch;
     ++window_steps;
     if (!std::isfinite(out.loss) && slot.reads_data) {
       LOOM_THROW(TrainingError, "the training loss became {} at step {} (epoch {}); lower --lr or check the data",
@@ -175,9 +176,9 @@ Summary Trainer::run() {
     const bool last = t + 1 == total_steps;
     if ((t + 1) % c.log_every == 0 || last) {
       last_window_loss = window_loss / window_steps;
-      const double sps = window_s > 0 ? window_steps * batch / window_s : 0;
+      const double sps = window_s > 0 ? window_samples / window_s : 0;
       metrics.write(StepRecord{t + 1, epoch, last_window_loss, sps, c.lr, 1e3 * window_s / window_steps});
-      window_loss = window_s = 0;
+      window_loss = window_s = window_samples = 0;
       window_steps = 0;
     }
     progress.update(t + 1, epoch, out.loss, train_s > 0 ? samples / train_s : 0);

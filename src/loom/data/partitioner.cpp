@@ -1,0 +1,62 @@
+#include "loom/data/partitioner.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "loom/core/error.h"
+#include "loom/data/partitioners/proportional_partitioner.h"
+#include "loom/data/partitioners/random_partitioner.h"
+#include "loom/data/partitioners/strided_partitioner.h"
+
+namespace loom::data {
+
+void Partitioner::set_weights(const std::vector<double>&) {
+  LOOM_THROW(ConfigError, "--shard-weights: the {} scheme has no weights (use --partition proportional)",
+             options_.scheme);
+}
+
+void Partitioner::check_position(int rank, int64_t epoch, int64_t step) const {
+  LOOM_CHECK(rank >= 0 && rank < options_.world_size, ConfigError, "partition: rank {} is outside 0..{}", rank,
+             options_.world_size - 1);
+  LOOM_CHECK(epoch >= 0, ConfigError, "partition: epoch must not be negative, got {}", epoch);
+  LOOM_CHECK(step >= 0 && step < steps_per_epoch(), ConfigError, "partition: step {} is outside 0..{}", step,
+             steps_per_epoch() - 1);
+}
+
+std::vector<double> parse_weights(const std::string& text) {
+  std::vector<double> out;
+  if (text.empty()) return out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    double w = 0;
+    try {
+      w = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    LOOM_CHECK(used > 0 && used == item.size() && std::isfinite(w), ConfigError,
+               "--shard-weights: '{}' is not a number (expected e.g. 3,1,1 or auto)", item);
+    LOOM_CHECK(w >= 0, ConfigError, "--shard-weights: weights must not be negative, got {}", w);
+    out.push_back(w);
+  }
+  LOOM_CHECK(!text.empty() && text.back() != ',', ConfigError, "--shard-weights: '{}' ends with a comma", text);
+  return out;
+}
+
+std::unique_ptr<Partitioner> make_partitioner(const PartitionOptions& o) {
+  LOOM_CHECK(o.world_size >= 1, ConfigError, "partition: world size must be at least 1, got {}", o.world_size);
+  LOOM_CHECK(o.num_samples >= 1, ConfigError, "partition: the training set is empty");
+  LOOM_CHECK(o.batch_size >= 1, ConfigError, "--batch-size must be at least 1, got {}", o.batch_size);
+  LOOM_CHECK(o.batch_size <= o.num_samples, ConfigError, "--batch-size {} is larger than the training set ({} samples)",
+             o.batch_size, o.num_samples);
+  LOOM_CHECK(o.weights.empty() || o.scheme == "proportional", ConfigError,
+             "--shard-weights applies to --partition proportional, not {}", o.scheme);
+  if (o.scheme == "strided") return std::make_unique<StridedPartitioner>(o);
+  if (o.scheme == "random") return std::make_unique<RandomPartitioner>(o);
+  if (o.scheme == "proportional") return std::make_unique<ProportionalPartitioner>(o);
+  LOOM_THROW(ConfigError, "--partition: unknown scheme '{}' (expected strided, random or proportional)", o.scheme);
+}
+
+}  // namespace loom::data
