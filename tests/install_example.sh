@@ -16,4 +16,4 @@ cmake -S "$src/examples/custom_loop" -B "$work/build" -G Ninja -DCMAKE_PREFIX_PA
   -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" > "$work/configure.log" || { cat "$work/configure.log"; exit 1; }
 cmake --build "$work/build" > "$work/build.log" || { cat "$work/build.log"; exit 1; }
 "$work/build/custom_loop" "$work/model.pt"
-/usr/bin/python3 -c "import sys, torch; d = torch.load(sys.argv[1]); assert '0.weight' in d, d.keys(); print('installed example OK:', len(d), 'tensors')" "$work/model.pt"
+/usr/bin/python3 -c "import sys, torch; d = torch.load(sys.argv[1]); assert '1.weight' in d, d.keys(); print('installed example OK:', len(d), 'tensors')" "$work/model.pt"

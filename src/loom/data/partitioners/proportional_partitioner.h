@@ -10,7 +10,7 @@ class ProportionalPartitioner : public StridedPartitioner {
  public:
   explicit ProportionalPartitioner(PartitionOptions options);
   std::vector<int64_t> indices(int rank, int64_t epoch, int64_t step) override;
-  std::vector<int64_t> part_sizes(int64_t epoch, int64_t step) override { return sizes_; }
+  std::vector<int64_t> part_sizes(int64_t /*epoch*/, int64_t /*step*/) override { return sizes_; }
   void set_weights(const std::vector<double>& weights) override;
 
  private:

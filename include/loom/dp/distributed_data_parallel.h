@@ -1,0 +1,119 @@
+// DistributedDataParallel: data parallelism for any torch::nn::Module, the C++
+// counterpart of torch.nn.parallel.DistributedDataParallel.
+//
+//   loom::dp::DistributedDataParallel ddp(model.ptr(), ctx->world(), {});
+//   for (...) {
+//     optimizer.zero_grad();
+//     ddp.set_weight(double(local_samples) / global_samples);   // default 1 / world size
+//     auto loss = loss_fn(model->forward(local_x), local_y);     // mean over local samples
+//     loss.backward();            // buckets are allreduced while backward runs
+//     ddp.finish();               // waits; param.grad now holds the global-batch gradient
+//     optimizer.step();
+//   }
+//
+// Construction is collective: it checks that every rank has the same parameters and
+// buffers (names, dtypes, shapes; ModelError naming the first difference otherwise) and
+// then broadcasts them from group rank 0. Gradients: see reducer.h. Forward is the
+// module's own (C++ modules have no common forward signature); call it directly.
+//
+// Ownership: shares the module; the Group must outlive this object. Not copyable.
+// Thread-safety: one training thread; hooks run inside its backward.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "loom/dp/bucket_plan.h"
+#include "loom/dp/grad_compression.h"
+
+namespace loom::comm {
+class Group;
+}
+namespace loom::train {
+class Tracer;
+}
+
+namespace loom::dp {
+
+class Reducer;
+
+struct DdpOptions {
+  double bucket_cap_mb = 25;   // MiB per bucket
+  double first_bucket_mb = 1;  // MiB for bucket 0 (the first to be reduced)
+  // Parameters without a gradient in a step count as zero gradients. When false, a
+  // missing gradient makes finish() throw a ModelError naming the parameters.
+  bool find_unused_parameters = false;
+  Compression compression = Compression::none;  // bf16: ConfigError with Gloo (1.13)
+  train::Tracer* tracer = nullptr;              // optional: "allreduce bucket N" spans
+};
+
+class DistributedDataParallel {
+ public:
+  DistributedDataParallel(std::shared_ptr<torch::nn::Module> module, comm::Group& group, DdpOptions options = {});
+  template <typename M>
+  DistributedDataParallel(const torch::nn::ModuleHolder<M>& module, comm::Group& group, DdpOptions options = {})
+      : DistributedDataParallel(std::static_pointer_cast<torch::nn::Module>(module.ptr()), group, options) {}
+  ~DistributedDataParallel();
+  DistributedDataParallel(const DistributedDataParallel&) = delete;
+  DistributedDataParallel& operator=(const DistributedDataParallel&) = delete;
+
+  torch::nn::Module& module() { return *module_; }
+  const std::shared_ptr<torch::nn::Module>& module_ptr() const { return module_; }
+  comm::Group& group() { return group_; }
+  const DdpOptions& options() const { return options_; }
+
+  // This rank's share of the global batch (local_samples / global_samples) for the next
+  // synchronised backward; finite and >= 0; stays until changed. Default 1 / world size.
+  void set_weight(double share);
+  double weight() const;
+
+  // Gradient accumulation: while sync is off, backward does not communicate and
+  // gradients accumulate in param.grad; the next synchronised backward + finish()
+  // reduces the accumulated gradients.
+  void set_sync(bool sync);
+  bool sync() const;
+
+  class NoSyncGuard {
+   public:
+    explicit NoSyncGuard(DistributedDataParallel& ddp);
+    ~NoSyncGuard();
+    NoSyncGuard(const NoSyncGuard&) = delete;
+    NoSyncGuard& operator=(const NoSyncGuard&) = delete;
+
+   private:
+    DistributedDataParallel& ddp_;
+    bool previous_;
+  };
+  // { auto guard = ddp.no_sync(); loss1.backward(); }  loss2.backward(); ddp.finish();
+  NoSyncGuard no_sync() { return NoSyncGuard(*this); }
+
+  // Collective, after every synchronised backward and before optimizer.step(): waits for
+  // all buckets and writes the reduced gradients into param.grad. Bounded by the group's
+  // timeout. ModelError (on every rank) for a parameter without a gradient when
+  // find_unused_parameters is false. A no-op while sync is off.
+  void finish();
+
+  // Collective: copies the module's buffers (e.g. BatchNorm statistics) from `root`.
+  void broadcast_buffers(int root = 0);
+
+  // Inspection: the current bucket plan (parameter indices refer to parameter_names()),
+  // and whether it has been rebuilt from the observed gradient order (after the first
+  // synchronised step).
+  const BucketPlan& bucket_plan() const;
+  bool buckets_rebuilt() const;
+  const std::vector<std::string>& parameter_names() const { return names_; }
+  std::string describe_buckets() const;
+
+ private:
+  std::shared_ptr<torch::nn::Module> module_;
+  comm::Group& group_;
+  DdpOptions options_;
+  std::vector<std::string> names_;  // trainable parameters, registration order
+  std::unique_ptr<Reducer> reducer_;
+};
+
+}  // namespace loom::dp

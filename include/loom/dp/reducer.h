@@ -1,0 +1,133 @@
+// Reducer: the gradient engine under DistributedDataParallel. It hooks every trainable
+// parameter's gradient accumulator, packs gradients into flat buckets as backward
+// produces them and allreduces each bucket asynchronously as soon as it is complete.
+//
+// Note [bucket launch order]
+// Bucket i is launched only after buckets 0..i-1 have been launched, on every rank, so
+// every rank issues the same allreduces in the same order whatever order its gradients
+// arrive in. finish() marks the gradients that never arrived (unused parameters) as
+// ready, with zeros or the gradient already in param.grad, so the remaining buckets are
+// launched in that same order; nothing is ever skipped. A trailer at the end of the last
+// bucket carries one count per parameter ("this rank produced its gradient"), so after
+// the last allreduce every rank knows, without another collective, whether any rank
+// missed a gradient, and all ranks throw the same ModelError together instead of some
+// of them waiting for a collective that never comes.
+//
+// Note [bucket rebuild]
+// Buckets start in reverse registration order. At the end of the first synchronised
+// step, rank 0 broadcasts the order in which its gradients actually arrived and every
+// rank rebuilds its plan from that order (one broadcast, once), so the plans stay
+// identical across ranks.
+//
+// Weighting: each gradient is multiplied by this rank's weight (its share of the global
+// batch) when copied into its bucket, and buckets are SUM-reduced.
+//
+// Thread-safety: hooks run on the autograd thread; set_weight/set_sync/finish may be
+// called from the training thread between backward passes. State is guarded by one
+// mutex. Ownership: holds the parameters' gradient accumulators (so the hooks stay
+// installed) and removes its hooks on destruction; the Group must outlive it.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "loom/comm/work.h"
+#include "loom/dp/bucket_plan.h"
+#include "loom/dp/grad_compression.h"
+
+namespace torch::autograd {
+struct Node;
+}
+namespace loom::comm {
+class Group;
+}
+namespace loom::train {
+class Tracer;
+}
+
+namespace loom::dp {
+
+struct ReducerOptions {
+  BucketCaps caps;
+  bool find_unused_parameters = false;
+  Compression compression = Compression::none;
+  train::Tracer* tracer = nullptr;  // optional; spans "allreduce bucket N" on lane 1
+};
+
+class Reducer {
+ public:
+  // `params` are leaf tensors that require grad; `names` name them in errors.
+  Reducer(std::vector<std::string> names, std::vector<at::Tensor> params, comm::Group& group,
+          ReducerOptions options);
+  ~Reducer();
+  Reducer(const Reducer&) = delete;
+  Reducer& operator=(const Reducer&) = delete;
+
+  // This rank's weight for the next synchronised backward (finite, >= 0). A rank with
+  // weight 0 contributes nothing and may call finish() without a backward.
+  void set_weight(double weight);
+  double weight() const;
+
+  // When false, hooks do nothing and gradients accumulate locally in param.grad; the next
+  // synchronised backward reduces the accumulated gradients.
+  void set_sync(bool sync);
+  bool sync() const;
+
+  // Collective. Launches any bucket still waiting (see Note [bucket launch order]),
+  // waits for all, writes the reduced gradients into param.grad. Throws ModelError (on
+  // every rank) if some rank missed a gradient and find_unused_parameters is false, and
+  // CommError / TimeoutError from the allreduces. A no-op while sync() is false.
+  void finish();
+
+  const BucketPlan& plan() const;
+  const std::vector<ParamInfo>& params() const { return info_; }
+  bool rebuilt() const;
+  int64_t synced_steps() const;
+
+ private:
+  struct BucketState;
+  class Hook;
+
+  void on_grad_ready(size_t index);
+  void mark_ready(size_t index, bool fired);
+  void launch_ready();
+  void launch(size_t bucket);
+  void poll_completed();
+  void build(const std::vector<size_t>& order);
+  void reset_step();
+  void rebuild_from_rank0(const std::vector<size_t>& local_order);
+  void copy_back(const std::vector<int64_t>& counts);
+  std::vector<int64_t> read_trailer();
+  [[noreturn]] void throw_missing(const std::vector<int64_t>& counts);
+
+  std::vector<std::string> names_;
+  std::vector<at::Tensor> params_;
+  std::vector<ParamInfo> info_;
+  comm::Group& group_;
+  ReducerOptions options_;
+
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
+  std::vector<uintptr_t> hook_keys_;
+
+  mutable std::mutex mutex_;
+  double weight_;
+  bool sync_ = true;
+  bool rebuilt_ = false;
+  int64_t synced_steps_ = 0;
+  BucketPlan plan_;
+  std::vector<BucketState> buckets_;
+
+  // Per step.
+  std::vector<uint8_t> ready_, fired_, contributed_;
+  std::vector<size_t> arrival_;
+  size_t next_launch_ = 0;
+  std::exception_ptr error_;
+};
+
+}  // namespace loom::dp

@@ -1,0 +1,339 @@
+#include "loom/dp/reducer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include <cmath>
+
+#include "loom/comm/group.h"
+#include "loom/core/error.h"
+#include "loom/train/tracer.h"
+
+namespace loom::dp {
+
+struct Reducer::BucketState {
+  at::Tensor flat;  // gradients (+ the trailer in the last bucket), in the parameters' dtype
+  at::Tensor wire;  // what the allreduce reduces: `flat` itself or its 16-bit copy
+  std::vector<at::Tensor> io;
+  comm::Work work;
+  size_t pending = 0;  // gradients not yet ready in this step
+  bool launched = false;
+  int64_t launch_us = 0;
+  int64_t done_us = 0;
+};
+
+// Runs after the parameter's AccumulateGrad node has written param.grad.
+class Reducer::Hook : public torch::autograd::FunctionPostHook {
+ public:
+  Hook(Reducer* reducer, size_t index) : reducer_(reducer), index_(index) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list& /*inputs*/) override {
+    reducer_->on_grad_ready(index_);
+    return outputs;
+  }
+
+ private:
+  Reducer* reducer_;
+  size_t index_;
+};
+
+Reducer::Reducer(std::vector<std::string> names, std::vector<at::Tensor> params, comm::Group& group,
+                 ReducerOptions options)
+    : names_(std::move(names)),
+      params_(std::move(params)),
+      group_(group),
+      options_(options),
+      weight_(1.0 / group.size()) {
+  LOOM_CHECK(names_.size() == params_.size(), ConfigError, "reducer: {} names for {} parameters", names_.size(),
+             params_.size());
+  check_supported(options_.compression);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const at::Tensor& p = params_[i];
+    LOOM_CHECK(p.defined() && p.requires_grad() && p.is_leaf(), ConfigError,
+               "parameter '{}' is not a leaf tensor that requires grad", names_[i]);
+    LOOM_CHECK(p.layout() == at::kStrided && at::isFloatingType(p.scalar_type()), ConfigError,
+               "parameter '{}' must be a dense floating-point tensor", names_[i]);
+    info_.push_back(ParamInfo{names_[i], p.numel(), p.scalar_type()});
+  }
+  build(reverse_order(params_.size()));
+  // Hooks last: from here on, backward calls into this object.
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto acc = torch::autograd::impl::grad_accumulator(params_[i]);
+    LOOM_CHECK(acc != nullptr, ConfigError, "parameter '{}' has no gradient accumulator", names_[i]);
+    hook_keys_.push_back(acc->add_post_hook(std::make_unique<Hook>(this, i)));
+    accumulators_.push_back(std::move(acc));
+  }
+}
+
+Reducer::~Reducer() {
+  // In-flight allreduces (only after a failed step) keep their tensors alive themselves.
+  for (size_t i = 0; i < accumulators_.size(); ++i) accumulators_[i]->del_post_hook(hook_keys_[i]);
+}
+
+void Reducer::set_weight(double weight) {
+  LOOM_CHECK(std::isfinite(weight) && weight >= 0, ConfigError,
+             "gradient weight (this rank's share of the batch) must be finite and >= 0, got {}", weight);
+  std::lock_guard<std::mutex> lock(mutex_);
+  weight_ = weight;
+}
+
+double Reducer::weight() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return weight_;
+}
+
+void Reducer::set_sync(bool sync) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  sync_ = sync;
+}
+
+bool Reducer::sync() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return sync_;
+}
+
+const BucketPlan& Reducer::plan() const { return plan_; }
+
+bool Reducer::rebuilt() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return rebuilt_;
+}
+
+int64_t Reducer::synced_steps() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return synced_steps_;
+}
+
+void Reducer::build(const std::vector<size_t>& order) {
+  plan_ = plan_buckets(info_, order, options_.caps);
+  buckets_.clear();
+  buckets_.resize(plan_.buckets.size());
+  for (size_t b = 0; b < plan_.buckets.size(); ++b) {
+    const Bucket& spec = plan_.buckets[b];
+    const bool last = b + 1 == plan_.buckets.size();
+    const int64_t trailer = last ? static_cast<int64_t>(params_.size()) : 0;
+    buckets_[b].flat = at::zeros({spec.numel + trailer}, params_[spec.params.front()].options().requires_grad(false));
+  }
+  ready_.assign(params_.size(), 0);
+  fired_.assign(params_.size(), 0);
+  contributed_.assign(params_.size(), 0);
+  reset_step();
+}
+
+void Reducer::reset_step() {
+  std::fill(ready_.begin(), ready_.end(), 0);
+  std::fill(fired_.begin(), fired_.end(), 0);
+  std::fill(contributed_.begin(), contributed_.end(), 0);
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    BucketState& s = buckets_[b];
+    s.pending = plan_.buckets[b].params.size();
+    s.launched = false;
+    s.work = comm::Work();
+    s.io.clear();
+    s.wire = at::Tensor();
+    s.launch_us = s.done_us = 0;
+  }
+  arrival_.clear();
+  next_launch_ = 0;
+  error_ = nullptr;
+}
+
+void Reducer::on_grad_ready(size_t index) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!sync_) return;
+  try {
+    if (ready_[index]) {
+      LOOM_THROW(ModelError,
+                 "parameter '{}' received its gradient twice in one step: call finish() after every synchronised "
+                 "backward, or accumulate under no_sync()",
+                 names_[index]);
+    }
+    arrival_.push_back(index);
+    mark_ready(index, /*fired=*/true);
+    launch_ready();
+    poll_completed();
+  } catch (...) {
+    // Never throw into the autograd engine; finish() rethrows after the collectives.
+    if (!error_) error_ = std::current_exception();
+  }
+}
+
+void Reducer::mark_ready(size_t index, bool fired) {
+  at::NoGradGuard no_grad;
+  const size_t b = plan_.bucket_of[index];
+  const Bucket& spec = plan_.buckets[b];
+  BucketState& s = buckets_[b];
+  at::Tensor slice = s.flat.narrow(0, spec.offsets[plan_.slot_of[index]], info_[index].numel);
+  const at::Tensor& grad = params_[index].grad();
+  ready_[index] = 1;
+  fired_[index] = fired ? 1 : 0;
+  --s.pending;
+  if (grad.defined()) {
+    LOOM_CHECK(grad.layout() == at::kStrided && grad.scalar_type() == info_[index].dtype &&
+                   grad.numel() == info_[index].numel,
+               ModelError, "gradient of parameter '{}' is sparse or has the wrong dtype or size", names_[index]);
+    contributed_[index] = 1;
+    if (weight_ == 0) {
+      slice.zero_();  // not 0 * grad: a NaN from an empty batch must not spread
+    } else {
+      at::mul_out(slice, grad.reshape({-1}), at::Scalar(weight_));
+    }
+  } else {
+    slice.zero_();
+  }
+}
+
+void Reducer::launch_ready() {
+  while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0) launch(next_launch_++);
+}
+
+void Reducer::launch(size_t b) {
+  at::NoGradGuard no_grad;
+  BucketState& s = buckets_[b];
+  const Bucket& spec = plan_.buckets[b];
+  if (b + 1 == buckets_.size()) {
+    // The trailer: per parameter, 1 if this rank produced its gradient (or, with
+    // find_unused_parameters, had any gradient for it). See Note [bucket launch order].
+    const auto& flags = options_.find_unused_parameters ? contributed_ : fired_;
+    std::vector<float> values(flags.begin(), flags.end());
+    s.flat.narrow(0, spec.numel, static_cast<int64_t>(values.size()))
+        .copy_(at::tensor(values, at::kFloat));
+  }
+  if (auto dtype = wire_dtype(options_.compression); dtype && s.flat.scalar_type() != *dtype) {
+    s.wire = s.flat.to(*dtype);
+  } else {
+    s.wire = s.flat;
+  }
+  s.io = {s.wire};
+  s.launched = true;
+  s.launch_us = train::Tracer::now_us();
+  s.work = group_.allreduce(s.io, comm::ReduceOp::sum);
+}
+
+void Reducer::poll_completed() {
+  if (!options_.tracer || !options_.tracer->enabled()) return;
+  for (size_t b = 0; b < next_launch_; ++b) {
+    if (buckets_[b].done_us == 0 && buckets_[b].work.completed()) buckets_[b].done_us = train::Tracer::now_us();
+  }
+}
+
+void Reducer::finish() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!sync_ || buckets_.empty()) return;
+  at::NoGradGuard no_grad;
+  // Gradients that never arrived: zeros, or what param.grad already holds (e.g. from
+  // no_sync steps). A rank with weight 0 counts them as produced: it contributes nothing.
+  try {
+    for (size_t b = next_launch_; b < buckets_.size(); ++b) {
+      for (size_t index : plan_.buckets[b].params) {
+        if (ready_[index]) continue;
+        arrival_.push_back(index);
+        mark_ready(index, /*fired=*/weight_ == 0);
+      }
+    }
+    launch_ready();
+  } catch (...) {
+    if (!error_) error_ = std::current_exception();
+  }
+
+  std::exception_ptr comm_error;
+  const bool tracing = options_.tracer && options_.tracer->enabled();
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    BucketState& s = buckets_[b];
+    if (!s.launched) continue;
+    try {
+      s.work.wait();
+    } catch (...) {
+      if (!comm_error) comm_error = std::current_exception();
+    }
+    if (tracing) {
+      if (s.done_us == 0) s.done_us = train::Tracer::now_us();
+      options_.tracer->record(fmt::format("allreduce bucket {}", b), "comm", s.launch_us, s.done_us, /*lane=*/1);
+    }
+  }
+  if (comm_error || error_) {
+    const auto e = comm_error ? comm_error : error_;
+    reset_step();
+    std::rethrow_exception(e);
+  }
+
+  for (BucketState& s : buckets_) {
+    if (!s.wire.is_same(s.flat)) s.flat.copy_(s.wire);
+  }
+  const std::vector<int64_t> counts = read_trailer();
+  if (!options_.find_unused_parameters) {
+    for (int64_t c : counts) {
+      if (c != group_.size()) throw_missing(counts);
+    }
+  }
+  copy_back(counts);
+
+  ++synced_steps_;
+  const std::vector<size_t> order = arrival_;
+  reset_step();
+  if (!rebuilt_) rebuild_from_rank0(order);
+}
+
+std::vector<int64_t> Reducer::read_trailer() {
+  const BucketState& s = buckets_.back();
+  const at::Tensor trailer =
+      s.flat.narrow(0, plan_.buckets.back().numel, static_cast<int64_t>(params_.size())).to(at::kDouble);
+  std::vector<int64_t> counts(params_.size());
+  const double* data = trailer.data_ptr<double>();
+  for (size_t i = 0; i < counts.size(); ++i) counts[i] = std::llround(data[i]);
+  return counts;
+}
+
+void Reducer::throw_missing(const std::vector<int64_t>& counts) {
+  const int world = group_.size();
+  std::string list;
+  int listed = 0, missing = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    if (counts[i] == world) continue;
+    ++missing;
+    if (listed < 6) {
+      list += fmt::format("{}'{}' (on {} of {} ranks)", listed ? ", " : "", names_[i], world - counts[i], world);
+      ++listed;
+    }
+  }
+  if (missing > listed) list += fmt::format(" and {} more", missing - listed);
+  reset_step();
+  LOOM_THROW(ModelError,
+             "parameters received no gradient in this step: {}; make every parameter take part in the loss, or set "
+             "find_unused_parameters",
+             list);
+}
+
+void Reducer::copy_back(const std::vector<int64_t>& counts) {
+  for (size_t index = 0; index < params_.size(); ++index) {
+    // With find_unused_parameters, a parameter no rank had a gradient for keeps its
+    // param.grad as it is (undefined stays undefined), as in PyTorch.
+    if (counts[index] == 0) continue;
+    const size_t b = plan_.bucket_of[index];
+    const at::Tensor reduced = buckets_[b]
+                                   .flat.narrow(0, plan_.buckets[b].offsets[plan_.slot_of[index]], info_[index].numel)
+                                   .view(params_[index].sizes());
+    at::Tensor& grad = params_[index].mutable_grad();
+    if (grad.defined()) {
+      grad.copy_(reduced);
+    } else {
+      grad = reduced.clone();
+    }
+  }
+}
+
+void Reducer::rebuild_from_rank0(const std::vector<size_t>& local_order) {
+  // See Note [bucket rebuild].
+  std::vector<int64_t> values(local_order.begin(), local_order.end());
+  std::vector<at::Tensor> io{at::tensor(values, at::kLong)};
+  group_.broadcast(io, 0).wait();
+  const int64_t* data = io[0].data_ptr<int64_t>();
+  std::vector<size_t> order(data, data + io[0].numel());
+  build(order);
+  rebuilt_ = true;
+}
+
+}  // namespace loom::dp

@@ -1,0 +1,111 @@
+// Helpers for the dp/ tests: ranks as threads over a real TCPStore + Gloo (as in
+// tests/unit/comm/context_test.cpp), fixed global batches, and a single-process
+// reference run to compare against.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <exception>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "loom/comm/context.h"
+#include "loom/launch/free_port.h"
+
+namespace loom::dp::testing {
+
+// Runs fn(ctx) on `world` threads, one rank each; returns each rank's exception (or null).
+inline std::vector<std::exception_ptr> run_ranks_collect(int world, const std::function<void(comm::Context&)>& fn,
+                                                         std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+  const int port = launch::pick_free_port();
+  std::vector<std::thread> threads;
+  std::vector<std::exception_ptr> errors(world);
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        DistEnv env;
+        env.rank = r;
+        env.world_size = world;
+        env.master_port = port;
+        comm::ContextOptions opts;
+        opts.timeout = timeout;
+        auto ctx = comm::Context::create(env, opts);
+        fn(*ctx);
+      } catch (...) {
+        errors[r] = std::current_exception();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
+// As run_ranks_collect, rethrowing the first failure.
+inline void run_ranks(int world, const std::function<void(comm::Context&)>& fn,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+  for (auto& e : run_ranks_collect(world, fn, timeout)) {
+    if (e) std::rethrow_exception(e);
+  }
+}
+
+// `steps` global batches of `batch` samples of shape `sample_shape`, made in the calling
+// thread from a fixed seed.
+struct Batches {
+  std::vector<at::Tensor> x, y;
+};
+inline Batches make_batches(int steps, int64_t batch, std::vector<int64_t> sample_shape, int64_t classes,
+                            uint64_t seed = 7) {
+  torch::manual_seed(seed);
+  Batches b;
+  std::vector<int64_t> shape{batch};
+  shape.insert(shape.end(), sample_shape.begin(), sample_shape.end());
+  for (int s = 0; s < steps; ++s) {
+    b.x.push_back(torch::randn(shape));
+    b.y.push_back(torch::randint(classes, {batch}, torch::kLong));
+  }
+  return b;
+}
+
+// First sample index of each rank's slice, for per-rank sample counts.
+inline std::vector<int64_t> offsets_of(const std::vector<int64_t>& counts) {
+  std::vector<int64_t> out{0};
+  for (size_t i = 0; i + 1 < counts.size(); ++i) out.push_back(out.back() + counts[i]);
+  return out;
+}
+
+inline int64_t sum_of(const std::vector<int64_t>& counts) {
+  int64_t s = 0;
+  for (auto c : counts) s += c;
+  return s;
+}
+
+inline std::vector<at::Tensor> snapshot(torch::nn::Module& m) {
+  std::vector<at::Tensor> out;
+  for (const auto& p : m.parameters()) out.push_back(p.detach().clone());
+  return out;
+}
+
+inline double max_abs_diff(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double d = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) d = std::max(d, (a[i] - b[i]).abs().max().item<double>());
+  return d;
+}
+
+inline double max_abs(const std::vector<at::Tensor>& a) {
+  double d = 0;
+  for (const auto& t : a) d = std::max(d, t.abs().max().item<double>());
+  return d;
+}
+
+inline void copy_params(torch::nn::Module& from, torch::nn::Module& to) {
+  torch::NoGradGuard no_grad;
+  auto src = from.parameters();
+  auto dst = to.parameters();
+  for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
+}
+
+}  // namespace loom::dp::testing
