@@ -7,7 +7,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <iostream>
 #include <mutex>
 
 #include "loom/core/error.h"
@@ -101,7 +100,6 @@ void expect_all_close(const std::vector<std::vector<at::Tensor>>& results, const
                       double tol = 1e-5) {
   for (size_t r = 0; r < results.size(); ++r) {
     EXPECT_LE(t::max_abs_diff(results[r], ref), tol) << "rank " << r;
-    std::cout << "DIFF " << t::max_abs_diff(results[r], ref) << "\n";
   }
 }
 
@@ -414,7 +412,6 @@ TEST(DistributedDataParallel, Fp16CompressionIsCloseToFp32) {
   const auto results = run_equivalence({6, 6}, data, options);
   for (const auto& r : results) {
     const double rel = t::max_abs_diff(r, ref) / t::max_abs(ref);
-    std::cout << "REL " << rel << "\n";
     EXPECT_LE(rel, 1e-2);
     EXPECT_GT(rel, 0.0);  // it did go through fp16
   }
