@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "loom/data/dataset.h"
 #include "loom/train/optimizer.h"
@@ -56,8 +57,9 @@ struct StepInfo {
 };
 
 struct StepOutput {
-  double loss = 0;      // mean loss over this rank's samples
-  int64_t samples = 0;  // this rank's samples
+  double loss = 0;       // mean loss over this rank's samples
+  int64_t samples = 0;   // this rank's samples
+  double compute_s = 0;  // seconds of this rank's own work (forward + backward), not waiting
 };
 
 class Strategy {
@@ -68,6 +70,11 @@ class Strategy {
   virtual DataSlot data_slot() const = 0;
   virtual StepOutput step(const data::Batch& batch, const StepInfo& info) = 0;
   virtual torch::nn::Sequential final_model() = 0;
+  // Collective over the ranks that read data: the sum of `value` over them (used to
+  // report the global loss). One process: `value`.
+  virtual double sum_over_data_ranks(double value) { return value; }
+  // Collective over the ranks that read data: every data rank's `value`, by data rank.
+  virtual std::vector<double> gather_over_data_ranks(double value) { return {value}; }
   virtual void finish() {}
 };
 

@@ -31,6 +31,12 @@ struct TrainConfig {
   std::string partition = "strided";  // strided | random | proportional
   std::string shard_weights;          // proportional: "3,1,1" or "auto"; empty = equal
   bool drop_last = true;
+  // data parallelism (--strategy allreduce)
+  double bucket_mb = 25;                 // gradient bucket cap
+  std::string sync = "grads";            // grads | params (local SGD / model averaging)
+  int64_t sync_every = 1;                // --sync params: steps between averages
+  std::string grad_compression = "none";  // none | fp16 | bf16
+  bool find_unused_parameters = false;
   // optimizer
   std::string optimizer = "sgd";
   double lr = 0.01;

@@ -98,22 +98,22 @@ void OptionTable::add(const std::string& name, bool* field, const std::string& h
 }
 void OptionTable::add(const std::string& name, int* field, const std::string& help) {
   entries_.push_back(make_entry(name, field, help, [=](CLI::App& app) {
-    return app.add_option("--" + name, *field, help)->capture_default_str();
+    return app.add_option("--" + name, *field, help)->capture_default_str()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }));
 }
 void OptionTable::add(const std::string& name, int64_t* field, const std::string& help) {
   entries_.push_back(make_entry(name, field, help, [=](CLI::App& app) {
-    return app.add_option("--" + name, *field, help)->capture_default_str();
+    return app.add_option("--" + name, *field, help)->capture_default_str()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }));
 }
 void OptionTable::add(const std::string& name, double* field, const std::string& help) {
   entries_.push_back(make_entry(name, field, help, [=](CLI::App& app) {
-    return app.add_option("--" + name, *field, help)->capture_default_str();
+    return app.add_option("--" + name, *field, help)->capture_default_str()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }));
 }
 void OptionTable::add(const std::string& name, std::string* field, const std::string& help) {
   entries_.push_back(make_entry(name, field, help, [=](CLI::App& app) {
-    return app.add_option("--" + name, *field, help)->capture_default_str();
+    return app.add_option("--" + name, *field, help)->capture_default_str()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }));
 }
 

@@ -22,6 +22,12 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
   t.add("shard-weights", &c.shard_weights,
         "proportional: each worker's share of every global batch, e.g. 3,1,1, or auto (measured)");
   t.add("drop-last", &c.drop_last, "skip the samples that do not fill a whole step (random scheme)");
+  t.add("bucket-mb", &c.bucket_mb, "allreduce: gradient bucket size cap in MiB");
+  t.add("sync", &c.sync, "allreduce: grads (average gradients every step) | params (average models every --sync-every steps)");
+  t.add("sync-every", &c.sync_every, "allreduce --sync params: steps between model averages");
+  t.add("grad-compression", &c.grad_compression, "allreduce: none | fp16 (communicate in half precision)");
+  t.add("find-unused-parameters", &c.find_unused_parameters,
+        "allreduce: allow parameters that get no gradient in a step");
   t.add("optimizer", &c.optimizer, "sgd | adam");
   t.add("lr", &c.lr, "learning rate");
   t.add("momentum", &c.momentum, "SGD momentum");
@@ -58,6 +64,10 @@ void check_one_of(const std::string& flag, const std::string& value, std::initia
 void validate(const TrainConfig& c) {
   check_one_of("strategy", c.strategy, {"single", "allreduce", "ps", "pipeline", "hybrid"});
   check_one_of("optimizer", c.optimizer, {"sgd", "adam"});
+  check_one_of("sync", c.sync, {"grads", "params"});
+  check_one_of("grad-compression", c.grad_compression, {"none", "fp16", "bf16"});
+  LOOM_CHECK(c.bucket_mb > 0, ConfigError, "--bucket-mb must be positive, got {}", c.bucket_mb);
+  LOOM_CHECK(c.sync_every >= 1, ConfigError, "--sync-every must be at least 1, got {}", c.sync_every);
   check_one_of("partition", c.partition, {"strided", "random", "proportional"});
   LOOM_CHECK(c.shard_weights.empty() || c.partition == "proportional", ConfigError,
              "--shard-weights applies to --partition proportional, not {}", c.partition);

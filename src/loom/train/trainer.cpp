@@ -150,6 +150,14 @@ Summary Trainer::run() {
     progress.message(fmt::format("epoch {} test accuracy {:.4f} test loss {:.4f}", epoch + 1, r.accuracy, r.loss));
   };
 
+  // --shard-weights auto: every kReweightEvery steps, each data rank's measured throughput
+  // (samples per second of its own compute, waiting excluded) becomes its weight. All
+  // ranks compute the weights from the same gathered numbers, so they agree exactly.
+  constexpr int64_t kReweightEvery = 20;
+  const bool auto_weights = c.shard_weights == "auto" && slot.world_size > 1;
+  double auto_compute_s = 0;
+  int64_t auto_samples = 0;
+
   for (int64_t t = 0; t < total_steps; ++t) {
     const int64_t epoch = t / steps_per_epoch;
     const int64_t in_epoch = t % steps_per_epoch;
@@ -163,10 +171,31 @@ Summary Trainer::run() {
       out = strategy->step(local, StepInfo{t, epoch, global_batch, share});
     }
     const double step_s = seconds_since(step_start);
+    if (auto_weights) {
+      auto_compute_s += out.compute_s;
+      auto_samples += out.samples;
+      if ((t + 1) % kReweightEvery == 0) {
+        const auto rates = strategy->gather_over_data_ranks(auto_compute_s > 0 ? auto_samples / auto_compute_s : 0);
+        bool usable = true;
+        for (double r : rates) usable = usable && std::isfinite(r) && r > 0;
+        if (usable) {
+          try {
+            partitioner->set_weights(rates);
+          } catch (const ConfigError&) {
+            // The batch is too small to give every worker a sample at these rates: keep
+            // the previous weights (every rank decides the same way).
+          }
+          if (leader) log::debug("--shard-weights auto: throughput {} -> parts {}", fmt::join(rates, ","),
+                                 fmt::join(partitioner->part_sizes(epoch, 0), ","));
+        }
+        auto_compute_s = 0;
+        auto_samples = 0;
+      }
+    }
     train_s += step_s;
     window_s += step_s;
     samples += global_batch;
-    window_loss += out.loss;
+    window_loss += out.loss * (slot.reads_data ? static_cast<double>(out.samples) / global_batch : 0.0);
     window_samples += global_batch;
     ++window_steps;
     if (!std::isfinite(out.loss) && slot.reads_data) {
@@ -175,7 +204,8 @@ Summary Trainer::run() {
     }
     const bool last = t + 1 == total_steps;
     if ((t + 1) % c.log_every == 0 || last) {
-      last_window_loss = window_loss / window_steps;
+      // The global mean loss: each data rank's mean weighted by its share, summed.
+      last_window_loss = strategy->sum_over_data_ranks(window_loss) / window_steps;
       const double sps = window_s > 0 ? window_samples / window_s : 0;
       metrics.write(StepRecord{t + 1, epoch, last_window_loss, sps, c.lr, 1e3 * window_s / window_steps});
       window_loss = window_s = window_samples = 0;

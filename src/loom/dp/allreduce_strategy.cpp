@@ -1,0 +1,103 @@
+#include "loom/dp/allreduce_strategy.h"
+
+#include <torch/torch.h>
+
+#include "loom/comm/context.h"
+#include "loom/core/error.h"
+#include "loom/core/log.h"
+#include "loom/train/tracer.h"
+#include "loom/train/train_config.h"
+
+namespace loom::dp {
+
+void AllreduceStrategy::setup(const train::StrategySetup& s) {
+  LOOM_CHECK(s.context, ConfigError, "--strategy allreduce needs a process group");
+  const train::TrainConfig& c = *s.config;
+  model_ = s.model;
+  context_ = s.context;
+  tracer_ = s.tracer;
+  comm::Group& world = context_->world();
+  if (c.sync == "grads") {
+    DdpOptions o;
+    o.bucket_cap_mb = c.bucket_mb;
+    o.first_bucket_mb = std::min(1.0, c.bucket_mb);
+    o.find_unused_parameters = c.find_unused_parameters;
+    o.compression = parse_compression(c.grad_compression);
+    o.tracer = tracer_;
+    ddp_ = std::make_unique<DistributedDataParallel>(model_, world, o);
+    if (context_->rank() == 0) log::info("allreduce: {}", ddp_->describe_buckets());
+  } else {
+    LOOM_CHECK(c.grad_compression == "none", ConfigError, "--grad-compression applies to --sync grads");
+    ModelAveragerOptions o;
+    o.period = c.sync_every;
+    sync_every_ = c.sync_every;
+    averager_ = std::make_unique<ModelAverager>(world, o);
+    ModelAverager::average(*model_, world, 1.0 / world.size());  // identical start on every rank
+  }
+  optimizer_ = train::make_optimizer(model_->parameters(), s.optimizer);
+}
+
+train::DataSlot AllreduceStrategy::data_slot() const { return {context_->rank(), context_->world_size(), true}; }
+
+train::StepOutput AllreduceStrategy::step(const data::Batch& batch, const train::StepInfo& info) {
+  optimizer_->zero_grad();
+  if (ddp_) ddp_->set_weight(info.share);
+  if (batch.size() == 0) {
+    // A worker with weight 0 (--shard-weights ...,0,...) still joins every collective.
+    if (ddp_) ddp_->finish();
+    optimizer_->step();
+    if (averager_) averager_->step(*model_, 0);
+    return {0.0, 0};
+  }
+  const int64_t compute_start = train::Tracer::now_us();
+  at::Tensor loss;
+  {
+    auto span = tracer_->span("forward");
+    loss = train::training_loss(model_->forward(batch.inputs), batch.targets);
+  }
+  {
+    auto span = tracer_->span("backward");
+    loss.backward();
+  }
+  const double compute_s = (train::Tracer::now_us() - compute_start) * 1e-6;
+  if (ddp_) {
+    auto span = tracer_->span("allreduce wait");
+    ddp_->finish();
+  }
+  {
+    auto span = tracer_->span("optimizer");
+    optimizer_->step();
+  }
+  if (averager_) {
+    auto span = tracer_->span("model average");
+    averager_->step(*model_, batch.size());
+  }
+  return {loss.item<double>(), batch.size(), compute_s};
+}
+
+std::vector<double> AllreduceStrategy::gather_over_data_ranks(double value) {
+  const int w = context_->world_size();
+  std::vector<at::Tensor> out;
+  for (int r = 0; r < w; ++r) out.push_back(torch::zeros({1}, torch::kDouble));
+  context_->world().allgather(out, torch::full({1}, value, torch::kDouble)).wait();
+  std::vector<double> values;
+  for (const auto& t : out) values.push_back(t.item<double>());
+  return values;
+}
+
+double AllreduceStrategy::sum_over_data_ranks(double value) {
+  std::vector<at::Tensor> t{torch::full({1}, value, torch::kDouble)};
+  context_->world().allreduce(t).wait();
+  return t[0].item<double>();
+}
+
+torch::nn::Sequential AllreduceStrategy::final_model() {
+  // Local SGD: replicas drift between averages; give every caller one model. An
+  // evaluation point is therefore also a synchronisation point (docs/allreduce.md).
+  if (averager_ && averager_->steps() % sync_every_ != 0) {
+    ModelAverager::average(*model_, context_->world(), 1.0 / context_->world_size());
+  }
+  return model_;
+}
+
+}  // namespace loom::dp

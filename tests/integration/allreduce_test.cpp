@@ -1,0 +1,103 @@
+// --strategy allreduce through the real CLI and launcher: the equivalence contract.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "loom/train/model_io.h"
+#include "support/process.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string dir_for(const std::string& name) {
+  const auto dir = fs::path(::testing::TempDir()) / ("allreduce_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir.string();
+}
+
+loom::test::RunResult loom_train(std::vector<std::string> args, int timeout_s = 180) {
+  loom::test::RunOptions o;
+  o.argv = {LOOM_BINARY, "train", "--model", "mlp", "--data", "synthetic", "--synthetic-samples", "2048",
+            "--batch-size", "48", "--lr", "0.05", "--momentum", "0.9", "--steps", "20", "--seed", "3",
+            "--no-eval", "--progress", "off", "--timeout", "60"};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.unset_env = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
+  o.timeout = std::chrono::seconds(timeout_s);
+  return loom::test::run(o);
+}
+
+double max_abs_diff(const std::string& a, const std::string& b) {
+  const auto x = loom::train::load_model_file(a), y = loom::train::load_model_file(b);
+  EXPECT_EQ(x.size(), y.size());
+  double worst = 0;
+  for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
+    EXPECT_EQ(x[i].first, y[i].first);
+    worst = std::max(worst, (x[i].second - y[i].second).abs().max().item<double>());
+  }
+  return worst;
+}
+
+class AllreduceEquivalence : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    reference_ = dir_for("reference") + "/single.pt";
+    const auto r = loom_train({"--strategy", "single", "--save", reference_});
+    ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  }
+  static std::string reference_;
+};
+std::string AllreduceEquivalence::reference_;
+
+TEST_F(AllreduceEquivalence, TwoWorkersEqualSingle) {
+  const auto out = dir_for("w2") + "/m.pt";
+  const auto r = loom_train({"--strategy", "allreduce", "--nproc", "2", "--save", out});
+  ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  EXPECT_LT(max_abs_diff(reference_, out), 1e-5);
+}
+
+TEST_F(AllreduceEquivalence, ThreeWorkersEqualSingle) {
+  const auto out = dir_for("w3") + "/m.pt";
+  const auto r = loom_train({"--strategy", "allreduce", "--nproc", "3", "--save", out, "--bucket-mb", "0.05"});
+  ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  EXPECT_LT(max_abs_diff(reference_, out), 1e-5);
+}
+
+TEST_F(AllreduceEquivalence, ProportionalSharesEqualSingle) {
+  const auto out = dir_for("w3p") + "/m.pt";
+  const auto r = loom_train({"--strategy", "allreduce", "--nproc", "3", "--partition", "proportional",
+                             "--shard-weights", "2,1,1", "--save", out});
+  ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  EXPECT_LT(max_abs_diff(reference_, out), 1e-5);
+}
+
+TEST(Allreduce, ModelAveragingEveryStepWithPlainSgdEqualsSingle) {
+  const auto dir = dir_for("params");
+  auto single = loom_train({"--strategy", "single", "--momentum", "0", "--save", dir + "/s.pt"});
+  ASSERT_TRUE(single.exited_with(0)) << single.describe();
+  auto avg = loom_train({"--strategy", "allreduce", "--nproc", "2", "--sync", "params", "--sync-every", "1",
+                         "--momentum", "0", "--save", dir + "/a.pt"});
+  ASSERT_TRUE(avg.exited_with(0)) << avg.describe();
+  EXPECT_LT(max_abs_diff(dir + "/s.pt", dir + "/a.pt"), 1e-5);
+}
+
+TEST(Allreduce, AWorkerThatDiesEndsTheJobWithANamedError) {
+  // Rank 1 cannot read its data directory: it fails, the launcher names it, rank 0 stops.
+  loom::test::RunOptions o;
+  o.argv = {LOOM_BINARY, "run", "--nproc", "2", "--", "sh", "-c",
+            std::string("if [ $RANK = 1 ]; then exec ") + LOOM_BINARY +
+                " train --strategy allreduce --data-dir /nonexistent --timeout 30; else exec " + LOOM_BINARY +
+                " train --strategy allreduce --model mlp --data synthetic --timeout 30; fi"};
+  o.timeout = std::chrono::seconds(60);
+  const auto r = loom::test::run(o);
+  EXPECT_FALSE(r.timed_out) << r.describe();
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("loom: rank 1: data error"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("launch error: rank 1 exited with code 1"), std::string::npos) << r.err;
+}
+
+}  // namespace
