@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "loom/train/model_io.h"
 #include "support/process.h"
@@ -54,10 +55,21 @@ class AllreduceEquivalence : public ::testing::Test {
 std::string AllreduceEquivalence::reference_;
 
 TEST_F(AllreduceEquivalence, TwoWorkersEqualSingle) {
-  const auto out = dir_for("w2") + "/m.pt";
-  const auto r = loom_train({"--strategy", "allreduce", "--nproc", "2", "--save", out});
+  const auto dir = dir_for("w2");
+  const auto out = dir + "/m.pt";
+  const auto r = loom_train({"--strategy", "allreduce", "--nproc", "2", "--save", out, "--trace", dir + "/t.json"});
   ASSERT_TRUE(r.exited_with(0)) << r.describe();
   EXPECT_LT(max_abs_diff(reference_, out), 1e-5);
+  // One trace for the job, with both ranks' backward and bucket allreduce spans.
+  const auto trace = nlohmann::json::parse(std::ifstream(dir + "/t.json"));
+  std::set<std::pair<int, std::string>> seen;
+  for (const auto& e : trace["traceEvents"]) {
+    if (e["ph"] == "X") seen.insert({e["pid"].get<int>(), e["name"].get<std::string>()});
+  }
+  for (int rank : {0, 1}) {
+    EXPECT_TRUE(seen.count({rank, "backward"})) << rank;
+    EXPECT_TRUE(seen.count({rank, "allreduce bucket 0"})) << rank;
+  }
 }
 
 TEST_F(AllreduceEquivalence, ThreeWorkersEqualSingle) {

@@ -231,7 +231,17 @@ Summary Trainer::run() {
     log::info("saved the model to {}", c.save);
   }
   strategy->finish();
-  if (tracer.enabled()) Tracer::write_file(c.trace, {tracer.events_json()});
+  if (tracer.enabled()) {
+    // One file for the whole job: every rank's events, gathered on rank 0 via the store.
+    std::vector<std::string> bodies{tracer.events_json()};
+    if (context_ && world > 1) {
+      context_->store_set("loom/trace/" + std::to_string(rank), bodies[0]);
+      if (leader) {
+        for (int r = 1; r < world; ++r) bodies.push_back(context_->store_get("loom/trace/" + std::to_string(r)));
+      }
+    }
+    if (leader) Tracer::write_file(c.trace, bodies);
+  }
   summary.wall_s = seconds_since(wall_start);
   if (leader) {
     metrics.finish(summary);
