@@ -1,0 +1,77 @@
+#!/usr/bin/python3
+"""loom --strategy allreduce against PyTorch DDP (gloo), side by side, alternating.
+
+  bench/allreduce_vs_ddp.py [--loom build/loom] [--rounds 5] [--nproc 2]
+      [--model cnn|deep-mlp] [--batch-size 128] [--steps 60]
+
+Both sides: N processes x 1 intra-op thread, the same model and GLOBAL batch, data
+preloaded as tensors, every step timed, and the same allocator setting (glibc's
+M_MMAP_THRESHOLD / M_TRIM_THRESHOLD through the MALLOC_*_ environment variables, which
+is what loom::init_process() sets). Also runs loom single-process with 1 thread to give
+the scaling efficiency: allreduce throughput / (N x single throughput).
+Prints each round and the medians of the ratios."""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ENV = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(32 << 20), MALLOC_TRIM_THRESHOLD_=str(1 << 30),
+           OMP_NUM_THREADS="1")
+for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+    ENV.pop(k, None)
+
+
+def loom_run(a, strategy, nproc):
+    with tempfile.TemporaryDirectory() as d:
+        m = os.path.join(d, "m.jsonl")
+        cmd = [a.loom, "train", "--strategy", strategy, "--nproc", str(nproc), "--model", a.model,
+               "--depth", str(a.depth), "--width", str(a.width), "--data", "synthetic",
+               "--synthetic-samples", "8192", "--batch-size", str(a.batch_size // (1 if nproc > 1 else a.nproc)),
+               "--steps", str(a.steps), "--threads", "1", "--lr", "0.01", "--momentum", "0.9",
+               "--no-eval", "--progress", "off", "--log-level", "warn", "--metrics", m]
+        subprocess.run(cmd, check=True, env=ENV, stdout=subprocess.DEVNULL)
+        with open(m) as f:
+            return json.loads(f.readlines()[-1])["samples_per_s"]
+
+
+def ddp_run(a):
+    cmd = [a.loom, "run", "--nproc", str(a.nproc), "--no-prefix", "--", "/usr/bin/python3",
+           os.path.join(HERE, "peers", "ddp_peer.py"), "--model", a.model, "--depth", str(a.depth),
+           "--width", str(a.width), "--batch-size", str(a.batch_size), "--steps", str(a.steps)]
+    out = subprocess.run(cmd, check=True, env=ENV, capture_output=True, text=True).stdout
+    return json.loads([l for l in out.splitlines() if l.startswith("{")][-1])["samples_per_s"]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--loom", default=os.path.join(HERE, "..", "build", "loom"))
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--nproc", type=int, default=2)
+    p.add_argument("--model", default="cnn")
+    p.add_argument("--depth", type=int, default=16)
+    p.add_argument("--width", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=128, help="GLOBAL batch (64 per process with 2)")
+    p.add_argument("--steps", type=int, default=60)
+    a = p.parse_args()
+    print(f"allreduce_vs_ddp: model {a.model}, {a.nproc} processes x 1 thread, global batch {a.batch_size}, "
+          f"{a.steps} steps, {a.rounds} rounds")
+    print(f"{'round':>5} {'loom s/s':>10} {'ddp s/s':>10} {'single s/s':>10} {'loom/ddp':>9} {'scaling':>8}")
+    ratios, scaling = [], []
+    for r in range(a.rounds):
+        if r % 2 == 0:
+            l, d, s = loom_run(a, "allreduce", a.nproc), ddp_run(a), loom_run(a, "single", 1)
+        else:
+            s, d, l = loom_run(a, "single", 1), ddp_run(a), loom_run(a, "allreduce", a.nproc)
+        ratios.append(l / d)
+        scaling.append(l / (a.nproc * s))
+        print(f"{r + 1:>5} {l:>10.1f} {d:>10.1f} {s:>10.1f} {l / d:>9.3f} {l / (a.nproc * s):>8.3f}", flush=True)
+    print(f"median loom/ddp: {statistics.median(ratios):.3f}   median scaling efficiency: "
+          f"{statistics.median(scaling):.3f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
