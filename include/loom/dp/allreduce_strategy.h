@@ -36,6 +36,7 @@ class AllreduceStrategy : public train::Strategy {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   train::Tracer* tracer_ = nullptr;
   int64_t sync_every_ = 1;
+  double slowdown_ = 1.0;  // --bench-slowdown factor on this rank (benchmark aid)
 };
 
 }  // namespace loom::dp

@@ -55,6 +55,8 @@ struct TrainConfig {
   std::string init;
   std::string metrics;
   std::string trace;
+  std::string bench_slowdown;  // BENCHMARK AID "RANK:FACTOR": that data rank computes FACTOR x slower
+  std::string record_indices;  // directory: each data rank writes the sample indices it trained on
   int64_t log_every = 50;
   bool eval = true;
   int64_t eval_batch_size = 1000;

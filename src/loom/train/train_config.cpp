@@ -43,6 +43,10 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
   t.add("init", &c.init, "start from this model file (as written by --save)");
   t.add("metrics", &c.metrics, "write JSON-lines metrics here");
   t.add("trace", &c.trace, "write a Chrome trace (chrome://tracing, Perfetto) here");
+  t.add("bench-slowdown", &c.bench_slowdown,
+        "BENCHMARK AID: RANK:FACTOR makes that worker's compute FACTOR times slower (sleeps), to test --shard-weights auto");
+  t.add("record-indices", &c.record_indices,
+        "write, per data rank, the sample indices of every step to DIR/rank-<r>.json (to check partitioning)");
   t.add("log-every", &c.log_every, "steps between metric records and progress lines");
   t.add("eval", &c.eval, "evaluate on the test set at the end of each epoch and of the run");
   t.add("eval-batch-size", &c.eval_batch_size, "batch size of evaluation");

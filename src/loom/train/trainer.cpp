@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "loom/comm/context.h"
+#include "loom/core/atomic_file.h"
 #include "loom/core/error.h"
 #include "loom/core/log.h"
 #include "loom/data/partitioner.h"
@@ -158,6 +159,8 @@ Summary Trainer::run() {
   double auto_compute_s = 0;
   int64_t auto_samples = 0;
 
+  std::vector<std::vector<int64_t>> recorded;  // --record-indices
+
   for (int64_t t = 0; t < total_steps; ++t) {
     const int64_t epoch = t / steps_per_epoch;
     const int64_t in_epoch = t % steps_per_epoch;
@@ -166,7 +169,9 @@ Summary Trainer::run() {
     const auto sizes = partitioner->part_sizes(epoch, in_epoch);
     const int64_t global_batch = std::accumulate(sizes.begin(), sizes.end(), int64_t{0});
     if (slot.reads_data) {
-      const data::Batch local = data::gather(train_set, partitioner->indices(slot.rank, epoch, in_epoch));
+      const std::vector<int64_t> indices = partitioner->indices(slot.rank, epoch, in_epoch);
+      if (!c.record_indices.empty()) recorded.push_back(indices);
+      const data::Batch local = data::gather(train_set, indices);
       const double share = static_cast<double>(sizes[slot.rank]) / global_batch;
       out = strategy->step(local, StepInfo{t, epoch, global_batch, share});
     }
@@ -229,6 +234,12 @@ Summary Trainer::run() {
   if (leader && !c.save.empty()) {
     save_model_file(c.save, state_dict(*full));
     log::info("saved the model to {}", c.save);
+  }
+  if (!c.record_indices.empty() && slot.reads_data) {
+    // The same shape as one rank of `loom partition`: {"rank":r,"steps":[[...],...]}.
+    std::string json = fmt::format("{{\"rank\":{},\"steps\":[", slot.rank);
+    for (size_t i = 0; i < recorded.size(); ++i) json += fmt::format("{}[{}]", i ? "," : "", fmt::join(recorded[i], ","));
+    write_file_atomic(c.record_indices + "/rank-" + std::to_string(slot.rank) + ".json", json + "]}\n");
   }
   strategy->finish();
   if (tracer.enabled()) {
