@@ -151,9 +151,11 @@ Summary Trainer::run() {
     progress.message(fmt::format("epoch {} test accuracy {:.4f} test loss {:.4f}", epoch + 1, r.accuracy, r.loss));
   };
 
-  // --shard-weights auto: every kReweightEvery steps, each data rank's measured throughput
+  // --shard-weights auto: after kFirstReweight steps, then every kReweightEvery steps, each
+  // data rank's measured throughput
   // (samples per second of its own compute, waiting excluded) becomes its weight. All
   // ranks compute the weights from the same gathered numbers, so they agree exactly.
+  constexpr int64_t kFirstReweight = 5;
   constexpr int64_t kReweightEvery = 20;
   const bool auto_weights = c.shard_weights == "auto" && slot.world_size > 1;
   double auto_compute_s = 0;
@@ -179,7 +181,7 @@ Summary Trainer::run() {
     if (auto_weights) {
       auto_compute_s += out.compute_s;
       auto_samples += out.samples;
-      if ((t + 1) % kReweightEvery == 0) {
+      if (t + 1 == kFirstReweight || (t + 1) % kReweightEvery == 0) {
         const auto rates = strategy->gather_over_data_ranks(auto_compute_s > 0 ? auto_samples / auto_compute_s : 0);
         bool usable = true;
         for (double r : rates) usable = usable && std::isfinite(r) && r > 0;
