@@ -268,7 +268,7 @@ TEST(LoomRun, GivesUpWhenRestartsAreUsedUp) {
   EXPECT_TRUE(r.exited_with(5)) << r.describe();
   EXPECT_LT(r.elapsed, 10s);
   EXPECT_EQ(error_lines(r),
-            std::vector<std::string>{"loom: launch error: rank 0 exited with code 5 after 1 restarts"})
+            std::vector<std::string>{"loom: launch error: rank 0 exited with code 5 after 1 restart"})
       << r.err;
   EXPECT_NE(r.out.find("[0]: attempt 1\n"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("attempt 2"), std::string::npos) << r.out;

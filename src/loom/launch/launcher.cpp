@@ -52,7 +52,7 @@ LaunchResult supervise(const LaunchOptions& options) {
     }
     result.exit_code = result.failed_status.exit_code();
     if (result.exit_code == 0) result.exit_code = 1;  // cannot happen for a failure; stay safe
-    result.message = attempt > 0 ? fmt::format("{} after {} restarts", cause, attempt) : cause;
+    result.message = attempt > 0 ? fmt::format("{} after {} restart{}", cause, attempt, attempt == 1 ? "" : "s") : cause;
     return result;
   }
 }
