@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "loom/core/log.h"
 #include "loom/core/process.h"
 #include "loom/data/permutation.h"
 #include "loom/data/registry.h"
@@ -72,7 +73,6 @@ double loom_loop(const Args& a) {
   c.steps = a.warmup + a.steps;
   c.eval = false;
   c.progress = "off";
-  c.log_level = "error";
   // samples_per_s of the summary times every step (data gather included), like the plain loop.
   return loom::train::Trainer(c, nullptr).run().samples_per_s;
 }
@@ -114,6 +114,7 @@ int main(int argc, char** argv) {
 
   if (a.role != "driver") {
     loom::init_process();  // honours LOOM_MALLOC_TUNING=0 for the "off" runs
+    loom::log::set_level(loom::log::Level::error);
     const double sps = a.role == "plain" ? plain_loop(a) : loom_loop(a);
     std::printf("{\"samples_per_s\": %.3f}\n", sps);
     return 0;
