@@ -7,6 +7,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -21,6 +22,10 @@ class Work {
   // Waits for completion; throws CommError / TimeoutError. Waiting twice is fine.
   void wait();
   bool completed() const;
+  // Calls fn once the operation has finished (successfully or not), on the
+  // communication thread, or right away on this thread if it already has. fn must be
+  // quick and must not throw; it may run after wait() has returned. For timing.
+  void on_completion(std::function<void()> fn);
   // For recv from any source: the rank that sent, after wait(); -1 otherwise.
   int source_rank() const;
 

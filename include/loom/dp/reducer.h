@@ -19,8 +19,16 @@
 // rank rebuilds its plan from that order (one broadcast, once), so the plans stay
 // identical across ranks.
 //
-// Weighting: each gradient is multiplied by this rank's weight (its share of the global
-// batch) when copied into its bucket, and buckets are SUM-reduced.
+// Note [gradients as bucket views]
+// After a parameter's first synchronised gradient, param.grad aliases its slice of the
+// bucket (a plain tensor over the bucket's storage, not an autograd view), so autograd
+// accumulates straight into the bucket and the reduced result is read in place: no copy
+// into the bucket before the allreduce and none back after it. A param.grad the user
+// replaces (or one that was undefined) is copied in once and aliased again. Optimizer
+// zero_grad() zeroes the slice in place, as it should.
+//
+// Weighting: each rank's gradients are scaled in place by its weight (its share of the
+// global batch) when complete, and buckets are SUM-reduced.
 //
 // Thread-safety: hooks run on the autograd thread; set_weight/set_sync/finish may be
 // called from the training thread between backward passes. State is guarded by one
@@ -96,13 +104,13 @@ class Reducer {
 
   void on_grad_ready(size_t index);
   void mark_ready(size_t index, bool fired);
+  at::Tensor grad_view(size_t index) const;  // param.grad's home in its bucket
   void launch_ready();
   void launch(size_t bucket);
-  void poll_completed();
   void build(const std::vector<size_t>& order);
   void reset_step();
   void rebuild_from_rank0(const std::vector<size_t>& local_order);
-  void copy_back(const std::vector<int64_t>& counts);
+  void attach_reduced_grads(const std::vector<int64_t>& counts);
   std::vector<int64_t> read_trailer();
   [[noreturn]] void throw_missing(const std::vector<int64_t>& counts);
 

@@ -39,6 +39,14 @@ void Work::wait() {
 
 bool Work::completed() const { return !impl_ || impl_->waited || impl_->work->isCompleted(); }
 
+void Work::on_completion(std::function<void()> fn) {
+  if (!impl_ || impl_->waited) {
+    fn();
+    return;
+  }
+  impl_->work->getFuture()->addCallback([fn = std::move(fn)](c10::ivalue::Future&) { fn(); });
+}
+
 int Work::source_rank() const { return impl_ ? impl_->source_rank : -1; }
 
 }  // namespace loom::comm

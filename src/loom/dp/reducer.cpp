@@ -6,6 +6,7 @@
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <atomic>
 #include <cmath>
 
 #include "loom/comm/group.h"
@@ -13,6 +14,22 @@
 #include "loom/train/tracer.h"
 
 namespace loom::dp {
+namespace {
+
+// A tensor over `flat`'s storage at `offset` with `sizes`, contiguous. Made with set_()
+// rather than narrow()/view() so it is not an autograd view: libtorch's
+// Optimizer::zero_grad() calls detach_() on gradients, which views refuse.
+at::Tensor alias_into(const at::Tensor& flat, int64_t offset, at::IntArrayRef sizes) {
+  at::Tensor t = at::empty({0}, flat.options());
+  t.set_(flat.storage(), flat.storage_offset() + offset, sizes);
+  return t;
+}
+
+bool is_alias_of(const at::Tensor& grad, const at::Tensor& slice) {
+  return grad.data_ptr() == slice.data_ptr() && grad.is_contiguous() && grad.numel() == slice.numel();
+}
+
+}  // namespace
 
 struct Reducer::BucketState {
   at::Tensor flat;  // gradients (+ the trailer in the last bucket), in the parameters' dtype
@@ -22,7 +39,9 @@ struct Reducer::BucketState {
   size_t pending = 0;  // gradients not yet ready in this step
   bool launched = false;
   int64_t launch_us = 0;
-  int64_t done_us = 0;
+  // Set by the communication thread when the allreduce completes (tracing only); shared
+  // so a late callback never writes into a rebuilt bucket.
+  std::shared_ptr<std::atomic<int64_t>> done_us;
 };
 
 // Runs after the parameter's AccumulateGrad node has written param.grad.
@@ -117,6 +136,16 @@ void Reducer::build(const std::vector<size_t>& order) {
     const int64_t trailer = last ? static_cast<int64_t>(params_.size()) : 0;
     buckets_[b].flat = at::zeros({spec.numel + trailer}, params_[spec.params.front()].options().requires_grad(false));
   }
+  // Gradients live in the buckets (see Note [gradients as bucket views]): move any that
+  // exist (e.g. the reduced gradients of the step that triggered the rebuild).
+  at::NoGradGuard no_grad;
+  for (size_t index = 0; index < params_.size(); ++index) {
+    at::Tensor& grad = params_[index].mutable_grad();
+    if (!grad.defined()) continue;
+    at::Tensor view = grad_view(index);
+    view.copy_(grad);
+    grad = view;
+  }
   ready_.assign(params_.size(), 0);
   fired_.assign(params_.size(), 0);
   contributed_.assign(params_.size(), 0);
@@ -134,7 +163,8 @@ void Reducer::reset_step() {
     s.work = comm::Work();
     s.io.clear();
     s.wire = at::Tensor();
-    s.launch_us = s.done_us = 0;
+    s.launch_us = 0;
+    s.done_us.reset();
   }
   arrival_.clear();
   next_launch_ = 0;
@@ -154,11 +184,15 @@ void Reducer::on_grad_ready(size_t index) {
     arrival_.push_back(index);
     mark_ready(index, /*fired=*/true);
     launch_ready();
-    poll_completed();
   } catch (...) {
     // Never throw into the autograd engine; finish() rethrows after the collectives.
     if (!error_) error_ = std::current_exception();
   }
+}
+
+at::Tensor Reducer::grad_view(size_t index) const {
+  const size_t b = plan_.bucket_of[index];
+  return alias_into(buckets_[b].flat, plan_.buckets[b].offsets[plan_.slot_of[index]], params_[index].sizes());
 }
 
 void Reducer::mark_ready(size_t index, bool fired) {
@@ -167,7 +201,7 @@ void Reducer::mark_ready(size_t index, bool fired) {
   const Bucket& spec = plan_.buckets[b];
   BucketState& s = buckets_[b];
   at::Tensor slice = s.flat.narrow(0, spec.offsets[plan_.slot_of[index]], info_[index].numel);
-  const at::Tensor& grad = params_[index].grad();
+  at::Tensor& grad = params_[index].mutable_grad();
   ready_[index] = 1;
   fired_[index] = fired ? 1 : 0;
   --s.pending;
@@ -178,8 +212,12 @@ void Reducer::mark_ready(size_t index, bool fired) {
     contributed_[index] = 1;
     if (weight_ == 0) {
       slice.zero_();  // not 0 * grad: a NaN from an empty batch must not spread
+    } else if (is_alias_of(grad, slice)) {
+      if (weight_ != 1) slice.mul_(weight_);
     } else {
+      // First step, or the user replaced param.grad: copy in, then alias.
       at::mul_out(slice, grad.reshape({-1}), at::Scalar(weight_));
+      grad = grad_view(index);
     }
   } else {
     slice.zero_();
@@ -211,12 +249,9 @@ void Reducer::launch(size_t b) {
   s.launched = true;
   s.launch_us = train::Tracer::now_us();
   s.work = group_.allreduce(s.io, comm::ReduceOp::sum);
-}
-
-void Reducer::poll_completed() {
-  if (!options_.tracer || !options_.tracer->enabled()) return;
-  for (size_t b = 0; b < next_launch_; ++b) {
-    if (buckets_[b].done_us == 0 && buckets_[b].work.completed()) buckets_[b].done_us = train::Tracer::now_us();
+  if (options_.tracer && options_.tracer->enabled()) {
+    s.done_us = std::make_shared<std::atomic<int64_t>>(0);
+    s.work.on_completion([done = s.done_us] { done->store(train::Tracer::now_us()); });
   }
 }
 
@@ -249,9 +284,11 @@ void Reducer::finish() {
     } catch (...) {
       if (!comm_error) comm_error = std::current_exception();
     }
-    if (tracing) {
-      if (s.done_us == 0) s.done_us = train::Tracer::now_us();
-      options_.tracer->record(fmt::format("allreduce bucket {}", b), "comm", s.launch_us, s.done_us, /*lane=*/1);
+    if (tracing && s.done_us) {
+      // The callback may still be on its way when wait() returns: then "now" is as good.
+      const int64_t done = s.done_us->load();
+      options_.tracer->record(fmt::format("allreduce bucket {}", b), "comm", s.launch_us,
+                              done > 0 ? done : train::Tracer::now_us(), /*lane=*/1);
     }
   }
   if (comm_error || error_) {
@@ -269,7 +306,7 @@ void Reducer::finish() {
       if (c != group_.size()) throw_missing(counts);
     }
   }
-  copy_back(counts);
+  attach_reduced_grads(counts);
 
   ++synced_steps_;
   const std::vector<size_t> order = arrival_;
@@ -307,21 +344,15 @@ void Reducer::throw_missing(const std::vector<int64_t>& counts) {
              list);
 }
 
-void Reducer::copy_back(const std::vector<int64_t>& counts) {
+void Reducer::attach_reduced_grads(const std::vector<int64_t>& counts) {
   for (size_t index = 0; index < params_.size(); ++index) {
     // With find_unused_parameters, a parameter no rank had a gradient for keeps its
     // param.grad as it is (undefined stays undefined), as in PyTorch.
     if (counts[index] == 0) continue;
-    const size_t b = plan_.bucket_of[index];
-    const at::Tensor reduced = buckets_[b]
-                                   .flat.narrow(0, plan_.buckets[b].offsets[plan_.slot_of[index]], info_[index].numel)
-                                   .view(params_[index].sizes());
     at::Tensor& grad = params_[index].mutable_grad();
-    if (grad.defined()) {
-      grad.copy_(reduced);
-    } else {
-      grad = reduced.clone();
-    }
+    // Gradients mark_ready saw already alias their slice and hold the reduced values;
+    // the others (undefined, or skipped by a weight-0 rank) are pointed at it now.
+    if (!grad.defined() || grad.data_ptr() != grad_view(index).data_ptr()) grad = grad_view(index);
   }
 }
 

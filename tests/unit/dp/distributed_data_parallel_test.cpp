@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <mutex>
+#include <set>
 
 #include "loom/core/error.h"
 #include "loom/models/registry.h"
@@ -434,6 +435,47 @@ TEST(DistributedDataParallel, WorldSizeOneIsPlainTraining) {
   const auto data = t::make_batches(3, 8, kSample, kClasses);
   const auto ref = reference_run(mlp(), data, 3);
   EXPECT_LE(t::max_abs_diff(ddp_run(*ctx, mlp(), data, {8}, 3), ref), 1e-6);
+}
+
+// Note [gradients as bucket views]: after a synchronised step every param.grad shares
+// storage with a bucket (no copies), zero_grad() still works on it, and a gradient the
+// user replaces by a new tensor is copied in and aliased again, with the same results.
+TEST(DistributedDataParallel, GradientsLiveInTheBucketsAndReplacedGradientsStillReduce) {
+  const auto data = t::make_batches(4, 8, kSample, kClasses);
+  const auto ref = reference_run(mlp(), data, 4);
+  std::vector<std::vector<at::Tensor>> results(2);
+  t::run_ranks(2, [&](Context& ctx) {
+    auto model = mlp();
+    DistributedDataParallel ddp(model, ctx.world(), tiny_buckets());
+    auto opt = sgd(*model);
+    const int64_t off = 4 * ctx.rank();
+    std::vector<const void*> homes;
+    for (int s = 0; s < 4; ++s) {
+      opt.zero_grad();
+      ddp.set_weight(0.5);
+      loss_of(model->forward(data.x[s].narrow(0, off, 4)), data.y[s].narrow(0, off, 4)).backward();
+      if (s == 2) {
+        // What a user's own code might do between backward and finish().
+        for (auto& p : model->parameters()) p.mutable_grad() = p.grad().clone();
+      }
+      ddp.finish();
+      std::vector<const void*> now;
+      for (auto& p : model->parameters()) now.push_back(p.grad().data_ptr());
+      if (s >= 1) {
+        // Bucket storage is fixed after the rebuild at the end of step 0.
+        if (!homes.empty()) EXPECT_EQ(now, homes) << "step " << s;
+        homes = now;
+      }
+      opt.step();
+    }
+    // Every gradient lies inside one of the bucket buffers: the distinct storages are
+    // exactly as many as the buckets.
+    std::set<const void*> storages;
+    for (auto& p : model->parameters()) storages.insert(p.grad().storage().data());
+    EXPECT_EQ(storages.size(), ddp.bucket_plan().buckets.size());
+    results[ctx.rank()] = t::snapshot(*model);
+  });
+  expect_all_close(results, ref);
 }
 
 }  // namespace
