@@ -6,7 +6,7 @@ CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 LOOM = $(BUILD_DIR)/loom
 
-.PHONY: all deps configure build demo test test-unit test-integration bench install clean
+.PHONY: all deps configure build demo test test-unit test-integration bench install clean fuzz
 
 all: build
 
@@ -34,6 +34,23 @@ test-unit: build
 
 test-integration: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -L integration $(CTEST_FLAGS)
+
+# libFuzzer on the parameter server's message decoder, in its own clang build directory
+# (no torch, only the decoder's sources), for a bounded time from generated seeds of
+# valid headers; fails on any crash. Needs clang: apt-get install clang.
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_CXX ?= $(shell command -v clang++-14 || command -v clang++)
+
+fuzz: deps
+	@test -n "$(FUZZ_CXX)" || { echo "make fuzz: needs clang++ (apt-get install clang)"; exit 1; }
+	@cmake -S . -B $(FUZZ_DIR) -G Ninja -DLOOM_BUILD_FUZZ=ON -DCMAKE_CXX_COMPILER=$(FUZZ_CXX) \
+	  > $(FUZZ_DIR).configure.log 2>&1 || { cat $(FUZZ_DIR).configure.log; exit 1; }
+	@cmake --build $(FUZZ_DIR) -j $(JOBS)
+	@mkdir -p $(FUZZ_DIR)/corpus
+	@$(FUZZ_DIR)/fuzz/ps_fuzz_seeds $(FUZZ_DIR)/corpus
+	@$(FUZZ_DIR)/fuzz/ps_decoder_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus
 
 install: build
 	@cmake --install $(BUILD_DIR) $(if $(PREFIX),--prefix $(PREFIX),)
