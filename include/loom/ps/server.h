@@ -1,0 +1,100 @@
+// ps::Server: one parameter-server process's shard of the model, its optimizer, and the
+// consistency rule that decides when a push becomes an update and when a pull is
+// answered.
+//
+// Keys (slices, see shard_plan.h) come into existence with an init push (flag
+// kFlagInit) from worker 0, carrying the initial values; a key that already exists
+// (loaded from a checkpoint) keeps its values and ignores the init. The optimizer
+// (SGD with momentum or Adam) is libtorch's own, one instance per slice, so the server
+// runs exactly the maths of the single-process run on its part of each parameter.
+//
+// Consistency (ServerOptions::consistency):
+//  * sync: for each key, the pushes of step c from all W workers are summed, each
+//    weighted by its batch share (Header::weight), in worker order, and applied as one
+//    update; the key's version becomes c + 1. A pull with clock c is answered once the
+//    version is >= c. This is single-process training, computed across processes.
+//  * async: every push is applied when it arrives, scaled by its weight (1/W with equal
+//    shares); pulls are answered at once with the current values.
+//  * ssp (bounded staleness s): pushes as in async; a pull with clock c is answered once
+//    every live worker has pushed at least c - s steps of that key.
+//
+// Workers: ids 0..W-1 say hello (the van's handshake), then push/pull, and say "done"
+// (a command) at the end. In async and ssp mode a worker that has sent nothing for
+// `dead_after` while no request of its is waiting is dropped (logged): no one waits for
+// it any more (ssp), and it is counted again if it speaks again (it was only busy, e.g.
+// evaluating). run() returns when every worker is done, or dropped and silent for the
+// whole `timeout` (gone). In sync mode a step whose pushes are incomplete after
+// `timeout` ends the server with a CommError naming the missing workers (the launcher
+// then stops the job).
+//
+// Bad requests (unknown key, wrong shape or dtype, a worker id out of range, a push for
+// the wrong step in sync mode, an unknown command) are answered with Op::error naming
+// the problem, logged, and the server keeps serving everyone else; malformed messages
+// never get here (the van rejects them).
+//
+// Checkpoints: the command "save" (payload: a file path) writes every key's values and
+// optimizer state atomically; ServerOptions::load_path reads one at start-up.
+//
+// Thread-safety: run() on one thread; request_stop() and endpoint() from any.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "loom/ps/van.h"
+#include "loom/train/optimizer.h"
+
+namespace loom::ps {
+
+enum class Consistency { sync, async, ssp };
+// "sync" | "async" | "ssp"; ConfigError otherwise.
+Consistency parse_consistency(const std::string& name);
+std::string consistency_name(Consistency c);
+
+// Header::flags used by the server and worker.
+constexpr uint32_t kFlagInit = 1;  // push: initial values, not a gradient
+
+struct ServerOptions {
+  std::string bind = "tcp://127.0.0.1:0";
+  int server_index = 0;  // for logs and checkpoint names
+  int num_workers = 1;
+  Consistency consistency = Consistency::sync;
+  int staleness = 0;  // ssp only
+  train::OptimizerOptions optimizer;
+  std::chrono::milliseconds timeout{300000};
+  std::chrono::milliseconds dead_after{30000};  // async / ssp: drop a silent worker
+  VanOptions van;
+  std::string load_path;  // checkpoint to start from ("" = none)
+};
+
+class Server {
+ public:
+  explicit Server(ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // The bound endpoint (with the real port).
+  std::string endpoint() const;
+  // Serves until every worker is done or dropped, or request_stop(). Throws CommError
+  // (sync mode: a step's pushes incomplete within the timeout) and CheckpointError.
+  void run();
+  void request_stop();
+
+  // Counters, for tests and logs.
+  int64_t updates() const;
+  // Per worker: gradient pushes accepted / keys held, i.e. the steps it pushed (read
+  // after run() returns).
+  std::vector<int64_t> steps_pushed() const;
+  int64_t rejected() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace loom::ps

@@ -1,0 +1,87 @@
+// ps::Worker: a training process's client of the parameter servers (ps-lite's KVWorker).
+//
+// The worker knows the model's tensors (names and shapes), cuts them into slices with
+// the same ShardPlan every worker computes, and talks to each server over its own
+// DEALER socket. push() and pull() only send requests and return a Handle; wait()
+// collects the replies, so a pull of the next parameters overlaps whatever the caller
+// does meanwhile:
+//
+//   ps::Worker w(specs, options);
+//   if (rank == 0) w.init(params);          // initial values, once, before any pull
+//   ... barrier across workers ...
+//   auto h = w.pull(params, 0); w.wait(h);
+//   for (step ...) {
+//     forward/backward
+//     auto p = w.push(grads, share, step);   // grads must not change until p completes
+//     auto q = w.pull(params, step + 1);     // sync mode: answered after the update
+//     w.wait(p); w.wait(q);
+//   }
+//   w.done();
+//
+// Contract: tensors are contiguous float32, one per spec, in the specs' order. Sync
+// mode: push step c only after the pull of step c has completed (the server sends its
+// values without a copy, relying on it). Errors: a server's Op::error reply throws
+// CommError naming the server, the operation, the key and the server's reason; no reply
+// within the timeout throws TimeoutError naming the server and the operation.
+//
+// Thread-safety: none; use a Worker from one thread (its sockets are single-threaded).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "loom/ps/shard_plan.h"
+#include "loom/ps/van.h"
+
+namespace loom::ps {
+
+struct WorkerOptions {
+  std::vector<std::string> servers;  // endpoints, by server index
+  uint32_t worker_id = 0;
+  int64_t slice_bytes = int64_t{4} << 20;
+  std::chrono::milliseconds timeout{300000};
+  VanOptions van;
+};
+
+class Worker {
+ public:
+  // Connects to every server (handshake). Throws as ClientVan does.
+  Worker(std::vector<TensorSpec> tensors, WorkerOptions options);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // A pending push or pull. Cheap to copy; wait on it once with Worker::wait.
+  struct Handle {
+    uint64_t id = 0;
+  };
+
+  const ShardPlan& plan() const;
+  const std::vector<TensorSpec>& tensors() const;
+
+  // Worker 0, once: the initial value of every slice. Blocking. Keys a server already
+  // holds (from a checkpoint) keep the server's values.
+  void init(const std::vector<at::Tensor>& values);
+  // Sends every slice of `grads` with this worker's weight (share of the global batch)
+  // and clock (step).
+  Handle push(const std::vector<at::Tensor>& grads, double weight, int64_t clock);
+  // Requests every slice at clock `clock`; wait() writes them into `into`.
+  Handle pull(const std::vector<at::Tensor>& into, int64_t clock);
+  // Blocks until every reply of `h` has arrived (handling others' replies meanwhile).
+  void wait(Handle h);
+  // Tells every server this worker is finished. Blocking.
+  void done();
+  // Asks every server to checkpoint its shard to `<prefix>.server<i>`. Blocking.
+  void save(const std::string& prefix);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace loom::ps
