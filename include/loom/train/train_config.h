@@ -26,6 +26,7 @@ struct TrainConfig {
   // schedule
   int64_t epochs = 1;
   int64_t steps = 0;  // > 0: run exactly this many steps instead of --epochs
+  double time_limit = 0;  // > 0: stop at the first log step after this many seconds of training
   int64_t batch_size = 64;  // GLOBAL batch per step, all workers together
   // data partitioning among data-parallel workers (data/partitioner.h)
   std::string partition = "strided";  // strided | random | proportional
@@ -36,6 +37,15 @@ struct TrainConfig {
   std::string sync = "grads";            // grads | params (local SGD / model averaging)
   int64_t sync_every = 1;                // --sync params: steps between averages
   std::string grad_compression = "none";  // none | fp16 | bf16
+  // ps
+  int64_t servers = 1;                   // parameter-server processes (beside --nproc workers)
+  std::string consistency = "sync";      // sync | async | ssp
+  int64_t staleness = 2;                 // ssp: how many steps a worker may run ahead
+  double ps_slice_mb = 4;                // tensors larger than this are split across servers
+  std::string ps_host = "127.0.0.1";     // address the servers bind to and announce
+  std::string ps_save;                   // at the end, each server writes <prefix>.server<i>
+  std::string ps_load;                   // servers start from <prefix>.server<i>
+  bool ps_external_servers = false;      // servers run as `loom ps-server`: every rank is a worker
   bool find_unused_parameters = false;
   // optimizer
   std::string optimizer = "sgd";
@@ -66,5 +76,9 @@ struct TrainConfig {
 
 void register_train_options(OptionTable& table, TrainConfig& config);
 void validate(const TrainConfig& config);
+
+struct OptimizerOptions;  // optimizer.h
+// The optimizer settings of a config (shared by every strategy and the parameter server).
+OptimizerOptions optimizer_options(const TrainConfig& config);
 
 }  // namespace loom::train

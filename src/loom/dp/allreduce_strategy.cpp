@@ -2,11 +2,10 @@
 
 #include <torch/torch.h>
 
-#include <thread>
-
 #include "loom/comm/context.h"
 #include "loom/core/error.h"
 #include "loom/core/log.h"
+#include "loom/train/bench_slowdown.h"
 #include "loom/train/tracer.h"
 #include "loom/train/train_config.h"
 
@@ -37,23 +36,7 @@ void AllreduceStrategy::setup(const train::StrategySetup& s) {
     ModelAverager::average(*model_, world, 1.0 / world.size());  // identical start on every rank
   }
   optimizer_ = train::make_optimizer(model_->parameters(), s.optimizer);
-  if (!c.bench_slowdown.empty()) {
-    // Benchmark aid, clearly not for training: "RANK:FACTOR" stretches that rank's compute.
-    const auto colon = c.bench_slowdown.find(':');
-    int rank = -1;
-    double factor = 0;
-    try {
-      rank = std::stoi(c.bench_slowdown.substr(0, colon));
-      factor = std::stod(c.bench_slowdown.substr(colon + 1));
-    } catch (const std::exception&) {
-    }
-    LOOM_CHECK(colon != std::string::npos && rank >= 0 && factor >= 1, ConfigError,
-               "--bench-slowdown: '{}' is not RANK:FACTOR with FACTOR >= 1", c.bench_slowdown);
-    if (rank == context_->rank()) {
-      slowdown_ = factor;
-      log::warn("--bench-slowdown: this worker computes {}x slower (benchmark aid)", factor);
-    }
-  }
+  slowdown_ = train::bench_slowdown_for(c.bench_slowdown, context_->rank());
 }
 
 train::DataSlot AllreduceStrategy::data_slot() const { return {context_->rank(), context_->world_size(), true}; }
@@ -79,10 +62,7 @@ train::StepOutput AllreduceStrategy::step(const data::Batch& batch, const train:
     loss.backward();
   }
   double compute_s = (train::Tracer::now_us() - compute_start) * 1e-6;
-  if (slowdown_ > 1) {
-    std::this_thread::sleep_for(std::chrono::duration<double>((slowdown_ - 1) * compute_s));
-    compute_s *= slowdown_;
-  }
+  compute_s = train::apply_bench_slowdown(slowdown_, compute_s);
   if (ddp_) {
     auto span = tracer_->span("allreduce wait");
     ddp_->finish();

@@ -1,5 +1,7 @@
 #include "loom/train/train_config.h"
 
+#include "loom/train/optimizer.h"
+
 #include "loom/core/error.h"
 #include "loom/core/options.h"
 #include "loom/data/partitioner.h"
@@ -26,6 +28,17 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
   t.add("sync", &c.sync, "allreduce: grads (average gradients every step) | params (average models every --sync-every steps)");
   t.add("sync-every", &c.sync_every, "allreduce --sync params: steps between model averages");
   t.add("grad-compression", &c.grad_compression, "allreduce: none | fp16 (communicate in half precision)");
+  t.add("time-limit", &c.time_limit,
+        "stop at the first --log-every step after this many seconds of training (0: no limit)");
+  t.add("servers", &c.servers, "ps: parameter-server processes, started beside the --nproc workers");
+  t.add("consistency", &c.consistency, "ps: sync | async | ssp (bounded staleness)");
+  t.add("staleness", &c.staleness, "ps --consistency ssp: steps a worker may run ahead of the slowest");
+  t.add("ps-slice-mb", &c.ps_slice_mb, "ps: tensors larger than this (MiB) are split across servers");
+  t.add("ps-host", &c.ps_host, "ps: address the servers bind to and announce to workers");
+  t.add("ps-save", &c.ps_save, "ps: at the end, each server checkpoints its shard to PREFIX.server<i>");
+  t.add("ps-load", &c.ps_load, "ps: servers start from the shards in PREFIX.server<i>");
+  t.add("ps-external-servers", &c.ps_external_servers,
+        "ps: the --servers servers are started on their own (loom ps-server); every rank of this job is a worker");
   t.add("find-unused-parameters", &c.find_unused_parameters,
         "allreduce: allow parameters that get no gradient in a step");
   t.add("optimizer", &c.optimizer, "sgd | adam");
@@ -72,6 +85,11 @@ void validate(const TrainConfig& c) {
   check_one_of("grad-compression", c.grad_compression, {"none", "fp16", "bf16"});
   LOOM_CHECK(c.bucket_mb > 0, ConfigError, "--bucket-mb must be positive, got {}", c.bucket_mb);
   LOOM_CHECK(c.sync_every >= 1, ConfigError, "--sync-every must be at least 1, got {}", c.sync_every);
+  LOOM_CHECK(c.time_limit >= 0, ConfigError, "--time-limit must be >= 0 seconds, got {}", c.time_limit);
+  check_one_of("consistency", c.consistency, {"sync", "async", "ssp"});
+  LOOM_CHECK(c.servers >= 1, ConfigError, "--servers must be at least 1, got {}", c.servers);
+  LOOM_CHECK(c.staleness >= 0, ConfigError, "--staleness must be >= 0, got {}", c.staleness);
+  LOOM_CHECK(c.ps_slice_mb > 0, ConfigError, "--ps-slice-mb must be positive, got {}", c.ps_slice_mb);
   check_one_of("partition", c.partition, {"strided", "random", "proportional"});
   LOOM_CHECK(c.shard_weights.empty() || c.partition == "proportional", ConfigError,
              "--shard-weights applies to --partition proportional, not {}", c.partition);
@@ -93,6 +111,18 @@ void validate(const TrainConfig& c) {
   LOOM_CHECK(c.synthetic_samples >= 1, ConfigError, "--synthetic-samples must be at least 1, got {}",
              c.synthetic_samples);
   LOOM_CHECK(c.seed >= 0, ConfigError, "--seed must not be negative, got {}", c.seed);
+}
+
+OptimizerOptions optimizer_options(const TrainConfig& c) {
+  OptimizerOptions o;
+  o.name = c.optimizer;
+  o.lr = c.lr;
+  o.momentum = c.momentum;
+  o.weight_decay = c.weight_decay;
+  o.beta1 = c.beta1;
+  o.beta2 = c.beta2;
+  o.eps = c.eps;
+  return o;
 }
 
 }  // namespace loom::train

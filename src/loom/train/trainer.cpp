@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "loom/comm/context.h"
+#include "loom/train/fault_injection.h"
 #include "loom/core/atomic_file.h"
 #include "loom/core/error.h"
 #include "loom/core/log.h"
@@ -42,18 +43,6 @@ data::DataOptions data_options(const TrainConfig& c) {
   d.synthetic.num_samples = c.synthetic_samples;
   d.synthetic.seed = static_cast<uint64_t>(c.seed);
   return d;
-}
-
-OptimizerOptions optimizer_options(const TrainConfig& c) {
-  OptimizerOptions o;
-  o.name = c.optimizer;
-  o.lr = c.lr;
-  o.momentum = c.momentum;
-  o.weight_decay = c.weight_decay;
-  o.beta1 = c.beta1;
-  o.beta2 = c.beta2;
-  o.eps = c.eps;
-  return o;
 }
 
 data::PartitionOptions partition_options(const TrainConfig& c, const DataSlot& slot, int64_t num_samples) {
@@ -163,7 +152,10 @@ Summary Trainer::run() {
 
   std::vector<std::vector<int64_t>> recorded;  // --record-indices
 
+  const auto fault = fault_plan_from_environment();  // tests and drills only
+  int64_t steps_done = 0;
   for (int64_t t = 0; t < total_steps; ++t) {
+    if (slot.reads_data) maybe_inject_fault(fault, slot.rank, t);
     const int64_t epoch = t / steps_per_epoch;
     const int64_t in_epoch = t % steps_per_epoch;
     const auto step_start = Clock::now();
@@ -209,7 +201,14 @@ Summary Trainer::run() {
       LOOM_THROW(TrainingError, "the training loss became {} at step {} (epoch {}); lower --lr or check the data",
                  out.loss, t + 1, epoch + 1);
     }
-    const bool last = t + 1 == total_steps;
+    bool last = t + 1 == total_steps;
+    if ((t + 1) % c.log_every == 0 && !last && c.time_limit > 0) {
+      // Every data rank must stop at the same step: the ranks agree through the same
+      // collective as the loss (strategies without one, like asynchronous parameter
+      // servers, decide per worker).
+      last = strategy->sum_over_data_ranks(train_s >= c.time_limit ? 1.0 : 0.0) > 0;
+      if (last && leader) log::info("--time-limit {} s reached after {} steps", c.time_limit, t + 1);
+    }
     if ((t + 1) % c.log_every == 0 || last) {
       // The global mean loss: each data rank's mean weighted by its share, summed.
       last_window_loss = strategy->sum_over_data_ranks(window_loss) / window_steps;
@@ -219,6 +218,8 @@ Summary Trainer::run() {
       window_steps = 0;
     }
     progress.update(t + 1, epoch, out.loss, train_s > 0 ? samples / train_s : 0);
+    steps_done = t + 1;
+    if (last) break;
     if (in_epoch + 1 == steps_per_epoch && !last && c.eval && c.steps == 0) {
       torch::nn::Sequential full = strategy->final_model();  // collective
       evaluate_now(full, epoch, t + 1);
@@ -226,13 +227,13 @@ Summary Trainer::run() {
   }
   progress.finish();
 
-  summary.steps = total_steps;
+  summary.steps = steps_done;
   summary.samples = samples;
   summary.train_s = train_s;
   summary.samples_per_s = train_s > 0 ? samples / train_s : 0;
   summary.final_train_loss = last_window_loss;
   torch::nn::Sequential full = strategy->final_model();  // collective; whole model on rank 0
-  evaluate_now(full, epochs - 1, total_steps);
+  evaluate_now(full, (steps_done - 1) / steps_per_epoch, steps_done);
   if (leader && !c.save.empty()) {
     save_model_file(c.save, state_dict(*full));
     log::info("saved the model to {}", c.save);
