@@ -13,6 +13,7 @@
 #include "loom/core/options.h"
 #include "loom/launch/launcher.h"
 #include "loom/launch/self_executable.h"
+#include "loom/ps/server_process.h"
 #include "loom/train/train_config.h"
 #include "loom/train/trainer.h"
 
@@ -29,8 +30,15 @@ struct TrainCommand {
 
 int spawn_workers(const TrainCommand& cmd) {
   launch::LaunchOptions lo;
-  lo.nproc = cmd.config.nproc;
+  // --strategy ps: the parameter servers are the last --servers ranks of the job.
+  lo.nproc = cmd.config.nproc +
+             (cmd.config.strategy == "ps" && !cmd.config.ps_external_servers ? cmd.config.servers : 0);
   lo.command = cmd.argv;
+  if (cmd.config.strategy == "ps" && cmd.config.consistency != "sync") {
+    // Asynchronous workers other than worker 0 (which hosts the rendezvous store and
+    // writes the model) may die: the servers drop them and the others train on.
+    lo.may_fail = [workers = cmd.config.nproc](int rank) { return rank > 0 && rank < workers; };
+  }
   lo.command[0] = launch::self_executable();
   return launch::run(lo);
 }
@@ -41,17 +49,32 @@ int run_train(TrainCommand& cmd) {
   log::set_level(log::parse_level(c.log_level));
   train::validate(c);
 
-  const DistEnv env = DistEnv::from_environment();
-  if (env.source == "none" && c.nproc > 1) return spawn_workers(cmd);
-  LOOM_CHECK(c.nproc == 1 || c.nproc == env.world_size, ConfigError,
-             "--nproc {} does not match the job's world size {} (from {})", c.nproc, env.world_size, env.source);
+  DistEnv env = DistEnv::from_environment();
+  const bool ps = c.strategy == "ps";
+  if (env.source == "none" && (c.nproc > 1 || ps)) return spawn_workers(cmd);
   if (env.world_size > 1 || env.source != "none") log::set_rank(env.rank);
+  if (ps) {
+    // The job's last --servers ranks serve (unless the servers run on their own as
+    // `loom ps-server`); the others are the workers' world.
+    const int workers = env.world_size - (c.ps_external_servers ? 0 : static_cast<int>(c.servers));
+    LOOM_CHECK(workers >= 1, ConfigError, "--strategy ps: a job of {} processes has no room for {} servers and a worker",
+               env.world_size, c.servers);
+    if (env.rank >= workers) {
+      ps::run_server_process(c, env, workers, env.rank - workers);
+      return 0;
+    }
+    env.world_size = workers;
+  }
+  LOOM_CHECK(c.nproc == 1 || c.nproc == env.world_size, ConfigError,
+             "--nproc {} does not match the job's {} {} (from {})", c.nproc, ps ? "workers" : "world size",
+             env.world_size, env.source);
 
   std::shared_ptr<comm::Context> context;
   if (c.strategy != "single") {
     comm::ContextOptions co;
     co.timeout = std::chrono::milliseconds(static_cast<int64_t>(c.timeout * 1000));
     co.interface = c.interface;
+    co.always_host_store = ps;  // the servers find the workers through it
     context = comm::Context::create(env, co);
   } else {
     LOOM_CHECK(env.world_size == 1, ConfigError,

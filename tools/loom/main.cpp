@@ -1,6 +1,7 @@
 // loom: distributed training for the PyTorch C++ frontend.
 //   loom train [--config FILE.toml] [flags]
 //   loom run --nproc N [...] -- CMD ARGS...
+//   loom ps-server --index I --workers W [...]
 #include <CLI/CLI.hpp>
 
 #include <iostream>
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
       loom::cli::add_train_command(app, args),
       loom::cli::add_run_command(app),
       loom::cli::add_partition_command(app),
+      loom::cli::add_ps_server_command(app),
   };
   try {
     app.parse(argc, argv);

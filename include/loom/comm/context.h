@@ -26,6 +26,9 @@ struct ContextOptions {
   // Network interface for Gloo (e.g. "eth0"). Empty: loopback when the master is on
   // loopback, else the local address that routes to the master.
   std::string interface;
+  // Host a TCPStore even for a world of one process (which otherwise uses an in-memory
+  // store): for jobs whose other processes join only the store (parameter servers).
+  bool always_host_store = false;
 };
 
 class Context {
@@ -40,8 +43,14 @@ class Context {
   const DistEnv& env() const { return env_; }
   std::chrono::milliseconds timeout() const { return options_.timeout; }
 
+  // A Context that only uses the rendezvous store, as a client: it never hosts the
+  // store, builds no process group and is not counted in the world (for processes
+  // outside the training world, e.g. parameter servers; env.rank / world_size are only
+  // labels here). world() and new_group() throw ConfigError.
+  static std::shared_ptr<Context> join_store(const DistEnv& env, const ContextOptions& options = {});
+
   // The group of all ranks.
-  Group& world() { return *world_; }
+  Group& world();
 
   // Builds a group of `ranks` (global ranks, sorted, no duplicates). Call on exactly the
   // member ranks, in the same order of new_group calls; `name` must be unique per job.

@@ -38,6 +38,11 @@ struct LaunchOptions {
   // applied after the launcher's own variables (see worker_env.h), so it may override them.
   std::function<std::vector<std::pair<std::string, std::string>>(int rank)> extra_env;
 
+  // Ranks whose failure does not stop the others (e.g. the workers of an asynchronous
+  // parameter-server job, which the servers drop and train without). Their failure is
+  // logged; the job succeeds if every other rank does. Empty: any failure stops all.
+  std::function<bool(int rank)> may_fail;
+
   int world_size() const { return nnodes * nproc; }
   int global_rank(int local_rank) const { return node_rank * nproc + local_rank; }
 };

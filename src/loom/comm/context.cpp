@@ -74,13 +74,13 @@ std::shared_ptr<::gloo::transport::Device> make_device(const DistEnv& env, const
   }
 }
 
-c10::intrusive_ptr<c10d::Store> make_store(const DistEnv& env, const ContextOptions& opts) {
-  if (env.world_size == 1) return c10::make_intrusive<c10d::HashStore>();
+c10::intrusive_ptr<c10d::Store> make_store(const DistEnv& env, const ContextOptions& opts, bool member = true) {
+  if (env.world_size == 1 && member && !opts.always_host_store) return c10::make_intrusive<c10d::HashStore>();
   c10d::TCPStoreOptions so;
   so.port = static_cast<uint16_t>(env.master_port);
-  so.isServer = env.rank == 0;
-  so.numWorkers = env.world_size;
-  so.waitWorkers = true;
+  so.isServer = member && env.rank == 0;
+  if (member) so.numWorkers = env.world_size;
+  so.waitWorkers = member;
   so.timeout = opts.timeout;
   try {
     auto store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
@@ -89,7 +89,7 @@ c10::intrusive_ptr<c10d::Store> make_store(const DistEnv& env, const ContextOpti
   } catch (const std::exception& e) {
     std::string cause = e.what();
     cause = cause.substr(0, cause.find('\n'));
-    if (env.rank == 0) {
+    if (so.isServer) {
       LOOM_THROW(CommError, "cannot host the rendezvous store on port {} (MASTER_PORT): {}", env.master_port,
                  cause);
     }
@@ -137,7 +137,22 @@ std::shared_ptr<Context> Context::create(const DistEnv& env, const ContextOption
   return ctx;
 }
 
+std::shared_ptr<Context> Context::join_store(const DistEnv& env, const ContextOptions& options) {
+  LOOM_CHECK(options.timeout.count() > 0, ConfigError, "--timeout must be positive");
+  std::shared_ptr<Context> ctx(new Context(env, options));
+  ctx->impl_->store = make_store(env, options, /*member=*/false);
+  return ctx;
+}
+
+Group& Context::world() {
+  LOOM_CHECK(world_ != nullptr, ConfigError, "rank {} joined only the rendezvous store: it has no process group",
+             rank());
+  return *world_;
+}
+
 std::shared_ptr<Group> Context::new_group(const std::vector<int>& ranks, const std::string& name) {
+  LOOM_CHECK(impl_->device != nullptr, ConfigError, "rank {} joined only the rendezvous store: it cannot build groups",
+             rank());
   LOOM_CHECK(!ranks.empty(), ConfigError, "group '{}' has no ranks", name);
   LOOM_CHECK(std::is_sorted(ranks.begin(), ranks.end()) &&
                  std::adjacent_find(ranks.begin(), ranks.end()) == ranks.end(),

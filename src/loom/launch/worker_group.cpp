@@ -100,8 +100,9 @@ AttemptResult WorkerGroup::run() {
     for (auto& relay : worker->relays) relay.close();
   }
 
-  result_.success = !stopping_ && std::all_of(workers_.begin(), workers_.end(), [](const auto& w) {
-    return w->process->status() && w->process->status()->success();
+  result_.success = !stopping_ && std::all_of(workers_.begin(), workers_.end(), [this](const auto& w) {
+    return (w->process->status() && w->process->status()->success()) ||
+           (options_.may_fail && options_.may_fail(w->rank));
   });
   return result_;
 }
@@ -125,6 +126,10 @@ void WorkerGroup::reap() {
     if (!status) continue;
     // Its last words come before anything the launcher says about it.
     for (auto& relay : worker->relays) relay.drain();
+    if (!status->success() && !stopping_ && options_.may_fail && options_.may_fail(worker->rank)) {
+      log::warn("rank {} {}; the other ranks go on without it", worker->rank, status->describe());
+      continue;
+    }
     if (!status->success() && !stopping_) {
       result_.failed_rank = worker->rank;
       result_.failed_status = *status;

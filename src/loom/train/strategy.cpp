@@ -4,6 +4,7 @@
 
 #include "loom/core/error.h"
 #include "loom/dp/allreduce_strategy.h"
+#include "loom/ps/ps_strategy.h"
 #include "loom/train/single_strategy.h"
 
 namespace loom::train {
@@ -11,8 +12,9 @@ namespace loom::train {
 std::unique_ptr<Strategy> make_strategy(const std::string& name) {
   if (name == "single") return std::make_unique<SingleStrategy>();
   if (name == "allreduce") return std::make_unique<dp::AllreduceStrategy>();
-  if (name == "ps" || name == "pipeline" || name == "hybrid") {
-    LOOM_THROW(ConfigError, "--strategy {}: not available in this build yet (available: single, allreduce)", name);
+  if (name == "ps") return std::make_unique<ps::PsStrategy>();
+  if (name == "pipeline" || name == "hybrid") {
+    LOOM_THROW(ConfigError, "--strategy {}: not available in this build yet (available: single, allreduce, ps)", name);
   }
   LOOM_THROW(ConfigError, "--strategy: unknown strategy '{}' (expected single, allreduce, ps, pipeline or hybrid)",
              name);

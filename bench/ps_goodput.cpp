@@ -1,0 +1,225 @@
+// Parameter-server transport against raw loopback TCP, side by side in one program.
+//
+//   build/bench/ps_goodput [--rounds 5] [--iters 10] [--threads 1]
+//
+// For each size (4 MiB, 64 MiB of parameters) and server count (1, 2): 2 worker threads,
+// each with its own ps::Worker over tcp://127.0.0.1, repeat push(gradients) + pull
+// (parameters) against real ps::Server threads (sync mode, SGD with lr 0: the server
+// still combines the pushes and runs the optimizer). Goodput = bytes pushed + pulled by
+// both workers / wall time. The peer: the same pattern over plain TCP sockets (each
+// worker thread sends its bytes to a server thread, which reads them into a reused
+// buffer and sends the same number of bytes back), measured by this program in the same
+// round. Rounds alternate which goes first; the median ratio is printed.
+//
+// Then small messages: push+pull operations per second for a 1 KiB key, 2 workers,
+// 1 server (sync mode, so each op also waits for the other worker).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+#include <vector>
+
+#include "loom/core/error.h"
+#include "loom/core/process.h"
+#include "loom/ps/server.h"
+#include "loom/ps/worker.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// ---- the peer: plain TCP ------------------------------------------------------------
+void write_all(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    const ssize_t k = ::send(fd, p, n, MSG_NOSIGNAL);
+    if (k <= 0) throw std::runtime_error("send failed");
+    p += k;
+    n -= static_cast<size_t>(k);
+  }
+}
+
+void read_all(int fd, char* p, size_t n) {
+  while (n > 0) {
+    const ssize_t k = ::recv(fd, p, n, 0);
+    if (k <= 0) throw std::runtime_error("recv failed");
+    p += k;
+    n -= static_cast<size_t>(k);
+  }
+}
+
+// Bytes per second moved by `workers` connections each sending `bytes` and receiving
+// `bytes` back, `iters` times.
+double raw_tcp(size_t bytes, int workers, int iters) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ::listen(listener, workers);
+  socklen_t len = sizeof addr;
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+
+  std::vector<std::thread> servers;
+  for (int w = 0; w < workers; ++w) {
+    servers.emplace_back([&, listener] {
+      const int fd = ::accept(listener, nullptr, nullptr);
+      std::vector<char> buf(bytes);
+      for (int i = 0; i < iters; ++i) {
+        read_all(fd, buf.data(), bytes);
+        write_all(fd, buf.data(), bytes);
+      }
+      ::close(fd);
+    });
+  }
+  std::vector<int> fds;
+  for (int w = 0; w < workers; ++w) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("connect");
+    fds.push_back(fd);
+  }
+  const auto start = Clock::now();
+  std::vector<std::thread> clients;
+  for (int w = 0; w < workers; ++w) {
+    clients.emplace_back([&, w] {
+      std::vector<char> out(bytes, 1), in(bytes);
+      for (int i = 0; i < iters; ++i) {
+        // Send and receive at once, as a push and a pull in flight together do.
+        std::thread sender([&] { write_all(fds[w], out.data(), bytes); });
+        read_all(fds[w], in.data(), bytes);
+        sender.join();
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  const double s = seconds_since(start);
+  for (auto& t : servers) t.join();
+  for (int fd : fds) ::close(fd);
+  ::close(listener);
+  return 2.0 * bytes * workers * iters / s;
+}
+
+// ---- loom: ps::Server + ps::Worker ----------------------------------------------------
+struct PsRun {
+  double bytes_per_s = 0;
+  double ops_per_s = 0;
+};
+
+PsRun ps_run(int64_t numel, int servers, int workers, int iters, int64_t slice_bytes) {
+  std::vector<std::unique_ptr<loom::ps::Server>> srv;
+  std::vector<std::thread> threads;
+  std::vector<std::string> endpoints;
+  for (int s = 0; s < servers; ++s) {
+    loom::ps::ServerOptions o;
+    o.server_index = s;
+    o.num_workers = workers;
+    o.optimizer.lr = 0;
+    o.timeout = std::chrono::seconds(60);
+    srv.push_back(std::make_unique<loom::ps::Server>(o));
+    endpoints.push_back(srv.back()->endpoint());
+  }
+  for (auto& s : srv) threads.emplace_back([&s] { s->run(); });
+
+  const std::vector<loom::ps::TensorSpec> specs{{"w", {numel}, 4}};
+  std::vector<std::unique_ptr<loom::ps::Worker>> clients;
+  for (int w = 0; w < workers; ++w) {
+    loom::ps::WorkerOptions o;
+    o.servers = endpoints;
+    o.worker_id = static_cast<uint32_t>(w);
+    o.slice_bytes = slice_bytes;
+    o.timeout = std::chrono::seconds(60);
+    clients.push_back(std::make_unique<loom::ps::Worker>(specs, o));
+  }
+  std::vector<at::Tensor> params{torch::zeros({numel})};
+  clients[0]->init(params);
+
+  Clock::time_point start;
+  std::vector<std::thread> loops;
+  std::atomic<int> ready{0};
+  for (int w = 0; w < workers; ++w) {
+    loops.emplace_back([&, w] {
+      std::vector<at::Tensor> mine{torch::zeros({numel})}, grads{torch::ones({numel})};
+      clients[w]->wait(clients[w]->pull(mine, 0));
+      if (++ready == workers) start = Clock::now();
+      while (ready < workers) std::this_thread::yield();
+      for (int i = 0; i < iters; ++i) {
+        auto p = clients[w]->push(grads, 1.0 / workers, i);
+        auto q = clients[w]->pull(mine, i + 1);
+        clients[w]->wait(p);
+        clients[w]->wait(q);
+      }
+    });
+  }
+  for (auto& t : loops) t.join();
+  const double s = seconds_since(start);
+  for (auto& c : clients) c->done();
+  for (auto& t : threads) t.join();
+  PsRun r;
+  r.bytes_per_s = 2.0 * numel * 4 * workers * iters / s;
+  r.ops_per_s = double(workers) * iters / s;
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  loom::init_process();
+  CLI::App app{"parameter-server goodput against raw loopback TCP"};
+  int rounds = 5, iters = 10, small_iters = 2000, threads = 1;
+  app.add_option("--rounds", rounds);
+  app.add_option("--iters", iters, "push+pull iterations per measurement");
+  app.add_option("--small-iters", small_iters);
+  app.add_option("--threads", threads);
+  CLI11_PARSE(app, argc, argv);
+  torch::set_num_threads(threads);
+  try {
+    std::printf("ps_goodput: 2 workers, push+pull per iteration, %d iterations, %d rounds (GB/s = 1e9 bytes/s)\n",
+                iters, rounds);
+    std::printf("%8s %8s %6s %10s %10s %8s\n", "size", "servers", "round", "ps GB/s", "tcp GB/s", "ps/tcp");
+    for (int64_t mib : {4, 64}) {
+      for (int servers : {1, 2}) {
+        std::vector<double> ratios;
+        const int64_t numel = mib * (1 << 20) / 4;
+        for (int r = 0; r < rounds; ++r) {
+          double ps = 0, tcp = 0;
+          if (r % 2 == 0) {
+            ps = ps_run(numel, servers, 2, iters, int64_t{4} << 20).bytes_per_s;
+            tcp = raw_tcp(size_t(numel) * 4, 2, iters);
+          } else {
+            tcp = raw_tcp(size_t(numel) * 4, 2, iters);
+            ps = ps_run(numel, servers, 2, iters, int64_t{4} << 20).bytes_per_s;
+          }
+          ratios.push_back(ps / tcp);
+          std::printf("%5ldMiB %8d %6d %10.2f %10.2f %8.3f\n", long(mib), servers, r + 1, ps / 1e9, tcp / 1e9,
+                      ps / tcp);
+          std::fflush(stdout);
+        }
+        std::printf("median ps/tcp for %ld MiB, %d server(s): %.3f\n", long(mib), servers, median(ratios));
+      }
+    }
+    std::vector<double> ops;
+    for (int r = 0; r < rounds; ++r) ops.push_back(ps_run(256, 1, 2, small_iters, int64_t{4} << 20).ops_per_s);
+    std::printf("small messages (1 KiB key, 2 workers, 1 server, sync): median %.0f push+pull ops/s\n",
+                median(ops));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ps_goodput: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,44 @@
+#include "loom/ps/server_process.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "loom/comm/context.h"
+#include "loom/core/error.h"
+#include "loom/core/log.h"
+#include "loom/ps/ps_strategy.h"
+#include "loom/ps/server.h"
+#include "loom/train/optimizer.h"
+
+namespace loom::ps {
+
+void run_server_process(const train::TrainConfig& c, const DistEnv& env, int num_workers, int server_index) {
+  LOOM_CHECK(num_workers >= 1, ConfigError, "--strategy ps: the job has no workers ({} processes, {} servers)",
+             env.world_size, c.servers);
+  LOOM_CHECK(server_index >= 0 && server_index < c.servers, ConfigError,
+             "parameter server index {} is outside --servers {}", server_index, c.servers);
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(c.timeout * 1000));
+  comm::ContextOptions co;
+  co.timeout = timeout;
+  auto store = comm::Context::join_store(env, co);
+
+  ServerOptions o;
+  o.bind = "tcp://" + c.ps_host + ":0";
+  o.server_index = server_index;
+  o.num_workers = num_workers;
+  o.consistency = parse_consistency(c.consistency);
+  o.staleness = static_cast<int>(c.staleness);
+  o.optimizer = train::optimizer_options(c);
+  o.timeout = timeout;
+  o.dead_after = std::min(timeout / 2, std::chrono::milliseconds(30000));
+  o.van = VanOptions::from_environment();
+  o.van.timeout = timeout;
+  if (!c.ps_load.empty()) o.load_path = c.ps_load + ".server" + std::to_string(server_index);
+  Server server(o);
+  store->store_set(server_store_key(server_index), server.endpoint());
+  server.run();
+  log::info("parameter server {}: all workers done after {} updates; steps pushed by each worker: {}", server_index,
+            server.updates(), fmt::join(server.steps_pushed(), ", "));
+}
+
+}  // namespace loom::ps

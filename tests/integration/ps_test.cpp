@@ -1,0 +1,185 @@
+// --strategy ps through the real CLI and launcher: workers and parameter servers as real
+// processes over real ZeroMQ sockets.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "loom/train/model_io.h"
+#include "support/process.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string dir_for(const std::string& name) {
+  const auto dir = fs::path(::testing::TempDir()) / ("ps_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir.string();
+}
+
+loom::test::RunResult loom_train(std::vector<std::string> args, int timeout_s = 180) {
+  loom::test::RunOptions o;
+  o.argv = {LOOM_BINARY, "train", "--model", "mlp", "--data", "synthetic", "--synthetic-samples", "2048",
+            "--batch-size", "48", "--lr", "0.05", "--momentum", "0.9", "--steps", "20", "--seed", "3",
+            "--no-eval", "--progress", "off", "--timeout", "60"};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.unset_env = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
+  o.timeout = std::chrono::seconds(timeout_s);
+  return loom::test::run(o);
+}
+
+double max_abs_diff(const std::string& a, const std::string& b) {
+  const auto x = loom::train::load_model_file(a), y = loom::train::load_model_file(b);
+  EXPECT_EQ(x.size(), y.size());
+  double worst = 0;
+  for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
+    EXPECT_EQ(x[i].first, y[i].first);
+    worst = std::max(worst, (x[i].second - y[i].second).abs().max().item<double>());
+  }
+  return worst;
+}
+
+nlohmann::json summary_of(const std::string& metrics) {
+  std::ifstream in(metrics);
+  std::string line, last;
+  while (std::getline(in, line)) last = line;
+  return nlohmann::json::parse(last);
+}
+
+class PsSync : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    reference_ = dir_for("reference") + "/single.pt";
+    const auto r = loom_train({"--strategy", "single", "--save", reference_});
+    ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  }
+  static std::string reference_;
+};
+std::string PsSync::reference_;
+
+// The issue's contract: sync mode, 2 workers and 2 servers, 20 SGD-momentum steps.
+TEST_F(PsSync, TwoWorkersTwoServersEqualSingle) {
+  const auto dir = dir_for("w2s2");
+  // A small slice size splits the first layer across both servers.
+  const auto r = loom_train({"--strategy", "ps", "--nproc", "2", "--servers", "2", "--ps-slice-mb", "0.25",
+                             "--save", dir + "/m.pt", "--metrics", dir + "/m.jsonl"});
+  ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  EXPECT_LT(max_abs_diff(reference_, dir + "/m.pt"), 1e-5);
+  const auto s = summary_of(dir + "/m.jsonl");
+  EXPECT_EQ(s["strategy"], "ps");
+  EXPECT_EQ(s["world_size"], 2);  // workers; the servers are not in the data world
+  // Both servers announced themselves and were used.
+  EXPECT_NE(r.err.find("parameter server 0: serving 2 workers"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("parameter server 1: serving 2 workers"), std::string::npos) << r.err;
+}
+
+TEST_F(PsSync, ProportionalSharesAndOneWorkerEqualSingle) {
+  const auto dir = dir_for("prop");
+  auto r = loom_train({"--strategy", "ps", "--nproc", "3", "--servers", "1", "--partition", "proportional",
+                       "--shard-weights", "2,1,1", "--save", dir + "/p.pt"});
+  ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  EXPECT_LT(max_abs_diff(reference_, dir + "/p.pt"), 1e-5);
+  r = loom_train({"--strategy", "ps", "--nproc", "1", "--servers", "1", "--save", dir + "/one.pt"});
+  ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  EXPECT_LT(max_abs_diff(reference_, dir + "/one.pt"), 1e-5);
+}
+
+// Servers write their shards and optimizer state; new servers started from them serve
+// those values: with a negligible --lr (1e-30: no fp32 parameter moves) the continued
+// run's model is exactly the checkpointed one.
+TEST(Ps, ServersCheckpointTheirShardsAndStartFromThem) {
+  const auto dir = dir_for("ckpt");
+  auto r = loom_train({"--strategy", "ps", "--nproc", "2", "--servers", "2", "--ps-slice-mb", "0.25", "--save",
+                       dir + "/a.pt", "--ps-save", dir + "/shard"});
+  ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  ASSERT_TRUE(fs::exists(dir + "/shard.server0"));
+  ASSERT_TRUE(fs::exists(dir + "/shard.server1"));
+  r = loom_train({"--strategy", "ps", "--nproc", "2", "--servers", "2", "--ps-slice-mb", "0.25", "--ps-load",
+                  dir + "/shard", "--lr", "1e-30", "--steps", "1", "--seed", "11", "--save", dir + "/b.pt"});
+  ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  EXPECT_EQ(max_abs_diff(dir + "/a.pt", dir + "/b.pt"), 0.0);
+  // A checkpoint that is not one: a named error, no hang.
+  { std::ofstream(dir + "/bad.server0") << "not a checkpoint"; }
+  r = loom_train({"--strategy", "ps", "--nproc", "1", "--servers", "1", "--ps-load", dir + "/bad", "--timeout", "20"},
+                 60);
+  EXPECT_FALSE(r.timed_out) << r.describe();
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("checkpoint error"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("bad.server0"), std::string::npos) << r.err;
+}
+
+TEST(Ps, TooManyServersForTheJobIsAConfigError) {
+  loom::test::RunOptions o;
+  o.argv = {LOOM_BINARY, "run", "--nproc", "2", "--", LOOM_BINARY, "train", "--strategy", "ps", "--servers", "2",
+            "--model", "mlp", "--data", "synthetic", "--timeout", "20"};
+  o.unset_env = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
+  o.timeout = std::chrono::seconds(60);
+  const auto r = loom::test::run(o);
+  EXPECT_FALSE(r.timed_out) << r.describe();
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("no room for 2 servers"), std::string::npos) << r.err;
+}
+
+// Faults (issue 5): in async mode a worker that dies is dropped and the others finish;
+// in sync mode the job ends with a named error.
+TEST(PsFaults, AsyncJobGoesOnWithoutAKilledWorker) {
+  const auto dir = dir_for("kill_async");
+  loom::test::RunOptions o;
+  o.argv = {LOOM_BINARY, "train", "--strategy", "ps", "--nproc", "3", "--servers", "1", "--consistency", "async",
+            "--model", "mlp", "--data", "synthetic", "--synthetic-samples", "4096", "--batch-size", "48",
+            "--steps", "60", "--lr", "0.05", "--progress", "off", "--timeout", "10", "--save", dir + "/m.pt",
+            "--metrics", dir + "/m.jsonl"};
+  o.env = {{"LOOM_FAULT_INJECT", "kill:1:5"}};
+  o.unset_env = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
+  o.timeout = std::chrono::seconds(120);
+  const auto r = loom::test::run(o);
+  ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  EXPECT_NE(r.err.find("rank 1 was killed by signal 9 (SIGKILL); the other ranks go on without it"),
+            std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("worker 1 sent nothing for 5 s: dropped"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(dir + "/m.pt"));
+  EXPECT_EQ(summary_of(dir + "/m.jsonl")["steps"], 60);
+}
+
+TEST(PsFaults, SyncJobEndsWithANamedErrorWhenAWorkerDies) {
+  loom::test::RunOptions o;
+  o.argv = {LOOM_BINARY, "train", "--strategy", "ps", "--nproc", "2", "--servers", "1", "--model", "mlp", "--data",
+            "synthetic", "--steps", "40", "--progress", "off", "--timeout", "20"};
+  o.env = {{"LOOM_FAULT_INJECT", "kill:1:5"}};
+  o.unset_env = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
+  o.timeout = std::chrono::seconds(90);
+  const auto r = loom::test::run(o);
+  EXPECT_FALSE(r.timed_out) << r.describe();
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("launch error: rank 1 was killed by signal 9 (SIGKILL)"), std::string::npos) << r.err;
+}
+
+// The issue's accuracy target for the asynchronous modes: the CNN on Fashion-MNIST,
+// 2 workers, 2 epochs, >= 0.88 test accuracy. (--lr 0.03: with lr 0.05, stale momentum
+// updates left async at 0.879; 0.03 gave 0.895.)
+void expect_accuracy(const std::string& name, std::vector<std::string> mode) {
+  const auto dir = dir_for(name);
+  loom::test::RunOptions o;
+  o.argv = {LOOM_BINARY, "train", "--strategy", "ps", "--nproc", "2", "--servers", "1", "--model", "cnn",
+            "--data", "fashion-mnist", "--epochs", "2", "--batch-size", "128", "--lr", "0.03", "--momentum", "0.9",
+            "--threads", "1", "--progress", "off", "--timeout", "120", "--metrics", dir + "/m.jsonl"};
+  o.argv.insert(o.argv.end(), mode.begin(), mode.end());
+  o.unset_env = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
+  o.timeout = std::chrono::seconds(600);
+  const auto r = loom::test::run(o);
+  ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  const auto s = summary_of(dir + "/m.jsonl");
+  EXPECT_GE(s["test_accuracy"].get<double>(), 0.88) << s.dump();
+}
+
+TEST(PsAccuracy, AsyncCnnReaches088InTwoEpochs) { expect_accuracy("async", {"--consistency", "async"}); }
+
+TEST(PsAccuracy, SspCnnReaches088InTwoEpochs) {
+  expect_accuracy("ssp", {"--consistency", "ssp", "--staleness", "2"});
+}
+
+}  // namespace
