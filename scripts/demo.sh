@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The default job of `make demo`: the two-conv CNN on Fashion-MNIST, then its accuracy.
+# The default job of `make demo`: the two-conv CNN on Fashion-MNIST, data-parallel over 2
+# worker processes (bucketed AllReduce), 3 epochs, then its test accuracy (about 0.91).
 set -euo pipefail
 loom=${1:-build/loom}
 out=${LOOM_DEMO_DIR:-build/demo}
 mkdir -p "$out"
-"$loom" train --strategy single --model cnn --data fashion-mnist --epochs 1 --batch-size 128 \
-  --lr 0.05 --momentum 0.9 --threads 2 --metrics "$out/metrics.jsonl" --save "$out/model.pt"
+"$loom" train --nproc 2 --strategy allreduce --model cnn --data fashion-mnist --epochs 3 --batch-size 128 \
+  --lr 0.05 --momentum 0.9 --threads 1 --metrics "$out/metrics.jsonl" --save "$out/model.pt"
 python3 - "$out/metrics.jsonl" <<'PY'
 import json, sys
 summary = [json.loads(l) for l in open(sys.argv[1])][-1]
