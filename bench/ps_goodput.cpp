@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "loom/core/error.h"
+#include "loom/core/log.h"
 #include "loom/core/process.h"
 #include "loom/ps/server.h"
 #include "loom/ps/worker.h"
@@ -188,6 +189,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads);
   CLI11_PARSE(app, argc, argv);
   torch::set_num_threads(threads);
+  loom::log::set_level(loom::log::Level::warn);  // the servers' start-up lines are noise here
   try {
     std::printf("ps_goodput: 2 workers, push+pull per iteration, %d iterations, %d rounds (GB/s = 1e9 bytes/s)\n",
                 iters, rounds);

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "loom/launch/free_port.h"
 #include "loom/train/model_io.h"
 #include "support/process.h"
 
@@ -122,6 +123,34 @@ TEST(Ps, TooManyServersForTheJobIsAConfigError) {
   EXPECT_FALSE(r.timed_out) << r.describe();
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("no room for 2 servers"), std::string::npos) << r.err;
+}
+
+// Servers on their own (`loom ps-server`, as on other machines): the workers' job runs
+// every rank as a worker (--ps-external-servers) and finds the server through the store.
+TEST(Ps, ExternalServerStartedOnItsOwn) {
+  const auto dir = dir_for("external");
+  const std::string port = std::to_string(loom::launch::pick_free_port());
+  loom::test::RunOptions server;
+  server.argv = {LOOM_BINARY, "ps-server", "--index", "0", "--workers", "2", "--servers", "1", "--master-port", port,
+                 "--lr", "0.05", "--momentum", "0.9", "--timeout", "60"};
+  server.unset_env = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
+  server.timeout = std::chrono::seconds(120);
+  loom::test::Process server_process(server);
+  loom::test::RunOptions workers;
+  workers.argv = {LOOM_BINARY, "run", "--nproc", "2", "--master-port", port, "--", LOOM_BINARY, "train",
+                  "--strategy", "ps", "--servers", "1", "--ps-external-servers", "--model", "mlp", "--data",
+                  "synthetic", "--synthetic-samples", "2048", "--batch-size", "48", "--lr", "0.05", "--momentum",
+                  "0.9", "--steps", "20", "--seed", "3", "--no-eval", "--progress", "off", "--timeout", "60",
+                  "--save", dir + "/m.pt"};
+  workers.unset_env = server.unset_env;
+  workers.timeout = std::chrono::seconds(120);
+  const auto w = loom::test::run(workers);
+  const auto s = server_process.wait();
+  ASSERT_TRUE(w.exited_with(0)) << w.describe();
+  ASSERT_TRUE(s.exited_with(0)) << s.describe();
+  const auto single = loom_train({"--strategy", "single", "--save", dir + "/single.pt"});
+  ASSERT_TRUE(single.exited_with(0)) << single.describe();
+  EXPECT_LT(max_abs_diff(dir + "/single.pt", dir + "/m.pt"), 1e-5);
 }
 
 // Faults (issue 5): in async mode a worker that dies is dropped and the others finish;
