@@ -7,42 +7,20 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "loom/train/model_io.h"
 #include "support/process.h"
+#include "support/train_runs.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string dir_for(const std::string& name) {
-  const auto dir = fs::path(::testing::TempDir()) / ("allreduce_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
+std::string dir_for(const std::string& name) { return loom::test::fresh_dir("allreduce", name); }
 
 loom::test::RunResult loom_train(std::vector<std::string> args, int timeout_s = 180) {
-  loom::test::RunOptions o;
-  o.argv = {LOOM_BINARY, "train", "--model", "mlp", "--data", "synthetic", "--synthetic-samples", "2048",
-            "--batch-size", "48", "--lr", "0.05", "--momentum", "0.9", "--steps", "20", "--seed", "3",
-            "--no-eval", "--progress", "off", "--timeout", "60"};
-  o.argv.insert(o.argv.end(), args.begin(), args.end());
-  o.unset_env = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
-  o.timeout = std::chrono::seconds(timeout_s);
-  return loom::test::run(o);
+  return loom::test::train_equivalence_job(std::move(args), timeout_s);
 }
 
-double max_abs_diff(const std::string& a, const std::string& b) {
-  const auto x = loom::train::load_model_file(a), y = loom::train::load_model_file(b);
-  EXPECT_EQ(x.size(), y.size());
-  double worst = 0;
-  for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
-    EXPECT_EQ(x[i].first, y[i].first);
-    worst = std::max(worst, (x[i].second - y[i].second).abs().max().item<double>());
-  }
-  return worst;
-}
-
+using loom::test::max_abs_diff;
 class AllreduceEquivalence : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {

@@ -8,48 +8,21 @@
 #include <nlohmann/json.hpp>
 
 #include "loom/launch/free_port.h"
-#include "loom/train/model_io.h"
 #include "support/process.h"
+#include "support/train_runs.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string dir_for(const std::string& name) {
-  const auto dir = fs::path(::testing::TempDir()) / ("ps_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
+std::string dir_for(const std::string& name) { return loom::test::fresh_dir("ps", name); }
 
 loom::test::RunResult loom_train(std::vector<std::string> args, int timeout_s = 180) {
-  loom::test::RunOptions o;
-  o.argv = {LOOM_BINARY, "train", "--model", "mlp", "--data", "synthetic", "--synthetic-samples", "2048",
-            "--batch-size", "48", "--lr", "0.05", "--momentum", "0.9", "--steps", "20", "--seed", "3",
-            "--no-eval", "--progress", "off", "--timeout", "60"};
-  o.argv.insert(o.argv.end(), args.begin(), args.end());
-  o.unset_env = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
-  o.timeout = std::chrono::seconds(timeout_s);
-  return loom::test::run(o);
+  return loom::test::train_equivalence_job(std::move(args), timeout_s);
 }
 
-double max_abs_diff(const std::string& a, const std::string& b) {
-  const auto x = loom::train::load_model_file(a), y = loom::train::load_model_file(b);
-  EXPECT_EQ(x.size(), y.size());
-  double worst = 0;
-  for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
-    EXPECT_EQ(x[i].first, y[i].first);
-    worst = std::max(worst, (x[i].second - y[i].second).abs().max().item<double>());
-  }
-  return worst;
-}
-
-nlohmann::json summary_of(const std::string& metrics) {
-  std::ifstream in(metrics);
-  std::string line, last;
-  while (std::getline(in, line)) last = line;
-  return nlohmann::json::parse(last);
-}
+using loom::test::max_abs_diff;
+using loom::test::summary_of;
 
 class PsSync : public ::testing::Test {
  protected:
@@ -117,7 +90,7 @@ TEST(Ps, TooManyServersForTheJobIsAConfigError) {
   loom::test::RunOptions o;
   o.argv = {LOOM_BINARY, "run", "--nproc", "2", "--", LOOM_BINARY, "train", "--strategy", "ps", "--servers", "2",
             "--model", "mlp", "--data", "synthetic", "--timeout", "20"};
-  o.unset_env = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
+  o.unset_env = loom::test::job_env_names();
   o.timeout = std::chrono::seconds(60);
   const auto r = loom::test::run(o);
   EXPECT_FALSE(r.timed_out) << r.describe();
@@ -133,7 +106,7 @@ TEST(Ps, ExternalServerStartedOnItsOwn) {
   loom::test::RunOptions server;
   server.argv = {LOOM_BINARY, "ps-server", "--index", "0", "--workers", "2", "--servers", "1", "--master-port", port,
                  "--lr", "0.05", "--momentum", "0.9", "--timeout", "60"};
-  server.unset_env = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
+  server.unset_env = loom::test::job_env_names();
   server.timeout = std::chrono::seconds(120);
   loom::test::Process server_process(server);
   loom::test::RunOptions workers;
@@ -163,7 +136,7 @@ TEST(PsFaults, AsyncJobGoesOnWithoutAKilledWorker) {
             "--steps", "60", "--lr", "0.05", "--progress", "off", "--timeout", "10", "--save", dir + "/m.pt",
             "--metrics", dir + "/m.jsonl"};
   o.env = {{"LOOM_FAULT_INJECT", "kill:1:5"}};
-  o.unset_env = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
+  o.unset_env = loom::test::job_env_names();
   o.timeout = std::chrono::seconds(120);
   const auto r = loom::test::run(o);
   ASSERT_TRUE(r.exited_with(0)) << r.describe();
@@ -179,7 +152,7 @@ TEST(PsFaults, SyncJobEndsWithANamedErrorWhenAWorkerDies) {
   o.argv = {LOOM_BINARY, "train", "--strategy", "ps", "--nproc", "2", "--servers", "1", "--model", "mlp", "--data",
             "synthetic", "--steps", "40", "--progress", "off", "--timeout", "20"};
   o.env = {{"LOOM_FAULT_INJECT", "kill:1:5"}};
-  o.unset_env = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
+  o.unset_env = loom::test::job_env_names();
   o.timeout = std::chrono::seconds(90);
   const auto r = loom::test::run(o);
   EXPECT_FALSE(r.timed_out) << r.describe();
@@ -197,7 +170,7 @@ void expect_accuracy(const std::string& name, std::vector<std::string> mode) {
             "--data", "fashion-mnist", "--epochs", "2", "--batch-size", "128", "--lr", "0.03", "--momentum", "0.9",
             "--threads", "1", "--progress", "off", "--timeout", "120", "--metrics", dir + "/m.jsonl"};
   o.argv.insert(o.argv.end(), mode.begin(), mode.end());
-  o.unset_env = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
+  o.unset_env = loom::test::job_env_names();
   o.timeout = std::chrono::seconds(600);
   const auto r = loom::test::run(o);
   ASSERT_TRUE(r.exited_with(0)) << r.describe();

@@ -20,6 +20,11 @@ Payload tensor_payload(const at::Tensor& t, Header& h);
 // The header's shape as a vector (ndim entries).
 std::vector<int64_t> header_shape(const Header& h);
 
+// The payload as a float32 tensor of `shape`, without a copy when its bytes are aligned
+// for float (the tensor then keeps the payload's owner, e.g. the ZeroMQ message, alive),
+// else a copy. ProtocolError when the size does not match.
+at::Tensor payload_as_float_tensor(const Payload& payload, at::IntArrayRef shape);
+
 // Copies the payload's bytes into `dst` (contiguous, exactly payload.size bytes:
 // ProtocolError otherwise). The payload may be unaligned.
 void copy_payload(const Payload& payload, const at::Tensor& dst);

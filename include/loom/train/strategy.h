@@ -27,6 +27,7 @@
 
 namespace loom::comm {
 class Context;
+class Group;
 }
 
 namespace loom::train {
@@ -83,5 +84,14 @@ std::unique_ptr<Strategy> make_strategy(const std::string& name);
 
 // The training loss all strategies use: mean cross-entropy over the batch.
 at::Tensor training_loss(const at::Tensor& logits, const at::Tensor& targets);
+
+// Forward, loss and backward on `batch` (gradients accumulate into the model), traced as
+// "forward" and "backward" spans. Returns the loss.
+at::Tensor forward_backward(torch::nn::Sequential& model, const data::Batch& batch, Tracer& tracer);
+
+// For data-parallel strategies: the sum of `value` over the group's ranks, and every
+// rank's value by group rank. Collective.
+double sum_over(comm::Group& group, double value);
+std::vector<double> gather_over(comm::Group& group, double value);
 
 }  // namespace loom::train

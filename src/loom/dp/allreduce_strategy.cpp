@@ -52,15 +52,7 @@ train::StepOutput AllreduceStrategy::step(const data::Batch& batch, const train:
     return {0.0, 0};
   }
   const int64_t compute_start = train::Tracer::now_us();
-  at::Tensor loss;
-  {
-    auto span = tracer_->span("forward");
-    loss = train::training_loss(model_->forward(batch.inputs), batch.targets);
-  }
-  {
-    auto span = tracer_->span("backward");
-    loss.backward();
-  }
+  const at::Tensor loss = train::forward_backward(model_, batch, *tracer_);
   double compute_s = (train::Tracer::now_us() - compute_start) * 1e-6;
   compute_s = train::apply_bench_slowdown(slowdown_, compute_s);
   if (ddp_) {
@@ -79,20 +71,10 @@ train::StepOutput AllreduceStrategy::step(const data::Batch& batch, const train:
 }
 
 std::vector<double> AllreduceStrategy::gather_over_data_ranks(double value) {
-  const int w = context_->world_size();
-  std::vector<at::Tensor> out;
-  for (int r = 0; r < w; ++r) out.push_back(torch::zeros({1}, torch::kDouble));
-  context_->world().allgather(out, torch::full({1}, value, torch::kDouble)).wait();
-  std::vector<double> values;
-  for (const auto& t : out) values.push_back(t.item<double>());
-  return values;
+  return train::gather_over(context_->world(), value);
 }
 
-double AllreduceStrategy::sum_over_data_ranks(double value) {
-  std::vector<at::Tensor> t{torch::full({1}, value, torch::kDouble)};
-  context_->world().allreduce(t).wait();
-  return t[0].item<double>();
-}
+double AllreduceStrategy::sum_over_data_ranks(double value) { return train::sum_over(context_->world(), value); }
 
 torch::nn::Sequential AllreduceStrategy::final_model() {
   // Local SGD: replicas drift between averages; give every caller one model. An

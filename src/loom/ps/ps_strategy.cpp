@@ -57,15 +57,7 @@ train::StepOutput PsStrategy::step(const data::Batch& batch, const train::StepIn
   double compute_s = 0;
   if (batch.size() > 0) {
     const int64_t start = train::Tracer::now_us();
-    at::Tensor loss;
-    {
-      auto span = tracer_->span("forward");
-      loss = train::training_loss(model_->forward(batch.inputs), batch.targets);
-    }
-    {
-      auto span = tracer_->span("backward");
-      loss.backward();
-    }
+    const at::Tensor loss = train::forward_backward(model_, batch, *tracer_);
     loss_value = loss.item<double>();
     compute_s = train::apply_bench_slowdown(slowdown_, (train::Tracer::now_us() - start) * 1e-6);
   }
@@ -93,19 +85,11 @@ double PsStrategy::sum_over_data_ranks(double value) {
     // its share to stand for the whole batch.
     return last_share_ > 0 ? value / last_share_ : value;
   }
-  std::vector<at::Tensor> t{torch::full({1}, value, torch::kDouble)};
-  context_->world().allreduce(t).wait();
-  return t[0].item<double>();
+  return train::sum_over(context_->world(), value);
 }
 
 std::vector<double> PsStrategy::gather_over_data_ranks(double value) {
-  const int w = context_->world_size();
-  std::vector<at::Tensor> out;
-  for (int r = 0; r < w; ++r) out.push_back(torch::zeros({1}, torch::kDouble));
-  context_->world().allgather(out, torch::full({1}, value, torch::kDouble)).wait();
-  std::vector<double> values;
-  for (const auto& t : out) values.push_back(t.item<double>());
-  return values;
+  return train::gather_over(context_->world(), value);
 }
 
 torch::nn::Sequential PsStrategy::final_model() {

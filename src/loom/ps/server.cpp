@@ -47,7 +47,7 @@ struct Slot {
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   at::Tensor combined;  // the gradient applied by the next update (param.grad)
   int64_t version = 0;  // updates applied
-  // sync: this version's pushes, per worker (buffers reused every step)
+  // sync: this version's pushes, per worker (views of the received messages)
   std::vector<at::Tensor> grads;
   std::vector<double> weights;
   std::vector<uint8_t> pushed;
@@ -212,11 +212,7 @@ struct Server::Impl {
     slot.weights.assign(n, 0);
     slot.pushed.assign(n, 0);
     slot.steps_done.assign(n, 0);
-    if (options.consistency == Consistency::sync) {
-      for (size_t i = 0; i < n; ++i) slot.grads.push_back(at::empty_like(values));
-    } else {
-      slot.grads.push_back(at::empty_like(values));  // one receive buffer
-    }
+    if (options.consistency == Consistency::sync) slot.grads.resize(n);  // this step's pushes, as received
     return slot;
   }
 
@@ -240,7 +236,8 @@ struct Server::Impl {
         return;
       }
       ++pushes[h.worker];
-      copy_payload(m.payload, slot->grads[h.worker]);
+      // Kept as it arrived (no copy when aligned) until the step's update.
+      slot->grads[h.worker] = payload_as_float_tensor(m.payload, slot->param.sizes());
       slot->weights[h.worker] = h.weight;
       slot->pushed[h.worker] = 1;
       if (slot->pushed_count++ == 0) slot->first_push = Clock::now();
@@ -249,8 +246,7 @@ struct Server::Impl {
       return;
     }
     ++pushes[h.worker];
-    copy_payload(m.payload, slot->grads[0]);
-    at::mul_out(slot->combined, slot->grads[0], h.weight);
+    at::mul_out(slot->combined, payload_as_float_tensor(m.payload, slot->param.sizes()), h.weight);
     step(*slot);
     slot->steps_done[h.worker] = std::max(slot->steps_done[h.worker], h.clock + 1);
     ack(m, Op::push_ack);
@@ -261,6 +257,7 @@ struct Server::Impl {
     // Worker order, whatever order the pushes came in: deterministic sums.
     at::mul_out(slot.combined, slot.grads[0], slot.weights[0]);
     for (size_t w = 1; w < workers.size(); ++w) slot.combined.add_(slot.grads[w], slot.weights[w]);
+    for (at::Tensor& g : slot.grads) g.reset();  // give the received messages back
     step(slot);
     std::fill(slot.pushed.begin(), slot.pushed.end(), 0);
     slot.pushed_count = 0;

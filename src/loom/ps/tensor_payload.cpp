@@ -1,5 +1,8 @@
 #include "loom/ps/tensor_payload.h"
 
+#include <ATen/ATen.h>
+
+#include <cstdint>
 #include <cstring>
 #include <memory>
 
@@ -27,6 +30,22 @@ Payload tensor_payload(const at::Tensor& t, Header& h) {
 }
 
 std::vector<int64_t> header_shape(const Header& h) { return {h.shape.begin(), h.shape.begin() + h.ndim}; }
+
+at::Tensor payload_as_float_tensor(const Payload& payload, at::IntArrayRef shape) {
+  int64_t numel = 1;
+  for (int64_t d : shape) numel *= d;
+  const size_t bytes = static_cast<size_t>(numel) * sizeof(float);
+  LOOM_CHECK(payload.size == bytes, ProtocolError, "payload of {} bytes does not fit a tensor of {} bytes",
+             payload.size, bytes);
+  if (reinterpret_cast<uintptr_t>(payload.data) % alignof(float) == 0 && payload.owner) {
+    auto owner = payload.owner;
+    return at::from_blob(const_cast<void*>(payload.data), shape, [owner](void*) mutable { owner.reset(); },
+                         at::TensorOptions().dtype(at::kFloat));
+  }
+  at::Tensor t = at::empty(shape, at::kFloat);
+  copy_payload(payload, t);
+  return t;
+}
 
 void copy_payload(const Payload& payload, const at::Tensor& dst) {
   const size_t bytes = static_cast<size_t>(dst.numel()) * dst.element_size();

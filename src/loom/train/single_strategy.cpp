@@ -15,15 +15,7 @@ void SingleStrategy::setup(const StrategySetup& s) {
 
 StepOutput SingleStrategy::step(const data::Batch& batch, const StepInfo&) {
   optimizer_->zero_grad();
-  at::Tensor loss;
-  {
-    auto span = tracer_->span("forward");
-    loss = training_loss(model_->forward(batch.inputs), batch.targets);
-  }
-  {
-    auto span = tracer_->span("backward");
-    loss.backward();
-  }
+  const at::Tensor loss = forward_backward(model_, batch, *tracer_);
   {
     auto span = tracer_->span("optimizer");
     optimizer_->step();

@@ -2,10 +2,12 @@
 
 #include <torch/torch.h>
 
+#include "loom/comm/group.h"
 #include "loom/core/error.h"
 #include "loom/dp/allreduce_strategy.h"
 #include "loom/ps/ps_strategy.h"
 #include "loom/train/single_strategy.h"
+#include "loom/train/tracer.h"
 
 namespace loom::train {
 
@@ -22,6 +24,34 @@ std::unique_ptr<Strategy> make_strategy(const std::string& name) {
 
 at::Tensor training_loss(const at::Tensor& logits, const at::Tensor& targets) {
   return torch::nn::functional::cross_entropy(logits, targets);
+}
+
+at::Tensor forward_backward(torch::nn::Sequential& model, const data::Batch& batch, Tracer& tracer) {
+  at::Tensor loss;
+  {
+    auto span = tracer.span("forward");
+    loss = training_loss(model->forward(batch.inputs), batch.targets);
+  }
+  {
+    auto span = tracer.span("backward");
+    loss.backward();
+  }
+  return loss;
+}
+
+double sum_over(comm::Group& group, double value) {
+  std::vector<at::Tensor> t{torch::full({1}, value, torch::kDouble)};
+  group.allreduce(t).wait();
+  return t[0].item<double>();
+}
+
+std::vector<double> gather_over(comm::Group& group, double value) {
+  std::vector<at::Tensor> out;
+  for (int r = 0; r < group.size(); ++r) out.push_back(torch::zeros({1}, torch::kDouble));
+  group.allgather(out, torch::full({1}, value, torch::kDouble)).wait();
+  std::vector<double> values;
+  for (const auto& t : out) values.push_back(t.item<double>());
+  return values;
 }
 
 }  // namespace loom::train

@@ -1,0 +1,66 @@
+// Shared by the integration tests that run `loom train` jobs and compare what they save:
+// a fresh directory per test, the equivalence job (the same small MLP run, seed and
+// global batch for every strategy), and model-file comparison.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "loom/train/model_io.h"
+#include "support/process.h"
+
+namespace loom::test {
+
+// An empty directory under gtest's temp dir, named "<prefix>_<name>".
+inline std::string fresh_dir(const std::string& prefix, const std::string& name) {
+  const auto dir = std::filesystem::path(::testing::TempDir()) / (prefix + "_" + name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+// The launcher's variables, unset so an outer job cannot leak into the one under test.
+inline std::vector<std::string> job_env_names() {
+  return {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
+}
+
+// `loom train` with the equivalence settings (MLP, synthetic data, global batch 48,
+// SGD lr 0.05 momentum 0.9, 20 steps, seed 3) followed by `args`, which may override them.
+inline RunResult train_equivalence_job(std::vector<std::string> args, int timeout_s = 180) {
+  RunOptions o;
+  o.argv = {LOOM_BINARY, "train", "--model", "mlp", "--data", "synthetic", "--synthetic-samples", "2048",
+            "--batch-size", "48", "--lr", "0.05", "--momentum", "0.9", "--steps", "20", "--seed", "3",
+            "--no-eval", "--progress", "off", "--timeout", "60"};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.unset_env = job_env_names();
+  o.timeout = std::chrono::seconds(timeout_s);
+  return run(o);
+}
+
+// The largest absolute difference between two model files (keys must match, in order).
+inline double max_abs_diff(const std::string& a, const std::string& b) {
+  const auto x = train::load_model_file(a), y = train::load_model_file(b);
+  EXPECT_EQ(x.size(), y.size());
+  double worst = 0;
+  for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
+    EXPECT_EQ(x[i].first, y[i].first);
+    worst = std::max(worst, (x[i].second - y[i].second).abs().max().item<double>());
+  }
+  return worst;
+}
+
+// The last record of a --metrics file (the summary).
+inline nlohmann::json summary_of(const std::string& metrics) {
+  std::ifstream in(metrics);
+  std::string line, last;
+  while (std::getline(in, line)) last = line;
+  return nlohmann::json::parse(last);
+}
+
+}  // namespace loom::test
