@@ -1,5 +1,6 @@
 // --strategy allreduce through the real CLI and launcher: the equivalence contract.
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -24,7 +25,8 @@ using loom::test::max_abs_diff;
 class AllreduceEquivalence : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    reference_ = dir_for("reference") + "/single.pt";
+    // One reference per test process: ctest runs each test in its own process, in parallel.
+    reference_ = dir_for("reference_" + std::to_string(::getpid())) + "/single.pt";
     const auto r = loom_train({"--strategy", "single", "--save", reference_});
     ASSERT_TRUE(r.exited_with(0)) << r.describe();
   }

@@ -9,7 +9,8 @@
 //             -> linear(width, C); many small layers, for pipeline and per-layer overhead
 //
 // Construction is deterministic: parameters are initialised from ModelOptions::seed with
-// a private generator, whatever the global RNG state.
+// a private generator, whatever the global RNG state. make_model() may be called from
+// several threads at once (the global generator is borrowed under a lock).
 #pragma once
 
 #include <torch/nn/modules/container/sequential.h>

@@ -1,5 +1,5 @@
 // Fault injection for tests and drills: LOOM_FAULT_INJECT="kill:RANK:STEP" makes the
-// worker of that (data) rank kill itself with SIGKILL when it is about to run that
+// process of that job rank (RANK) kill itself with SIGKILL when it is about to run that
 // 0-based global step, as a crashed machine would. Read once, when the Trainer starts.
 // Not for production jobs; it is logged as a warning on the rank it will kill.
 #pragma once

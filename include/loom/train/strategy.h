@@ -41,6 +41,7 @@ struct StrategySetup {
   std::shared_ptr<comm::Context> context;  // null when the job is one process
   Tracer* tracer = nullptr;                // never null when passed by the Trainer
   const TrainConfig* config = nullptr;     // strategy-specific flags
+  std::vector<int64_t> sample_shape;       // one input sample's shape (no batch dimension)
 };
 
 // Where this rank sits in the data-parallel dimension.

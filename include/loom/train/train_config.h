@@ -47,6 +47,11 @@ struct TrainConfig {
   std::string ps_load;                   // servers start from <prefix>.server<i>
   bool ps_external_servers = false;      // servers run as `loom ps-server`: every rank is a worker
   bool find_unused_parameters = false;
+  // pipeline (--strategy pipeline | hybrid)
+  int64_t micro_batches = 4;       // micro-batches per global batch
+  std::string schedule = "1f1b";   // gpipe | 1f1b
+  std::string balance = "params";  // uniform | params | time
+  std::string split;               // explicit layer counts per stage, e.g. "4,3,2" (overrides --balance)
   // optimizer
   std::string optimizer = "sgd";
   double lr = 0.01;

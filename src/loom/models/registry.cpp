@@ -1,9 +1,11 @@
 #include "loom/models/registry.h"
 
+
 #include <torch/torch.h>
 
 #include <functional>
 #include <map>
+#include <mutex>
 #include <numeric>
 
 #include "loom/core/error.h"
@@ -69,6 +71,9 @@ torch::nn::Sequential make_model(const std::string& name, const ModelOptions& op
   LOOM_CHECK(!options.sample_shape.empty() && product(options.sample_shape) > 0, ModelError,
              "model '{}': empty sample shape", name);
   // Initialise from the model seed without disturbing (or depending on) global RNG state.
+  // Models built by several threads at once (ranks as threads) must not interleave here.
+  static std::mutex construction;
+  std::lock_guard<std::mutex> lock(construction);
   at::Generator global = at::detail::getDefaultCPUGenerator();
   const at::Tensor saved = global.get_state();
   torch::manual_seed(options.seed);

@@ -41,6 +41,10 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
         "ps: the --servers servers are started on their own (loom ps-server); every rank of this job is a worker");
   t.add("find-unused-parameters", &c.find_unused_parameters,
         "allreduce: allow parameters that get no gradient in a step");
+  t.add("micro-batches", &c.micro_batches, "pipeline: micro-batches per global batch");
+  t.add("schedule", &c.schedule, "pipeline: gpipe (all forwards, then all backwards) | 1f1b (memory bounded by the stages)");
+  t.add("balance", &c.balance, "pipeline: how layers are cut into stages: uniform | params | time (profiled)");
+  t.add("split", &c.split, "pipeline: layers per stage, e.g. 4,3,2 (overrides --balance)");
   t.add("optimizer", &c.optimizer, "sgd | adam");
   t.add("lr", &c.lr, "learning rate");
   t.add("momentum", &c.momentum, "SGD momentum");
@@ -90,6 +94,12 @@ void validate(const TrainConfig& c) {
   LOOM_CHECK(c.servers >= 1, ConfigError, "--servers must be at least 1, got {}", c.servers);
   LOOM_CHECK(c.staleness >= 0, ConfigError, "--staleness must be >= 0, got {}", c.staleness);
   LOOM_CHECK(c.ps_slice_mb > 0, ConfigError, "--ps-slice-mb must be positive, got {}", c.ps_slice_mb);
+  check_one_of("schedule", c.schedule, {"gpipe", "1f1b"});
+  check_one_of("balance", c.balance, {"uniform", "params", "time"});
+  LOOM_CHECK(c.micro_batches >= 1, ConfigError, "--micro-batches must be at least 1, got {}", c.micro_batches);
+  LOOM_CHECK(c.strategy != "pipeline" || c.micro_batches <= c.batch_size, ConfigError,
+             "--micro-batches {} exceeds --batch-size {}: a micro-batch needs at least one sample", c.micro_batches,
+             c.batch_size);
   check_one_of("partition", c.partition, {"strided", "random", "proportional"});
   LOOM_CHECK(c.shard_weights.empty() || c.partition == "proportional", ConfigError,
              "--shard-weights applies to --partition proportional, not {}", c.partition);

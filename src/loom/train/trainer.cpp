@@ -100,6 +100,7 @@ Summary Trainer::run() {
   setup.context = context_;
   setup.tracer = &tracer;
   setup.config = &c;
+  setup.sample_shape = train_set.sample_shape;
   strategy->setup(setup);
   const DataSlot slot = strategy->data_slot();
 
@@ -155,7 +156,7 @@ Summary Trainer::run() {
   const auto fault = fault_plan_from_environment();  // tests and drills only
   int64_t steps_done = 0;
   for (int64_t t = 0; t < total_steps; ++t) {
-    if (slot.reads_data) maybe_inject_fault(fault, slot.rank, t);
+    maybe_inject_fault(fault, rank, t);  // by the job's rank: every process can be the victim
     const int64_t epoch = t / steps_per_epoch;
     const int64_t in_epoch = t % steps_per_epoch;
     const auto step_start = Clock::now();
@@ -167,6 +168,7 @@ Summary Trainer::run() {
       if (!c.record_indices.empty()) recorded.push_back(indices);
       const data::Batch local = data::gather(train_set, indices);
       const double share = static_cast<double>(sizes[slot.rank]) / global_batch;
+      auto span = tracer.span("step", "step");
       out = strategy->step(local, StepInfo{t, epoch, global_batch, share});
     }
     const double step_s = seconds_since(step_start);
