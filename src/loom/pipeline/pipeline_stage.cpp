@@ -66,9 +66,13 @@ double PipelineStage::run(int64_t rows, const at::Tensor& inputs, const at::Tens
     stats_.wait_s += (train::Tracer::now_us() - t0) * 1e-6;
     return t;
   };
-  if (!actions.empty()) post(actions[0]);
+  // Receives are posted a few actions ahead, so that a neighbour's message finds its
+  // receive already waiting (Gloo hands over a message for which no receive is posted
+  // only later, costing milliseconds) and arrives while this stage computes.
+  constexpr size_t kPostAhead = 3;
+  for (size_t j = 0; j < std::min(kPostAhead, actions.size()); ++j) post(actions[j]);
   for (size_t k = 0; k < actions.size(); ++k) {
-    if (k + 1 < actions.size()) post(actions[k + 1]);  // the next message may arrive while we compute
+    for (size_t j = k + 1; j < std::min(k + 1 + kPostAhead, actions.size()); ++j) post(actions[j]);
     p2p_->poll();
     const Action a = actions[k];
     const int m = a.micro;

@@ -182,5 +182,15 @@ TEST(LayerCosts, CountParametersAndTimeLayersWithoutChangingTheModel) {
   for (const auto& p : model->parameters()) EXPECT_FALSE(p.grad().defined());
 }
 
+TEST(LayerCosts, TheTimeSplitIsReproducible) {
+  // One layer far heavier than the rest: the only split whose slowest stage is that layer
+  // alone puts it alone, whatever the timing noise.
+  torch::nn::Sequential m(torch::nn::Linear(512, 512), torch::nn::ReLU(), torch::nn::Linear(512, 16),
+                          torch::nn::ReLU(), torch::nn::Linear(16, 16), torch::nn::Linear(16, 10));
+  for (int run = 0; run < 3; ++run) {
+    EXPECT_EQ(balanced_split(time_costs(m, torch::ones({64, 512})), 2), (std::vector<int64_t>{1, 5}));
+  }
+}
+
 }  // namespace
 }  // namespace loom::pipeline
