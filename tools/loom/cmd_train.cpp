@@ -45,6 +45,9 @@ int spawn_workers(const TrainCommand& cmd) {
 
 int run_train(TrainCommand& cmd) {
   if (!cmd.config_file.empty()) cmd.options.load_toml(cmd.config_file);
+  if (cmd.config.strategy == "hybrid" && cmd.config.nproc == 1 && !cmd.options.given_on_command_line("nproc")) {
+    cmd.config.nproc = cmd.config.dp * cmd.config.pp;  // --nproc defaults to the mesh
+  }
   const train::TrainConfig& c = cmd.config;
   log::set_level(log::parse_level(c.log_level));
   train::validate(c);

@@ -45,6 +45,10 @@ struct PipelineStageOptions {
   // The loss of a micro-batch (mean over its rows); default: cross-entropy.
   std::function<at::Tensor(const at::Tensor& output, const at::Tensor& targets)> loss;
   train::Tracer* tracer = nullptr;  // may be null
+  // Called right before each micro-batch's backward; `last` for the step's last one
+  // (backwards run in ascending order). E.g. to let DistributedDataParallel reduce only
+  // once the gradients of every micro-batch are accumulated (hybrid parallelism).
+  std::function<void(int micro, bool last)> before_backward;
 };
 
 // What the last run() did on this stage.

@@ -46,10 +46,11 @@ class PipelineStrategy : public train::Strategy {
   int peak_in_flight_ = 0;
 };
 
-// The stage split of `model` for `stages` stages from --split / --balance. Collective
-// over `group` for --balance time (rank 0 measures; everyone receives its split).
-// Logs the split and the stage costs on group rank 0.
+// The stage split of `model` into `stages` stages from --split / --balance. Collective
+// over `group` (every rank of the job, so all pipelines agree) for --balance time:
+// group rank 0 measures, everyone receives its split. Logs the split and the stage
+// costs on group rank 0.
 std::vector<int64_t> choose_split(torch::nn::Sequential& model, const train::TrainConfig& config,
-                                  const std::vector<int64_t>& sample_shape, comm::Group& group);
+                                  const std::vector<int64_t>& sample_shape, int stages, comm::Group& group);
 
 }  // namespace loom::pipeline

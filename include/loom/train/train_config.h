@@ -47,6 +47,9 @@ struct TrainConfig {
   std::string ps_load;                   // servers start from <prefix>.server<i>
   bool ps_external_servers = false;      // servers run as `loom ps-server`: every rank is a worker
   bool find_unused_parameters = false;
+  // hybrid: a --dp x --pp mesh of processes (--nproc defaults to dp * pp)
+  int64_t dp = 1;  // data-parallel replicas (pipelines)
+  int64_t pp = 1;  // pipeline stages per replica
   // pipeline (--strategy pipeline | hybrid)
   int64_t micro_batches = 4;       // micro-batches per global batch
   std::string schedule = "1f1b";   // gpipe | 1f1b

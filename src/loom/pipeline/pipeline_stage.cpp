@@ -117,6 +117,7 @@ double PipelineStage::run(int64_t rows, const at::Tensor& inputs, const at::Tens
       InFlight& f = flight.at(m);
       at::Tensor grad;
       if (!last) grad = timed_wait([&] { return p2p_->wait_gradient(m, sizes[m]); });
+      if (options_.before_backward) options_.before_backward(m, m + 1 == static_cast<int>(sizes.size()));
       const int64_t t0 = train::Tracer::now_us();
       if (last) {
         f.loss.backward();

@@ -14,8 +14,7 @@
 namespace loom::pipeline {
 
 std::vector<int64_t> choose_split(torch::nn::Sequential& model, const train::TrainConfig& c,
-                                  const std::vector<int64_t>& sample_shape, comm::Group& group) {
-  const int stages = group.size();
+                                  const std::vector<int64_t>& sample_shape, int stages, comm::Group& group) {
   const int64_t layers = static_cast<int64_t>(model->size());
   const bool leader = group.rank() == 0;
   std::vector<int64_t> split;
@@ -36,7 +35,9 @@ std::vector<int64_t> choose_split(torch::nn::Sequential& model, const train::Tra
       // Timings differ between processes: rank 0 decides, everyone follows.
       std::vector<at::Tensor> t{torch::zeros({stages}, torch::kInt64)};
       if (leader) {
-        const int64_t rows = std::max<int64_t>(1, (c.batch_size + c.micro_batches - 1) / c.micro_batches);
+        // One micro-batch of one pipeline (hybrid: of one of the --dp replicas).
+        const int64_t replicas = c.strategy == "hybrid" ? c.dp : 1;
+        const int64_t rows = std::max<int64_t>(1, c.batch_size / (replicas * c.micro_batches));
         std::vector<int64_t> shape{rows};
         shape.insert(shape.end(), sample_shape.begin(), sample_shape.end());
         costs = time_costs(model, torch::ones(shape));
@@ -45,7 +46,7 @@ std::vector<int64_t> choose_split(torch::nn::Sequential& model, const train::Tra
         split = balanced_split(costs, stages);
         for (int s = 0; s < stages; ++s) t[0][s] = split[s];
       }
-      if (stages > 1) group.broadcast(t, 0).wait();
+      if (group.size() > 1) group.broadcast(t, 0).wait();
       split.clear();
       for (int s = 0; s < stages; ++s) split.push_back(t[0][s].item<int64_t>());
     }
@@ -62,7 +63,7 @@ void PipelineStrategy::setup(const train::StrategySetup& s) {
   tracer_ = s.tracer;
   micro_batches_ = static_cast<int>(c.micro_batches);
   comm::Group& world = context_->world();
-  split_ = choose_split(model_, c, s.sample_shape, world);
+  split_ = choose_split(model_, c, s.sample_shape, world.size(), world);
   const int me = world.rank();
   int64_t begin = 0;
   for (int i = 0; i < me; ++i) begin += split_[i];

@@ -5,6 +5,7 @@
 #include "loom/comm/group.h"
 #include "loom/core/error.h"
 #include "loom/dp/allreduce_strategy.h"
+#include "loom/hybrid/hybrid_strategy.h"
 #include "loom/pipeline/pipeline_strategy.h"
 #include "loom/ps/ps_strategy.h"
 #include "loom/train/single_strategy.h"
@@ -17,10 +18,7 @@ std::unique_ptr<Strategy> make_strategy(const std::string& name) {
   if (name == "allreduce") return std::make_unique<dp::AllreduceStrategy>();
   if (name == "ps") return std::make_unique<ps::PsStrategy>();
   if (name == "pipeline") return std::make_unique<pipeline::PipelineStrategy>();
-  if (name == "hybrid") {
-    LOOM_THROW(ConfigError, "--strategy {}: not available in this build yet (available: single, allreduce, ps, pipeline)",
-               name);
-  }
+  if (name == "hybrid") return std::make_unique<hybrid::HybridStrategy>();
   LOOM_THROW(ConfigError, "--strategy: unknown strategy '{}' (expected single, allreduce, ps, pipeline or hybrid)",
              name);
 }

@@ -41,6 +41,8 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
         "ps: the --servers servers are started on their own (loom ps-server); every rank of this job is a worker");
   t.add("find-unused-parameters", &c.find_unused_parameters,
         "allreduce: allow parameters that get no gradient in a step");
+  t.add("dp", &c.dp, "hybrid: data-parallel replicas, each a pipeline of --pp stages");
+  t.add("pp", &c.pp, "hybrid: pipeline stages per replica");
   t.add("micro-batches", &c.micro_batches, "pipeline: micro-batches per global batch");
   t.add("schedule", &c.schedule, "pipeline: gpipe (all forwards, then all backwards) | 1f1b (memory bounded by the stages)");
   t.add("balance", &c.balance, "pipeline: how layers are cut into stages: uniform | params | time (profiled)");
@@ -97,7 +99,16 @@ void validate(const TrainConfig& c) {
   check_one_of("schedule", c.schedule, {"gpipe", "1f1b"});
   check_one_of("balance", c.balance, {"uniform", "params", "time"});
   LOOM_CHECK(c.micro_batches >= 1, ConfigError, "--micro-batches must be at least 1, got {}", c.micro_batches);
-  LOOM_CHECK(c.strategy != "pipeline" || c.micro_batches <= c.batch_size, ConfigError,
+  LOOM_CHECK(c.dp >= 1, ConfigError, "--dp must be at least 1, got {}", c.dp);
+  LOOM_CHECK(c.pp >= 1, ConfigError, "--pp must be at least 1, got {}", c.pp);
+  // (--nproc 1, the default, is the job's own business: under loom run / srun the
+  // strategy checks the world size against the mesh.)
+  LOOM_CHECK(c.strategy != "hybrid" || c.nproc == 1 || c.nproc == c.dp * c.pp, ConfigError,
+             "--strategy hybrid: --nproc {} does not match --dp {} x --pp {} = {} processes", c.nproc, c.dp, c.pp,
+             c.dp * c.pp);
+  LOOM_CHECK(c.strategy != "hybrid" || c.batch_size >= c.dp, ConfigError,
+             "--batch-size {} is smaller than the {} data-parallel replicas (--dp)", c.batch_size, c.dp);
+  LOOM_CHECK((c.strategy != "pipeline" && c.strategy != "hybrid") || c.micro_batches <= c.batch_size, ConfigError,
              "--micro-batches {} exceeds --batch-size {}: a micro-batch needs at least one sample", c.micro_batches,
              c.batch_size);
   check_one_of("partition", c.partition, {"strided", "random", "proportional"});
