@@ -13,8 +13,9 @@ Same deep MLP, synthetic data, same global batch; --threads T in total:
 samples_per_s from each run's --metrics summary; rounds rotate the order; medians.
 
 Overlap: one more hybrid run with --trace; per rank, the share of its "allreduce bucket"
-spans (launch to completion) that lies inside its own backward spans, over the steps
-after the first two (the first rebuilds the buckets).
+spans (launch to completion) that lies inside its own backward spans, and the share that
+ends before its replica's last backward of the step, over the steps after the first two
+(the first rebuilds the buckets).
 """
 import argparse
 import json
