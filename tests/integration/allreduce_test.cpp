@@ -1,6 +1,5 @@
 // --strategy allreduce through the real CLI and launcher: the equivalence contract.
 #include <gtest/gtest.h>
-#include <unistd.h>
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -24,12 +23,7 @@ loom::test::RunResult loom_train(std::vector<std::string> args, int timeout_s = 
 using loom::test::max_abs_diff;
 class AllreduceEquivalence : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    // One reference per test process: ctest runs each test in its own process, in parallel.
-    reference_ = dir_for("reference_" + std::to_string(::getpid())) + "/single.pt";
-    const auto r = loom_train({"--strategy", "single", "--save", reference_});
-    ASSERT_TRUE(r.exited_with(0)) << r.describe();
-  }
+  static void SetUpTestSuite() { reference_ = loom::test::single_reference("allreduce"); }
   static std::string reference_;
 };
 std::string AllreduceEquivalence::reference_;

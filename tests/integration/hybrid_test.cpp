@@ -2,7 +2,6 @@
 // --strategy single for both schedules, equal and proportional replicas; the fused file
 // in Python and through --init; a dying process; mesh errors.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -26,21 +25,12 @@ loom::test::RunResult loom_train(std::vector<std::string> args, int timeout_s = 
   return loom::test::train_equivalence_job(std::move(args), timeout_s);
 }
 
-std::string single_reference(const std::string& dir, std::vector<std::string> extra = {}) {
-  const auto path = dir + "/single.pt";
-  std::vector<std::string> args{"--strategy", "single", "--save", path};
-  args.insert(args.end(), extra.begin(), extra.end());
-  const auto r = loom_train(args);
-  EXPECT_TRUE(r.exited_with(0)) << r.describe();
-  return path;
-}
-
 class HybridEquivalence : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
 
 TEST_P(HybridEquivalence, TwoByTwoEqualsSingle) {
   const auto [schedule, proportional] = GetParam();
   const auto dir = dir_for(fmt::format("{}_{}", schedule, proportional ? "prop" : "equal"));
-  const auto reference = single_reference(dir);
+  const auto reference = loom::test::single_reference("hybrid", {"--steps", "10"});
   std::vector<std::string> args{"--strategy", "hybrid", "--dp", "2", "--pp", "2", "--micro-batches", "4",
                                 "--schedule", schedule, "--save", dir + "/h.pt", "--trace", dir + "/t.json"};
   if (proportional) args.insert(args.end(), {"--partition", "proportional", "--shard-weights", "2,1"});
@@ -111,14 +101,8 @@ TEST(Hybrid, MeshErrorsAreClear) {
 }
 
 TEST(Hybrid, AnyDyingProcessEndsTheJobWithANamedError) {
-  for (int victim : {0, 3}) {
-    loom::test::RunOptions o;
-    o.argv = {LOOM_BINARY, "train", "--strategy", "hybrid", "--dp", "2", "--pp", "2", "--model", "mlp", "--data",
-              "synthetic", "--steps", "50", "--batch-size", "48", "--no-eval", "--progress", "off", "--timeout", "30"};
-    o.env = {{"LOOM_FAULT_INJECT", fmt::format("kill:{}:3", victim)}};
-    o.unset_env = loom::test::job_env_names();
-    o.timeout = std::chrono::seconds(90);
-    const auto r = loom::test::run(o);
+  for (int victim : {0, 1, 2, 3}) {
+    const auto r = loom::test::train_with_killed_rank({"--strategy", "hybrid", "--dp", "2", "--pp", "2"}, victim);
     EXPECT_FALSE(r.timed_out) << r.describe();
     EXPECT_NE(r.exit_code, 0);
     EXPECT_NE(r.err.find(fmt::format("launch error: rank {} was killed by signal 9 (SIGKILL)", victim)),

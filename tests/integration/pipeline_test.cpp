@@ -2,7 +2,6 @@
 // P = 2, 3 stages x M = 1, 2, 4, 8 micro-batches x both schedules, the fused model file,
 // splits, the trace, and failures.
 #include <gtest/gtest.h>
-#include <unistd.h>
 #include <torch/torch.h>
 
 #include <fmt/format.h>
@@ -29,12 +28,8 @@ loom::test::RunResult loom_train(std::vector<std::string> args, int timeout_s = 
 
 class PipelineEquivalence : public ::testing::TestWithParam<std::tuple<int, int, std::string>> {
  protected:
-  static void SetUpTestSuite() {
-    // One reference per test process: ctest runs each test in its own process, in parallel.
-    reference_ = dir_for("reference_" + std::to_string(::getpid())) + "/single.pt";
-    const auto r = loom_train({"--strategy", "single", "--save", reference_});
-    ASSERT_TRUE(r.exited_with(0)) << r.describe();
-  }
+  // 10 steps, like the runs under test.
+  static void SetUpTestSuite() { reference_ = loom::test::single_reference("pipeline", {"--steps", "10"}); }
   static std::string reference_;
 };
 std::string PipelineEquivalence::reference_;
@@ -143,13 +138,7 @@ TEST(Pipeline, BadSplitsAndSizesAreClearErrors) {
 }
 
 TEST(Pipeline, ADeadStageEndsTheJobWithANamedError) {
-  loom::test::RunOptions o;
-  o.argv = {LOOM_BINARY, "train", "--strategy", "pipeline", "--nproc", "3", "--model", "mlp", "--data", "synthetic",
-            "--steps", "50", "--batch-size", "48", "--no-eval", "--progress", "off", "--timeout", "30"};
-  o.env = {{"LOOM_FAULT_INJECT", "kill:1:3"}};
-  o.unset_env = loom::test::job_env_names();
-  o.timeout = std::chrono::seconds(90);
-  const auto r = loom::test::run(o);
+  const auto r = loom::test::train_with_killed_rank({"--strategy", "pipeline", "--nproc", "3"}, 1);
   EXPECT_FALSE(r.timed_out) << r.describe();
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("launch error: rank 1 was killed by signal 9 (SIGKILL)"), std::string::npos) << r.err;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -40,6 +41,32 @@ inline RunResult train_equivalence_job(std::vector<std::string> args, int timeou
   o.argv.insert(o.argv.end(), args.begin(), args.end());
   o.unset_env = job_env_names();
   o.timeout = std::chrono::seconds(timeout_s);
+  return run(o);
+}
+
+// `--strategy single` with the equivalence settings (followed by `extra`), saved in a
+// fresh directory of its own per test process (ctest runs tests in parallel, each in
+// its own process): the reference a distributed run is compared with.
+inline std::string single_reference(const std::string& prefix, std::vector<std::string> extra = {}) {
+  const auto path = fresh_dir(prefix, "reference_" + std::to_string(::getpid())) + "/single.pt";
+  std::vector<std::string> args{"--strategy", "single", "--save", path};
+  args.insert(args.end(), extra.begin(), extra.end());
+  const auto r = train_equivalence_job(args);
+  EXPECT_TRUE(r.exited_with(0)) << r.describe();
+  return path;
+}
+
+// A small `loom train` job (the MLP on synthetic data, 50 steps) followed by `args`,
+// with LOOM_FAULT_INJECT killing `rank` at step 3: for "a dying process ends the job
+// with a named error" tests.
+inline RunResult train_with_killed_rank(std::vector<std::string> args, int rank) {
+  RunOptions o;
+  o.argv = {LOOM_BINARY, "train", "--model", "mlp", "--data", "synthetic", "--steps", "50", "--batch-size", "48",
+            "--no-eval", "--progress", "off", "--timeout", "30"};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.env = {{"LOOM_FAULT_INJECT", "kill:" + std::to_string(rank) + ":3"}};
+  o.unset_env = job_env_names();
+  o.timeout = std::chrono::seconds(90);
   return run(o);
 }
 

@@ -17,4 +17,11 @@ struct ProcessOptions {
 // tuning off (for measurements), read here once.
 void init_process(const ProcessOptions& options = {});
 
+// Sets the thread count of the BLAS library under libtorch when it has its own pool
+// (OpenBLAS's pthreads build, Debian's): at::set_num_threads does not reach it, so by
+// default every process runs its matrix products on as many threads as the machine has
+// cores, which oversubscribes a machine shared by several workers (measured: a 1024x16
+// product 0.3 ms alone, 4-17 ms with two processes). No-op without such a library.
+void set_blas_threads(int threads);
+
 }  // namespace loom

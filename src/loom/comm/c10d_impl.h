@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "loom/comm/group.h"
+#include "loom/comm/shm_allreduce.h"
 #include "loom/comm/work.h"
 
 namespace loom::comm {
@@ -24,6 +25,9 @@ struct Work::Impl {
 
 struct Group::Impl {
   c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  // Sum-allreduce of float tensors through shared memory when every member runs on
+  // this machine (shm_allreduce.h); null otherwise. Everything else goes through pg.
+  std::unique_ptr<ShmAllreduce> shm;
   std::string name;
   std::vector<int> global_ranks;
   std::chrono::milliseconds timeout;

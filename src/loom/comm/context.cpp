@@ -112,6 +112,8 @@ std::shared_ptr<Group> make_group(c10::intrusive_ptr<c10d::Store> store,
   try {
     impl->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, static_cast<int>(impl->global_ranks.size()),
                                                           opts);
+    impl->shm = ShmAllreduce::connect(*store, rank, static_cast<int>(impl->global_ranks.size()), impl->name,
+                                      impl->global_ranks, timeout, {});
   } catch (const std::exception&) {
     rethrow_as_comm_error(fmt::format("connecting group '{}'", impl->name));
   }

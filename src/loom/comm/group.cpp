@@ -46,6 +46,9 @@ static Work issue(Group::Impl& g, const std::string& what, F&& call) {
 
 Work Group::allreduce(std::vector<at::Tensor>& tensors, ReduceOp op) {
   if (size() == 1) return Work::done();
+  if (op == ReduceOp::sum && impl_->shm && ShmAllreduce::accepts(tensors)) {
+    return issue(*impl_, "allreduce", [&] { return impl_->shm->allreduce(tensors); });
+  }
   c10d::AllreduceOptions opts;
   opts.reduceOp = to_c10d(op);
   opts.timeout = impl_->timeout;

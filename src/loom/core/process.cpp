@@ -1,5 +1,7 @@
 #include "loom/core/process.h"
 
+#include <dlfcn.h>
+
 #include <malloc.h>
 
 #include <cstdlib>
@@ -22,6 +24,16 @@ void init_process(const ProcessOptions& options) {
       if (mallopt(M_MMAP_THRESHOLD, kMmapThreshold) == 1) mallopt(M_TRIM_THRESHOLD, kTrimThreshold);
     }
   });
+}
+
+}  // namespace loom
+
+namespace loom {
+
+void set_blas_threads(int threads) {
+  using SetThreads = void (*)(int);
+  static const auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (set != nullptr && threads >= 1) set(threads);
 }
 
 }  // namespace loom

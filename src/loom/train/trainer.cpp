@@ -9,6 +9,7 @@
 #include "loom/train/fault_injection.h"
 #include "loom/core/atomic_file.h"
 #include "loom/core/error.h"
+#include "loom/core/process.h"
 #include "loom/core/log.h"
 #include "loom/data/partitioner.h"
 #include "loom/data/registry.h"
@@ -29,6 +30,7 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 void set_threads(int threads) {
   at::set_num_threads(threads);
+  set_blas_threads(threads);  // OpenBLAS keeps its own pool (core/process.h)
   try {
     at::set_num_interop_threads(1);  // inter-op parallelism is unused by training steps
   } catch (const std::exception&) {

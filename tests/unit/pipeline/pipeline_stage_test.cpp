@@ -9,6 +9,7 @@
 
 #include "loom/comm/context.h"
 #include "loom/core/error.h"
+#include "loom/core/process.h"
 #include "loom/models/registry.h"
 #include "loom/pipeline/layer_costs.h"
 #include "loom/pipeline/stage_fusion.h"
@@ -183,12 +184,15 @@ TEST(LayerCosts, CountParametersAndTimeLayersWithoutChangingTheModel) {
 }
 
 TEST(LayerCosts, TheTimeSplitIsReproducible) {
-  // One layer far heavier than the rest: the only split whose slowest stage is that layer
-  // alone puts it alone, whatever the timing noise.
-  torch::nn::Sequential m(torch::nn::Linear(512, 512), torch::nn::ReLU(), torch::nn::Linear(512, 16),
+  // One layer far heavier than all the others together (a 1024x1024 product on 128
+  // rows against a few 16-wide ones): the only split whose slowest stage is that layer
+  // alone puts it alone, whatever the timing noise of a busy machine.
+  torch::nn::Sequential m(torch::nn::Linear(1024, 1024), torch::nn::ReLU(), torch::nn::Linear(1024, 16),
                           torch::nn::ReLU(), torch::nn::Linear(16, 16), torch::nn::Linear(16, 10));
+  set_blas_threads(1);  // as the trainer does: one thread, no BLAS pool of its own
   for (int run = 0; run < 3; ++run) {
-    EXPECT_EQ(balanced_split(time_costs(m, torch::ones({64, 512})), 2), (std::vector<int64_t>{1, 5}));
+    const auto costs = time_costs(m, torch::ones({128, 1024}));
+    EXPECT_EQ(balanced_split(costs, 2), (std::vector<int64_t>{1, 5})) << "costs " << ::testing::PrintToString(costs);
   }
 }
 

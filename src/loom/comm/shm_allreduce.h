@@ -1,0 +1,63 @@
+// Private to comm/: allreduce through shared memory for groups whose ranks all run on
+// one machine (the common case on a workstation, and the fast path of every multi-GPU-
+// less host). Gloo's TCP allreduce over loopback costs milliseconds per bucket here;
+// memory copies cost microseconds.
+//
+// Setup (ShmAllreduce::connect, collective over the group, through its store): every
+// rank publishes its machine identity (boot id, hostname, mount namespace); if all agree,
+// group rank 0 creates a POSIX shared-memory segment, every rank maps it and says whether
+// it could; only if every rank could does the group use it (otherwise connect() returns
+// null and the group keeps Gloo). The segment's name is unlinked as soon as everyone has
+// mapped it, so nothing is left in /dev/shm if a process dies.
+//
+// One allreduce (sum of float32 or float64 tensors), per chunk of at most `capacity`
+// bytes: each rank copies its chunk into its slot; barrier; rank r sums partition r of
+// every slot (in rank order: every rank gets bitwise the same result) into the result
+// area; barrier; each rank copies the result out. Barriers are per-rank arrival counters
+// in the segment with futex waits (no spinning on a busy machine beyond a few
+// microseconds). Operations run in order on one thread per group, so they are
+// asynchronous like Gloo's and overlap the caller's work.
+//
+// Failure: a wait is bounded by the group's timeout (TimeoutError naming the ranks that
+// did not arrive); a peer process that exits is noticed within 50 ms (CommError naming
+// its rank and pid). After a failure every later operation fails with the same error.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/csrc/distributed/c10d/Store.hpp>
+#include <torch/csrc/distributed/c10d/Work.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace loom::comm {
+
+class ShmAllreduce {
+ public:
+  struct Options {
+    int64_t capacity_bytes = 8 << 20;  // per slot; larger tensors go in chunks
+  };
+  // Collective over the group's members (group rank `rank` of `size`). Null when the
+  // ranks are not all on this machine or shared memory is unavailable.
+  // `global_ranks` name the members in errors. Set LOOM_SHM_ALLREDUCE=0 to keep Gloo.
+  static std::unique_ptr<ShmAllreduce> connect(c10d::Store& store, int rank, int size, const std::string& group_name,
+                                               const std::vector<int>& global_ranks,
+                                               std::chrono::milliseconds timeout, Options options);
+  ~ShmAllreduce();
+
+  // Whether allreduce() takes these tensors (dense contiguous CPU float32 / float64).
+  static bool accepts(const std::vector<at::Tensor>& tensors);
+  // Sums the tensors in place across the group, asynchronously. The tensors must stay
+  // alive and untouched until the returned work completes.
+  c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor> tensors);
+
+  struct Impl;
+
+ private:
+  explicit ShmAllreduce(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace loom::comm
