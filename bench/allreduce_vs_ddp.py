@@ -35,6 +35,8 @@ def loom_run(a, strategy, nproc):
                "--synthetic-samples", "8192", "--batch-size", str(a.batch_size // (1 if nproc > 1 else a.nproc)),
                "--steps", str(a.steps), "--threads", "1", "--lr", "0.01", "--momentum", "0.9",
                "--no-eval", "--progress", "off", "--log-level", "warn", "--metrics", m]
+        if a.bucket_mb > 0 and strategy == "allreduce":
+            cmd += ["--bucket-mb", str(a.bucket_mb)]
         subprocess.run(cmd, check=True, env=ENV, stdout=subprocess.DEVNULL)
         with open(m) as f:
             return json.loads(f.readlines()[-1])["samples_per_s"]
@@ -82,6 +84,7 @@ def main():
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=128, help="GLOBAL batch (64 per process with 2)")
     p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--bucket-mb", type=float, default=0, help="loom's --bucket-mb (0: loom's default)")
     a = p.parse_args()
     print(f"allreduce_vs_ddp: model {a.model}, {a.nproc} processes x 1 thread, global batch {a.batch_size}, "
           f"{a.steps} steps, {a.rounds} rounds")
