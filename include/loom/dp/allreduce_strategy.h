@@ -18,6 +18,11 @@
 
 namespace loom::dp {
 
+// The DistributedDataParallel settings of `loom train` flags (--bucket-mb, a first
+// bucket of at most 1 MiB, --find-unused-parameters, --grad-compression), with spans on
+// `tracer`. Shared by the allreduce and hybrid strategies.
+DdpOptions ddp_options(const train::TrainConfig& config, train::Tracer* tracer);
+
 class AllreduceStrategy : public train::Strategy {
  public:
   std::string name() const override { return "allreduce"; }

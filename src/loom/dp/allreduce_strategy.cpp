@@ -11,6 +11,16 @@
 
 namespace loom::dp {
 
+DdpOptions ddp_options(const train::TrainConfig& c, train::Tracer* tracer) {
+  DdpOptions o;
+  o.bucket_cap_mb = c.bucket_mb;
+  o.first_bucket_mb = std::min(1.0, c.bucket_mb);
+  o.find_unused_parameters = c.find_unused_parameters;
+  o.compression = parse_compression(c.grad_compression);
+  o.tracer = tracer;
+  return o;
+}
+
 void AllreduceStrategy::setup(const train::StrategySetup& s) {
   LOOM_CHECK(s.context, ConfigError, "--strategy allreduce needs a process group");
   const train::TrainConfig& c = *s.config;
@@ -19,13 +29,7 @@ void AllreduceStrategy::setup(const train::StrategySetup& s) {
   tracer_ = s.tracer;
   comm::Group& world = context_->world();
   if (c.sync == "grads") {
-    DdpOptions o;
-    o.bucket_cap_mb = c.bucket_mb;
-    o.first_bucket_mb = std::min(1.0, c.bucket_mb);
-    o.find_unused_parameters = c.find_unused_parameters;
-    o.compression = parse_compression(c.grad_compression);
-    o.tracer = tracer_;
-    ddp_ = std::make_unique<DistributedDataParallel>(model_, world, o);
+    ddp_ = std::make_unique<DistributedDataParallel>(model_, world, ddp_options(c, tracer_));
     if (context_->rank() == 0) log::info("allreduce: {}", ddp_->describe_buckets());
   } else {
     LOOM_CHECK(c.grad_compression == "none", ConfigError, "--grad-compression applies to --sync grads");

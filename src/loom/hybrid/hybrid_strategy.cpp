@@ -6,6 +6,7 @@
 #include "loom/comm/group.h"
 #include "loom/core/error.h"
 #include "loom/core/log.h"
+#include "loom/dp/allreduce_strategy.h"
 #include "loom/pipeline/pipeline_strategy.h"
 #include "loom/pipeline/stage_fusion.h"
 #include "loom/pipeline/stage_split.h"
@@ -31,13 +32,7 @@ void HybridStrategy::setup(const train::StrategySetup& s) {
       pipeline::stage_layers(model_, offsets[mesh_->stage()], offsets[mesh_->stage() + 1]);
 
   if (!layers->parameters().empty()) {
-    dp::DdpOptions o;
-    o.bucket_cap_mb = c.bucket_mb;
-    o.first_bucket_mb = std::min(1.0, c.bucket_mb);
-    o.find_unused_parameters = c.find_unused_parameters;
-    o.compression = dp::parse_compression(c.grad_compression);
-    o.tracer = tracer_;
-    ddp_ = std::make_unique<dp::DistributedDataParallel>(layers, mesh_->stage_group(), o);
+    ddp_ = std::make_unique<dp::DistributedDataParallel>(layers, mesh_->stage_group(), dp::ddp_options(c, tracer_));
   }
   pipeline::PipelineStageOptions o;
   o.schedule = pipeline::parse_schedule(c.schedule);

@@ -82,12 +82,12 @@ void P2p::send(const at::Tensor& tensor, int peer, int tag, const std::string& l
 void P2p::send_activation(int micro, const at::Tensor& activation) {
   LOOM_CHECK(stage() + 1 < stages(), ConfigError, "pipeline: the last stage has no next stage");
   send_header(activation);
-  send(activation.detach(), stage() + 1, activation_tag(micro), fmt::format("send act {}", micro));
+  send(activation.detach(), stage() + 1, activation_tag(micro), tracer_ ? fmt::format("send act {}", micro) : "");
 }
 
 void P2p::send_gradient(int micro, const at::Tensor& gradient) {
   LOOM_CHECK(stage() > 0, ConfigError, "pipeline: the first stage has no previous stage");
-  send(gradient, stage() - 1, gradient_tag(micro), fmt::format("send grad {}", micro));
+  send(gradient, stage() - 1, gradient_tag(micro), tracer_ ? fmt::format("send grad {}", micro) : "");
 }
 
 void P2p::post(Pool& pool, int peer, int tag, int micro, int64_t rows, const char* what) {
@@ -114,7 +114,7 @@ void P2p::post(Pool& pool, int peer, int tag, int micro, int64_t rows, const cha
   std::vector<at::Tensor> t{p.view};
   p.posted_us = train::Tracer::now_us();
   p.work = group_.recv(t, peer, tag);
-  p.label = fmt::format("recv {} {}", what, micro);
+  if (tracer_) p.label = fmt::format("recv {} {}", what, micro);  // only traced runs pay for it
   pool.posted.emplace(micro, std::move(p));
 }
 
