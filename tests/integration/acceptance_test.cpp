@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/process.h"
+#include "support/temp_path.h"
 
 namespace {
 
@@ -21,7 +22,7 @@ nlohmann::json summary_of(const std::string& path) {
 // loom train --strategy single --model cnn --data fashion-mnist --epochs 1 --batch-size 128
 //   --lr 0.05 --momentum 0.9 --threads 2 --metrics m.jsonl  =>  test_accuracy >= 0.86
 TEST(Acceptance, CnnOnFashionMnistOneEpoch) {
-  const auto dir = fs::path(::testing::TempDir()) / "acceptance_cnn";
+  const auto dir = fs::path(loom::test::temp_path("acceptance_cnn"));
   fs::create_directories(dir);
   const auto metrics = (dir / "m.jsonl").string();
   loom::test::RunOptions o;

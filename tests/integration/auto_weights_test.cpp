@@ -7,13 +7,14 @@
 #include <nlohmann/json.hpp>
 
 #include "support/process.h"
+#include "support/temp_path.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
 TEST(AutoWeights, ASlowWorkerGetsFewerSamples) {
-  const auto dir = fs::path(::testing::TempDir()) / "auto_weights";
+  const auto dir = fs::path(loom::test::temp_path("auto_weights"));
   fs::remove_all(dir);
   fs::create_directories(dir);
   loom::test::RunOptions o;

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "support/process.h"
+#include "support/temp_path.h"
 
 namespace {
 
@@ -22,7 +23,7 @@ loom::test::RunResult loom_cmd(std::vector<std::string> args, int timeout_s = 60
 }
 
 std::string temp_dir(const std::string& name) {
-  const auto dir = fs::path(::testing::TempDir()) / ("cli_train_" + name);
+  const auto dir = fs::path(loom::test::temp_path("cli_train_" + name));
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir.string();

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/process.h"
+#include "support/temp_path.h"
 
 namespace {
 
@@ -31,7 +32,7 @@ class PartitionUnderLaunch : public ::testing::TestWithParam<Scheme> {};
 
 TEST_P(PartitionUnderLaunch, WorkersReceiveWhatLoomPartitionPrints) {
   const Scheme& s = GetParam();
-  const auto dir = fs::path(::testing::TempDir()) / ("partition_" + s.name);
+  const auto dir = fs::path(loom::test::temp_path("partition_" + s.name));
   fs::remove_all(dir);
   fs::create_directories(dir);
   std::vector<std::string> train = {"train", "--strategy", "allreduce", "--nproc", "3", "--model", "mlp",

@@ -15,12 +15,13 @@
 
 #include "loom/train/model_io.h"
 #include "support/process.h"
+#include "support/temp_path.h"
 
 namespace loom::test {
 
-// An empty directory under gtest's temp dir, named "<prefix>_<name>".
+// An empty directory of this test process, named after "<prefix>_<name>" (temp_path).
 inline std::string fresh_dir(const std::string& prefix, const std::string& name) {
-  const auto dir = std::filesystem::path(::testing::TempDir()) / (prefix + "_" + name);
+  const std::filesystem::path dir = temp_path(prefix + "_" + name);
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
@@ -48,7 +49,7 @@ inline RunResult train_equivalence_job(std::vector<std::string> args, int timeou
 // fresh directory of its own per test process (ctest runs tests in parallel, each in
 // its own process): the reference a distributed run is compared with.
 inline std::string single_reference(const std::string& prefix, std::vector<std::string> extra = {}) {
-  const auto path = fresh_dir(prefix, "reference_" + std::to_string(::getpid())) + "/single.pt";
+  const auto path = fresh_dir(prefix, "reference") + "/single.pt";
   std::vector<std::string> args{"--strategy", "single", "--save", path};
   args.insert(args.end(), extra.begin(), extra.end());
   const auto r = train_equivalence_job(args);

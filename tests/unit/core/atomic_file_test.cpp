@@ -6,18 +6,19 @@
 #include <filesystem>
 
 #include "loom/core/error.h"
+#include "support/temp_path.h"
 
 namespace {
 
 TEST(AtomicFile, WritesAndReplaces) {
-  const std::string path = ::testing::TempDir() + "/atomic_file_test.bin";
+  const std::string path = loom::test::temp_path("atomic_file_test.bin");
   loom::write_file_atomic(path, "first");
   EXPECT_EQ(loom::read_file(path), "first");
   loom::write_file_atomic(path, std::string("sec\0ond", 7));
   EXPECT_EQ(loom::read_file(path), std::string("sec\0ond", 7));
   // No temporary files are left behind.
   for (const auto& entry : std::filesystem::directory_iterator(::testing::TempDir())) {
-    EXPECT_EQ(entry.path().filename().string().find("atomic_file_test.bin.tmp"), std::string::npos);
+    EXPECT_EQ(entry.path().string().find(path + ".tmp"), std::string::npos);
   }
 }
 

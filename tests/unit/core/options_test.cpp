@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "loom/core/error.h"
+#include "support/temp_path.h"
 
 namespace {
 
@@ -29,7 +30,7 @@ class OptionsTest : public ::testing::Test {
     table.add_to(app);
   }
   std::string write_toml(const std::string& text) {
-    path = ::testing::TempDir() + "/options_test.toml";
+    path = loom::test::temp_path("options_test.toml");
     std::ofstream(path) << text;
     return path;
   }

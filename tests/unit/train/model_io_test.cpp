@@ -8,12 +8,13 @@
 
 #include "loom/core/error.h"
 #include "loom/models/registry.h"
+#include "support/temp_path.h"
 
 namespace {
 
 using namespace loom::train;
 
-std::string temp(const std::string& name) { return ::testing::TempDir() + "/" + name; }
+std::string temp(const std::string& name) { return loom::test::temp_path(name); }
 
 TEST(ModelIo, StateDictHasParametersThenBuffers) {
   auto m = torch::nn::Sequential(torch::nn::Linear(3, 2), torch::nn::BatchNorm1d(2));

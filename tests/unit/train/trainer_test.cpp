@@ -9,6 +9,7 @@
 
 #include "loom/core/error.h"
 #include "loom/train/model_io.h"
+#include "support/temp_path.h"
 
 namespace {
 
@@ -28,7 +29,7 @@ TrainConfig synthetic_config() {
   return c;
 }
 
-std::string temp(const std::string& name) { return ::testing::TempDir() + "/" + name; }
+std::string temp(const std::string& name) { return loom::test::temp_path(name); }
 
 TEST(Trainer, LearnsSyntheticData) {
   auto c = synthetic_config();
