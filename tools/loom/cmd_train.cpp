@@ -34,6 +34,7 @@ int spawn_workers(const TrainCommand& cmd) {
   lo.nproc = cmd.config.nproc +
              (cmd.config.strategy == "ps" && !cmd.config.ps_external_servers ? cmd.config.servers : 0);
   lo.command = cmd.argv;
+  lo.max_restarts = cmd.config.max_restarts;  // restarted workers resume from --checkpoint-dir
   if (cmd.config.strategy == "ps" && cmd.config.consistency != "sync") {
     // Asynchronous workers other than worker 0 (which hosts the rendezvous store and
     // writes the model) may die: the servers drop them and the others train on.
@@ -54,7 +55,11 @@ int run_train(TrainCommand& cmd) {
 
   DistEnv env = DistEnv::from_environment();
   const bool ps = c.strategy == "ps";
-  if (env.source == "none" && (c.nproc > 1 || ps)) return spawn_workers(cmd);
+  if (env.source == "none" && (c.nproc > 1 || ps || c.max_restarts > 0)) return spawn_workers(cmd);
+  if (env.restart_count > 0 && !c.checkpoint_dir.empty()) {
+    cmd.config.resume_if_any = true;  // a restart continues from the newest checkpoint, if there is one
+    log::info("restart {}: resuming from {} if it holds a checkpoint", env.restart_count, c.checkpoint_dir);
+  }
   if (env.world_size > 1 || env.source != "none") log::set_rank(env.rank);
   if (ps) {
     // The job's last --servers ranks serve (unless the servers run on their own as

@@ -32,6 +32,9 @@ class AllreduceStrategy : public train::Strategy {
   double sum_over_data_ranks(double value) override;
   std::vector<double> gather_over_data_ranks(double value) override;
   torch::nn::Sequential final_model() override;
+  // --sync grads: every rank holds the same state; --sync params: checkpoints are taken
+  // right after an average (--checkpoint-every is a multiple of --sync-every).
+  train::LocalState local_state() override { return {model_.ptr().get(), optimizer_.get(), ddp_ != nullptr, ""}; }
 
  private:
   torch::nn::Sequential model_{nullptr};

@@ -37,6 +37,7 @@ class HybridStrategy : public train::Strategy {
   double sum_over_data_ranks(double value) override;
   std::vector<double> gather_over_data_ranks(double value) override;
   torch::nn::Sequential final_model() override;
+  train::LocalState local_state() override;
   void finish() override;
 
  private:
@@ -44,6 +45,7 @@ class HybridStrategy : public train::Strategy {
   std::shared_ptr<comm::Context> context_;
   std::unique_ptr<Mesh> mesh_;
   std::vector<int64_t> split_;
+  torch::nn::Sequential layers_{nullptr};  // this rank's stage (the model's own modules)
   std::unique_ptr<dp::DistributedDataParallel> ddp_;  // null for a stage without parameters
   std::unique_ptr<pipeline::PipelineStage> stage_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;

@@ -32,12 +32,14 @@ class PipelineStrategy : public train::Strategy {
   // The pipeline is one data rank; rank 0 speaks for it (its value is broadcast).
   double sum_over_data_ranks(double value) override;
   torch::nn::Sequential final_model() override;
+  train::LocalState local_state() override;
   void finish() override;
 
  private:
   torch::nn::Sequential model_{nullptr};
   std::shared_ptr<comm::Context> context_;
   std::vector<int64_t> split_;
+  torch::nn::Sequential layers_{nullptr};  // this rank's stage (the model's own modules)
   std::unique_ptr<PipelineStage> stage_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   train::Tracer* tracer_ = nullptr;

@@ -13,6 +13,10 @@
 //    return an empty holder.
 //  * finish() is collective and called last; strategies that run services (parameter
 //    servers) end them there.
+//  * local_state() (after setup) names what this rank must save for a checkpoint to
+//    resume it exactly: the module whose parameters and buffers it updates (under the
+//    single-process names) and its optimizer. Strategies that cannot checkpoint throw a
+//    ConfigError naming themselves.
 #pragma once
 
 #include <torch/nn/modules/container/sequential.h>
@@ -58,6 +62,14 @@ struct StepInfo {
   double share = 1.0;        // this rank's samples / global_batch: its gradient's weight
 };
 
+// The training state one rank keeps (Strategy::local_state()).
+struct LocalState {
+  torch::nn::Module* model = nullptr;            // never null
+  torch::optim::Optimizer* optimizer = nullptr;  // never null
+  bool replicated = false;  // every data rank holds the same state (a job may resume with another size)
+  std::string layout;       // how the model is cut across ranks ("4,3"); a resumed job must cut it the same way
+};
+
 struct StepOutput {
   double loss = 0;       // mean loss over this rank's samples
   int64_t samples = 0;   // this rank's samples
@@ -77,6 +89,7 @@ class Strategy {
   virtual double sum_over_data_ranks(double value) { return value; }
   // Collective over the ranks that read data: every data rank's `value`, by data rank.
   virtual std::vector<double> gather_over_data_ranks(double value) { return {value}; }
+  virtual LocalState local_state();
   virtual void finish() {}
 };
 

@@ -71,6 +71,12 @@ struct TrainConfig {
   // outputs
   std::string save;
   std::string init;
+  // checkpoints and restarts (train/checkpoint.h)
+  std::string checkpoint_dir;    // empty: no checkpoints
+  int64_t checkpoint_every = 100;  // steps between checkpoints
+  bool resume = false;           // continue from the newest complete checkpoint (one must exist)
+  bool resume_if_any = false;    // not a flag: set on a launcher restart (resume when one exists)
+  int max_restarts = 0;          // restart every worker after a failure, this many times
   std::string metrics;
   std::string trace;
   std::string bench_slowdown;  // BENCHMARK AID "RANK:FACTOR": that data rank computes FACTOR x slower

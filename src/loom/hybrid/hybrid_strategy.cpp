@@ -28,8 +28,8 @@ void HybridStrategy::setup(const train::StrategySetup& s) {
   // One split for every replica: decided over the whole job.
   split_ = pipeline::choose_split(model_, c, s.sample_shape, mesh_->pp(), context_->world());
   const auto offsets = pipeline::stage_offsets(split_);
-  torch::nn::Sequential layers =
-      pipeline::stage_layers(model_, offsets[mesh_->stage()], offsets[mesh_->stage() + 1]);
+  layers_ = pipeline::stage_layers(model_, offsets[mesh_->stage()], offsets[mesh_->stage() + 1]);
+  torch::nn::Sequential& layers = layers_;
 
   if (!layers->parameters().empty()) {
     ddp_ = std::make_unique<dp::DistributedDataParallel>(layers, mesh_->stage_group(), dp::ddp_options(c, tracer_));
@@ -49,6 +49,10 @@ void HybridStrategy::setup(const train::StrategySetup& s) {
                 micro_batches_, mesh_->pp(), 100 * pipeline::theoretical_bubble(mesh_->pp(), micro_batches_));
     }
   }
+}
+
+train::LocalState HybridStrategy::local_state() {
+  return {layers_.ptr().get(), optimizer_.get(), false, fmt::format("{}", fmt::join(split_, ","))};
 }
 
 train::DataSlot HybridStrategy::data_slot() const { return {mesh_->replica(), mesh_->dp(), true}; }

@@ -67,7 +67,8 @@ void PipelineStrategy::setup(const train::StrategySetup& s) {
   const int me = world.rank();
   int64_t begin = 0;
   for (int i = 0; i < me; ++i) begin += split_[i];
-  torch::nn::Sequential layers = stage_layers(model_, begin, begin + split_[me]);
+  layers_ = stage_layers(model_, begin, begin + split_[me]);
+  torch::nn::Sequential& layers = layers_;
   const ScheduleKind schedule = parse_schedule(c.schedule);
   if (me == 0) {
     log::info("pipeline: --schedule {}, {} micro-batch(es) of ~{} samples", schedule_name(schedule), micro_batches_,
@@ -111,6 +112,10 @@ double PipelineStrategy::sum_over_data_ranks(double value) {
 torch::nn::Sequential PipelineStrategy::final_model() {
   gather_stages(model_, split_, context_->world());
   return model_;
+}
+
+train::LocalState PipelineStrategy::local_state() {
+  return {layers_.ptr().get(), optimizer_.get(), false, fmt::format("{}", fmt::join(split_, ","))};
 }
 
 void PipelineStrategy::finish() {

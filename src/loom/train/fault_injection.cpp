@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <vector>
 
 #include "loom/core/error.h"
 #include "loom/core/log.h"
@@ -12,32 +13,49 @@ namespace loom::train {
 
 std::optional<FaultPlan> parse_fault_plan(const std::string& spec) {
   if (spec.empty()) return std::nullopt;
+  std::vector<std::string> fields;
+  for (size_t at = 0;;) {
+    const size_t colon = spec.find(':', at);
+    fields.push_back(spec.substr(at, colon == std::string::npos ? std::string::npos : colon - at));
+    if (colon == std::string::npos) break;
+    at = colon + 1;
+  }
   FaultPlan plan;
-  const auto a = spec.find(':'), b = spec.rfind(':');
-  bool ok = spec.rfind("kill:", 0) == 0 && b != a;
+  bool ok = (fields.size() == 3 || (fields.size() == 4 && fields[3] == "always")) &&
+            (fields[0] == "kill" || fields[0] == "stop");
   if (ok) {
     try {
       size_t used = 0;
-      plan.rank = std::stoi(spec.substr(a + 1, b - a - 1), &used);
-      ok = used == b - a - 1;
-      plan.step = std::stoll(spec.substr(b + 1), &used);
-      ok = ok && used == spec.size() - b - 1;
+      plan.action = fields[0];
+      plan.rank = std::stoi(fields[1], &used);
+      ok = used == fields[1].size();
+      plan.step = std::stoll(fields[2], &used);
+      ok = ok && used == fields[2].size();
+      plan.always = fields.size() == 4;
     } catch (const std::exception&) {
       ok = false;
     }
   }
   LOOM_CHECK(ok && plan.rank >= 0 && plan.step >= 0, ConfigError,
-             "LOOM_FAULT_INJECT must be kill:RANK:STEP, got '{}'", spec);
+             "LOOM_FAULT_INJECT must be kill:RANK:STEP or stop:RANK:STEP (optionally :always), got '{}'", spec);
   return plan;
 }
 
 std::optional<FaultPlan> fault_plan_from_environment() {
   const char* spec = std::getenv("LOOM_FAULT_INJECT");
-  return parse_fault_plan(spec ? spec : "");
+  auto plan = parse_fault_plan(spec ? spec : "");
+  const char* restart = std::getenv("LOOM_RESTART_COUNT");
+  if (plan && !plan->always && restart && std::string(restart) != "0") return std::nullopt;
+  return plan;
 }
 
 void maybe_inject_fault(const std::optional<FaultPlan>& plan, int rank, int64_t step) {
   if (!plan || plan->rank != rank || plan->step != step) return;
+  if (plan->action == "stop") {
+    log::warn("LOOM_FAULT_INJECT: stopping this worker (SIGSTOP) before step {}", step);
+    ::kill(::getpid(), SIGSTOP);
+    return;  // continued by SIGCONT, if ever
+  }
   log::warn("LOOM_FAULT_INJECT: killing this worker (SIGKILL) before step {}", step);
   ::kill(::getpid(), SIGKILL);
 }

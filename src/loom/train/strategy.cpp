@@ -23,6 +23,10 @@ std::unique_ptr<Strategy> make_strategy(const std::string& name) {
              name);
 }
 
+LocalState Strategy::local_state() {
+  LOOM_THROW(ConfigError, "--checkpoint-dir: --strategy {} cannot write training checkpoints yet", name());
+}
+
 at::Tensor training_loss(const at::Tensor& logits, const at::Tensor& targets) {
   return torch::nn::functional::cross_entropy(logits, targets);
 }

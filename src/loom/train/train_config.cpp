@@ -60,6 +60,12 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
   t.add("interface", &c.interface, "network interface for Gloo (default: the one that reaches the master)");
   t.add("save", &c.save, "write the final model (state_dict readable by Python's torch.load) here");
   t.add("init", &c.init, "start from this model file (as written by --save)");
+  t.add("checkpoint-dir", &c.checkpoint_dir,
+        "save checkpoints here (each rank's state, atomically, checksummed; the newest complete one is kept)");
+  t.add("checkpoint-every", &c.checkpoint_every, "steps between checkpoints");
+  t.add("resume", &c.resume, "continue from the newest complete checkpoint in --checkpoint-dir");
+  t.add("max-restarts", &c.max_restarts,
+        "when a worker dies, restart all of them (resuming from the newest checkpoint) up to this many times");
   t.add("metrics", &c.metrics, "write JSON-lines metrics here");
   t.add("trace", &c.trace, "write a Chrome trace (chrome://tracing, Perfetto) here");
   t.add("bench-slowdown", &c.bench_slowdown,
@@ -126,6 +132,14 @@ void validate(const TrainConfig& c) {
   LOOM_CHECK(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1, ConfigError,
              "--beta1 and --beta2 must be in [0, 1)");
   LOOM_CHECK(c.threads >= 1, ConfigError, "--threads must be at least 1, got {}", c.threads);
+  LOOM_CHECK(c.checkpoint_every >= 1, ConfigError, "--checkpoint-every must be at least 1, got {}",
+             c.checkpoint_every);
+  LOOM_CHECK(!c.resume || !c.checkpoint_dir.empty(), ConfigError, "--resume needs --checkpoint-dir");
+  LOOM_CHECK(c.max_restarts >= 0, ConfigError, "--max-restarts must not be negative, got {}", c.max_restarts);
+  LOOM_CHECK(c.checkpoint_dir.empty() || c.strategy != "allreduce" || c.sync != "params" ||
+                 c.checkpoint_every % c.sync_every == 0,
+             ConfigError, "--checkpoint-every {} must be a multiple of --sync-every {} (checkpoints follow an average)",
+             c.checkpoint_every, c.sync_every);
   LOOM_CHECK(c.timeout > 0, ConfigError, "--timeout must be positive, got {}", c.timeout);
   LOOM_CHECK(c.log_every >= 1, ConfigError, "--log-every must be at least 1, got {}", c.log_every);
   LOOM_CHECK(c.eval_batch_size >= 1, ConfigError, "--eval-batch-size must be at least 1, got {}", c.eval_batch_size);

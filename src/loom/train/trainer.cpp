@@ -14,6 +14,7 @@
 #include "loom/data/partitioner.h"
 #include "loom/data/registry.h"
 #include "loom/models/registry.h"
+#include "loom/train/checkpointer.h"
 #include "loom/train/evaluate.h"
 #include "loom/train/model_io.h"
 #include "loom/train/progress.h"
@@ -95,6 +96,12 @@ Summary Trainer::run() {
     log::info("initialised the model from {}", c.init);
   }
 
+  // Resuming: the part is read (and checked) before the strategy's setup, because a
+  // pipeline must cut the model as the checkpoint did.
+  Checkpointer checkpointer(config_, context_);
+  std::optional<CheckpointPart> resumed = checkpointer.load_for_resume();
+  if (resumed && config_.split.empty() && !resumed->meta.layout.empty()) config_.split = resumed->meta.layout;
+
   Tracer tracer(rank, !c.trace.empty());
   StrategySetup setup;
   setup.model = model;
@@ -112,6 +119,14 @@ Summary Trainer::run() {
   const int64_t steps_per_epoch = partitioner->steps_per_epoch();
   const int64_t total_steps = c.steps > 0 ? c.steps : c.epochs * steps_per_epoch;
   const int64_t epochs = (total_steps + steps_per_epoch - 1) / steps_per_epoch;
+  LocalState local;
+  if (checkpointer.enabled()) local = strategy->local_state();  // a strategy without checkpoints fails here
+  int64_t first_step = 0;
+  if (resumed) {
+    checkpointer.restore(*resumed, local, *partitioner);
+    first_step = resumed->meta.step;
+    resumed.reset();
+  }
 
   const bool leader = rank == 0;
   MetricsWriter metrics(leader ? c.metrics : "");
@@ -156,8 +171,8 @@ Summary Trainer::run() {
   std::vector<std::vector<int64_t>> recorded;  // --record-indices
 
   const auto fault = fault_plan_from_environment();  // tests and drills only
-  int64_t steps_done = 0;
-  for (int64_t t = 0; t < total_steps; ++t) {
+  int64_t steps_done = first_step;
+  for (int64_t t = first_step; t < total_steps; ++t) {
     maybe_inject_fault(fault, rank, t);  // by the job's rank: every process can be the victim
     const int64_t epoch = t / steps_per_epoch;
     const int64_t in_epoch = t % steps_per_epoch;
@@ -223,6 +238,10 @@ Summary Trainer::run() {
     }
     progress.update(t + 1, epoch, out.loss, train_s > 0 ? samples / train_s : 0);
     steps_done = t + 1;
+    if (checkpointer.enabled() && (steps_done % c.checkpoint_every == 0 || last)) {
+      auto span = tracer.span("checkpoint", "checkpoint");
+      checkpointer.save(steps_done, local, *partitioner);
+    }
     if (last) break;
     if (in_epoch + 1 == steps_per_epoch && !last && c.eval && c.steps == 0) {
       torch::nn::Sequential full = strategy->final_model();  // collective

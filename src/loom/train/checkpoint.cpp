@@ -1,0 +1,208 @@
+#include "loom/train/checkpoint.h"
+
+#include <torch/torch.h>
+#include <zlib.h>
+
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "loom/core/atomic_file.h"
+#include "loom/core/error.h"
+
+namespace loom::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr char kMagic[8] = {'L', 'O', 'O', 'M', 'C', 'K', 'P', 'T'};
+constexpr size_t kHeader = sizeof(kMagic) + sizeof(uint64_t);
+constexpr size_t kTrailer = sizeof(uint64_t);
+
+uint64_t crc32_of(std::string_view bytes) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  size_t done = 0;
+  while (done < bytes.size()) {  // zlib takes uInt lengths
+    const auto n = static_cast<uInt>(std::min<size_t>(bytes.size() - done, 1u << 30));
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data() + done), n);
+    done += n;
+  }
+  return crc;
+}
+
+void put_u64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+uint64_t get_u64(const std::string& in, size_t at) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(in[at + i])) << (8 * i);
+  return v;
+}
+
+nlohmann::json to_json(const CheckpointMeta& m) {
+  return {{"step", m.step},         {"rank", m.rank},           {"world_size", m.world_size},
+          {"replicated", m.replicated}, {"strategy", m.strategy}, {"model", m.model},
+          {"data", m.data},         {"optimizer", m.optimizer}, {"partition", m.partition},
+          {"layout", m.layout},     {"width", m.width},         {"depth", m.depth},
+          {"batch_size", m.batch_size}, {"seed", m.seed},       {"dp", m.dp},
+          {"pp", m.pp},             {"weights", m.weights}};
+}
+
+CheckpointMeta from_json(const nlohmann::json& j) {
+  CheckpointMeta m;
+  m.step = j.at("step");
+  m.rank = j.at("rank");
+  m.world_size = j.at("world_size");
+  m.replicated = j.at("replicated");
+  m.strategy = j.at("strategy");
+  m.model = j.at("model");
+  m.data = j.at("data");
+  m.optimizer = j.at("optimizer");
+  m.partition = j.at("partition");
+  m.layout = j.at("layout");
+  m.width = j.at("width");
+  m.depth = j.at("depth");
+  m.batch_size = j.at("batch_size");
+  m.seed = j.at("seed");
+  m.dp = j.at("dp");
+  m.pp = j.at("pp");
+  m.weights = j.at("weights").get<std::vector<double>>();
+  return m;
+}
+
+at::Tensor bytes_tensor(const std::string& bytes) {
+  auto t = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
+  if (!bytes.empty()) std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+  return t;
+}
+
+}  // namespace
+
+void write_checkpoint_part(const std::string& path, const CheckpointPart& part) {
+  c10::Dict<std::string, at::Tensor> model;
+  for (const auto& [name, tensor] : part.model) model.insert(name, tensor.detach().contiguous());
+  c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
+  dict.insert("meta", to_json(part.meta).dump());
+  dict.insert("model", model);
+  dict.insert("optimizer", bytes_tensor(part.optimizer));
+  dict.insert("rng", part.rng.defined() ? part.rng.contiguous() : torch::empty({0}, torch::kUInt8));
+  const std::vector<char> payload = torch::pickle_save(dict);
+  const std::string_view body(payload.data(), payload.size());
+  std::string bytes(kMagic, sizeof(kMagic));
+  bytes.reserve(kHeader + payload.size() + kTrailer);
+  put_u64(bytes, payload.size());
+  bytes.append(body);
+  put_u64(bytes, crc32_of(body));
+  write_file_atomic(path, bytes);
+}
+
+CheckpointPart read_checkpoint_part(const std::string& path) {
+  std::string bytes;
+  try {
+    bytes = read_file(path);
+  } catch (const DataError& e) {
+    LOOM_THROW(CheckpointError, "{}", e.what());
+  }
+  LOOM_CHECK(bytes.size() >= kHeader && std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) == 0, CheckpointError,
+             "{}: not a loom checkpoint (no LOOMCKPT header)", path);
+  const uint64_t length = get_u64(bytes, sizeof(kMagic));
+  LOOM_CHECK(bytes.size() == kHeader + length + kTrailer, CheckpointError,
+             "{}: truncated or padded checkpoint ({} bytes, the header promises {})", path, bytes.size(),
+             kHeader + length + kTrailer);
+  const std::string_view body(bytes.data() + kHeader, length);
+  LOOM_CHECK(crc32_of(body) == get_u64(bytes, kHeader + length), CheckpointError,
+             "{}: checksum mismatch, the checkpoint is corrupt", path);
+  CheckpointPart part;
+  part.source = path;
+  try {
+    const c10::IValue value = torch::pickle_load(std::vector<char>(body.begin(), body.end()));
+    const auto dict = value.toGenericDict();
+    part.meta = from_json(nlohmann::json::parse(dict.at("meta").toStringRef()));
+    for (const auto& item : dict.at("model").toGenericDict()) {
+      part.model.emplace_back(item.key().toStringRef(), item.value().toTensor());
+    }
+    const at::Tensor opt = dict.at("optimizer").toTensor();
+    part.optimizer.assign(static_cast<const char*>(opt.data_ptr()), opt.numel());
+    part.rng = dict.at("rng").toTensor();
+  } catch (const std::exception& e) {
+    const std::string cause = e.what();
+    LOOM_THROW(CheckpointError, "{}: unreadable checkpoint contents ({})", path, cause.substr(0, cause.find('\n')));
+  }
+  return part;
+}
+
+std::string CheckpointDir::step_dir(int64_t step) const { return fmt::format("{}/step-{:08d}", dir_, step); }
+
+std::string CheckpointDir::part_path(int64_t step, int rank) const {
+  return fmt::format("{}/rank-{:05d}.ckpt", step_dir(step), rank);
+}
+
+void CheckpointDir::prepare(int64_t step) const {
+  std::error_code ec;
+  fs::create_directories(step_dir(step), ec);
+  LOOM_CHECK(!ec && fs::is_directory(step_dir(step)), CheckpointError, "--checkpoint-dir: cannot create {}: {}",
+             step_dir(step), ec ? ec.message() : "not a directory");
+}
+
+void CheckpointDir::mark_complete(int64_t step, int world_size) const {
+  write_file_atomic(step_dir(step) + "/COMPLETE", fmt::format("{{\"step\":{},\"world_size\":{}}}\n", step, world_size));
+}
+
+std::optional<int64_t> CheckpointDir::newest_complete() const {
+  std::optional<int64_t> newest;
+  std::error_code ec;
+  if (!fs::is_directory(dir_, ec)) return newest;
+  for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("step-", 0) != 0 || name.size() <= 5) continue;
+    if (name.find_first_not_of("0123456789", 5) != std::string::npos) continue;
+    if (!fs::exists(entry.path() / "COMPLETE")) continue;
+    const int64_t step = std::stoll(name.substr(5));
+    if (!newest || step > *newest) newest = step;
+  }
+  return newest;
+}
+
+void CheckpointDir::remove_older_than(int64_t step, int rank) const {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("step-", 0) != 0 || name.find_first_not_of("0123456789", 5) != std::string::npos) continue;
+    if (name.size() <= 5 || std::stoll(name.substr(5)) >= step) continue;
+    std::error_code ignored;  // another rank may be removing the same directory
+    if (rank == 0) {
+      fs::remove(entry.path() / "COMPLETE", ignored);  // first: it stops counting
+      fs::remove_all(entry.path(), ignored);
+    } else {
+      fs::remove(fmt::format("{}/rank-{:05d}.ckpt", entry.path().string(), rank), ignored);
+      fs::remove(entry.path(), ignored);  // only when empty
+    }
+  }
+}
+
+std::string checkpoint_mismatch(const CheckpointMeta& got, const CheckpointMeta& want) {
+  auto differs = [](const char* flag, const auto& a, const auto& b) {
+    return fmt::format("it was written with {} {}, this run has {}", flag, a, b);
+  };
+  if (got.strategy != want.strategy) return differs("--strategy", got.strategy, want.strategy);
+  if (got.model != want.model) return differs("--model", got.model, want.model);
+  if (got.width != want.width) return differs("--width", got.width, want.width);
+  if (got.depth != want.depth) return differs("--depth", got.depth, want.depth);
+  if (got.data != want.data) return differs("--data", got.data, want.data);
+  if (got.batch_size != want.batch_size) return differs("--batch-size", got.batch_size, want.batch_size);
+  if (got.seed != want.seed) return differs("--seed", got.seed, want.seed);
+  if (got.optimizer != want.optimizer) return differs("--optimizer", got.optimizer, want.optimizer);
+  if (got.partition != want.partition) return differs("--partition", got.partition, want.partition);
+  if (got.dp != want.dp) return differs("--dp", got.dp, want.dp);
+  if (got.pp != want.pp) return differs("--pp", got.pp, want.pp);
+  if (got.world_size != want.world_size && !(got.replicated && want.replicated)) {
+    return fmt::format("it was written by {} processes and this run has {}; only --strategy allreduce --sync grads "
+                       "(whose ranks all hold the same state) can resume with another number of workers",
+                       got.world_size, want.world_size);
+  }
+  return "";
+}
+
+}  // namespace loom::train
