@@ -81,7 +81,9 @@ INSTANTIATE_TEST_SUITE_P(
                       KillCase{"allreduce3", {"--strategy", "allreduce", "--nproc", "3", "--partition",
                                               "proportional", "--shard-weights", "2,1,1"}, 3, 0},
                       KillCase{"pipeline", {"--strategy", "pipeline", "--nproc", "2", "--micro-batches", "4"}, 2, 1e-6},
-                      KillCase{"hybrid", {"--strategy", "hybrid", "--dp", "2", "--pp", "2"}, 4, 1e-6}),
+                      KillCase{"hybrid", {"--strategy", "hybrid", "--dp", "2", "--pp", "2"}, 4, 1e-6},
+                      // Ranks 0-1 are the workers, rank 2 the server (killed when a key reaches the step).
+                      KillCase{"ps_sync", {"--strategy", "ps", "--nproc", "2"}, 3, 0}),
     [](const auto& info) { return info.param.name; });
 
 // An interrupted job (no restarts) is finished later by --resume.
@@ -136,12 +138,15 @@ TEST(Restarts, GiveUpAfterMaxRestarts) {
   EXPECT_FALSE(fs::exists(dir + "/m.pt"));
 }
 
-// Strategies that cannot checkpoint say so at start-up instead of failing mid-run.
-TEST(Checkpoints, ParameterServerSaysItCannotYet) {
+// The parameter server's shard goes into the checkpoint beside the workers' parts.
+TEST(Checkpoints, ParameterServersSaveTheirShards) {
   const auto dir = dir_for("ps");
-  const auto r = job({"--strategy", "ps", "--nproc", "1", "--checkpoint-dir", dir + "/ckpt"});
-  EXPECT_FALSE(r.exited_with(0));
-  EXPECT_NE(r.err.find("--strategy ps cannot write training checkpoints"), std::string::npos) << r.err;
+  const auto r = job({"--strategy", "ps", "--nproc", "2", "--servers", "2", "--checkpoint-dir", dir + "/ckpt",
+                      "--checkpoint-every", "7"});
+  ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  for (const char* f : {"COMPLETE", "rank-00000.ckpt", "rank-00001.ckpt", "ps.server0", "ps.server1"}) {
+    EXPECT_TRUE(fs::exists(dir + "/ckpt/step-00000020/" + f)) << f;
+  }
 }
 
 }  // namespace

@@ -37,6 +37,11 @@ class PsStrategy : public train::Strategy {
   torch::nn::Sequential final_model() override;
   void finish() override;
 
+ // The workers' model copies; the servers' shards and optimizers are saved through
+  // checkpoint_services() (worker 0 asks every server) and loaded by the servers.
+  train::LocalState local_state() override { return {model_.ptr().get(), nullptr, false, ""}; }
+  void checkpoint_services(const std::string& step_dir) override;
+
  private:
   torch::nn::Sequential model_{nullptr};
   std::shared_ptr<comm::Context> context_;

@@ -32,8 +32,9 @@
 // the problem, logged, and the server keeps serving everyone else; malformed messages
 // never get here (the van rejects them).
 //
-// Checkpoints: the command "save" (payload: a file path) writes every key's values and
-// optimizer state atomically; ServerOptions::load_path reads one at start-up.
+// Checkpoints: the command "save" (payload: a file path) writes every key's values,
+// versions and optimizer state atomically; ServerOptions::load_path reads one at
+// start-up (a new run, or the same run resumed: ServerOptions::resume_clock).
 //
 // Thread-safety: run() on one thread; request_stop() and endpoint() from any.
 #pragma once
@@ -41,6 +42,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -69,6 +71,13 @@ struct ServerOptions {
   std::chrono::milliseconds dead_after{30000};  // async / ssp: drop a silent worker
   VanOptions van;
   std::string load_path;  // checkpoint to start from ("" = none)
+  // With load_path: false (--ps-load) starts a new run from the saved values, the sync
+  // clock at 0; true (resuming a training checkpoint) continues the saved run, each
+  // key at its saved version, so workers push the step where they left off.
+  bool resume_clock = false;
+  // Called on the serving thread after every update with the key's new version (tests
+  // and drills: fault injection by step).
+  std::function<void(int64_t version)> after_update;
 };
 
 class Server {

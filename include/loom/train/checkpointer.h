@@ -29,6 +29,7 @@ class Partitioner;
 namespace loom::train {
 
 struct LocalState;
+class Strategy;
 struct TrainConfig;
 
 class Checkpointer {
@@ -44,8 +45,10 @@ class Checkpointer {
   // After the strategy's setup: checks `part` against the strategy's layout and
   // replication, then restores the state into `local`, the RNG and the partitioner.
   void restore(const CheckpointPart& part, const LocalState& local, data::Partitioner& partitioner) const;
-  // Collective: saves the state after `steps_done` steps.
-  void save(int64_t steps_done, const LocalState& local, const data::Partitioner& partitioner) const;
+  // Collective: saves the state after `steps_done` steps (`local` is the strategy's
+  // local_state(); its services save theirs through checkpoint_services()).
+  void save(int64_t steps_done, Strategy& strategy, const LocalState& local,
+            const data::Partitioner& partitioner) const;
 
  private:
   CheckpointMeta expected_meta(const LocalState* local) const;

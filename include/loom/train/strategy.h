@@ -65,7 +65,7 @@ struct StepInfo {
 // The training state one rank keeps (Strategy::local_state()).
 struct LocalState {
   torch::nn::Module* model = nullptr;            // never null
-  torch::optim::Optimizer* optimizer = nullptr;  // never null
+  torch::optim::Optimizer* optimizer = nullptr;  // null: the optimizer runs elsewhere (parameter servers)
   bool replicated = false;  // every data rank holds the same state (a job may resume with another size)
   std::string layout;       // how the model is cut across ranks ("4,3"); a resumed job must cut it the same way
 };
@@ -90,6 +90,9 @@ class Strategy {
   // Collective over the ranks that read data: every data rank's `value`, by data rank.
   virtual std::vector<double> gather_over_data_ranks(double value) { return {value}; }
   virtual LocalState local_state();
+  // Checkpoints: state kept outside this process (parameter servers) is written into
+  // `step_dir` now. Called on every rank, before the checkpoint counts as complete.
+  virtual void checkpoint_services(const std::string& step_dir) { (void)step_dir; }
   virtual void finish() {}
 };
 

@@ -99,6 +99,13 @@ torch::nn::Sequential PsStrategy::final_model() {
   return model_;
 }
 
+void PsStrategy::checkpoint_services(const std::string& step_dir) {
+  // sync: worker 0 has pulled this step's result, and no later update can be applied
+  // before it pushes again, so the servers save exactly the state after this step.
+  // async / ssp: a snapshot of a moving state.
+  if (context_->rank() == 0) worker_->save(step_dir + "/ps");
+}
+
 void PsStrategy::finish() {
   if (!worker_) return;
   // sync: every worker has pushed its last step before the servers save. async / ssp:

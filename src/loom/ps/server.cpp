@@ -268,6 +268,7 @@ struct Server::Impl {
     slot.optimizer->step();
     ++slot.version;
     ++updates;
+    if (options.after_update) options.after_update(slot.version);
   }
 
   bool ready(const Slot& slot, int64_t clock) const {
@@ -369,10 +370,9 @@ struct Server::Impl {
         archive.read(fmt::format("value.{}", key), values);
         archive.read(fmt::format("version.{}", key), version);
         Slot& slot = add_slot(static_cast<uint64_t>(key), values);
-        // A loaded shard starts a new run: its values and optimizer state carry over,
-        // step counting (the sync clock) starts again at 0. (The saved version is kept
-        // in the file for resuming a run where it stopped.)
-        (void)version;
+        // A new run (--ps-load) keeps the values and optimizer state and counts steps
+        // from 0 again; a resumed run continues the saved clock.
+        if (options.resume_clock) slot.version = version.item<int64_t>();
         torch::serialize::InputArchive optim;
         archive.read(fmt::format("optimizer.{}", key), optim);
         slot.optimizer->load(optim);

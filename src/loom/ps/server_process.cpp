@@ -8,6 +8,9 @@
 #include "loom/core/log.h"
 #include "loom/ps/ps_strategy.h"
 #include "loom/ps/server.h"
+#include "loom/train/checkpoint.h"
+#include "loom/train/fault_injection.h"
+#include "loom/train/train_config.h"
 #include "loom/train/optimizer.h"
 
 namespace loom::ps {
@@ -34,6 +37,19 @@ void run_server_process(const train::TrainConfig& c, const DistEnv& env, int num
   o.van = VanOptions::from_environment();
   o.van.timeout = timeout;
   if (!c.ps_load.empty()) o.load_path = c.ps_load + ".server" + std::to_string(server_index);
+  if (!c.checkpoint_dir.empty() && (c.resume || c.resume_if_any)) {
+    // The workers' rank 0 picks the same checkpoint: the newest complete one.
+    const train::CheckpointDir dir(c.checkpoint_dir);
+    if (const auto step = dir.newest_complete()) {
+      o.load_path = fmt::format("{}/ps.server{}", dir.step_dir(*step), server_index);
+      o.resume_clock = true;
+      log::info("parameter server {}: resuming from {} after {} step(s)", server_index, dir.step_dir(*step), *step);
+    }
+  }
+  // LOOM_FAULT_INJECT can name a server's job rank: it acts when a key reaches that step.
+  if (const auto fault = train::fault_plan_from_environment(); fault && fault->rank == env.rank) {
+    o.after_update = [fault, rank = env.rank](int64_t version) { train::maybe_inject_fault(fault, rank, version); };
+  }
   Server server(o);
   store->store_set(server_store_key(server_index), server.endpoint());
   server.run();

@@ -89,15 +89,17 @@ void Checkpointer::restore(const CheckpointPart& part, const LocalState& local, 
              "(pass --split {})",
              part.source, part.meta.layout, local.layout, part.meta.layout);
   load_state_dict(*local.model, part.model, part.source);
-  try {
-    torch::serialize::InputArchive archive;
-    std::istringstream in(part.optimizer);
-    archive.load_from(in);
-    local.optimizer->load(archive);
-  } catch (const std::exception& e) {
-    const std::string cause = e.what();
-    LOOM_THROW(CheckpointError, "{}: the optimizer state does not fit this run's --optimizer {} ({})", part.source,
-               config_.optimizer, cause.substr(0, cause.find('\n')));
+  if (local.optimizer) {
+    try {
+      torch::serialize::InputArchive archive;
+      std::istringstream in(part.optimizer);
+      archive.load_from(in);
+      local.optimizer->load(archive);
+    } catch (const std::exception& e) {
+      const std::string cause = e.what();
+      LOOM_THROW(CheckpointError, "{}: the optimizer state does not fit this run's --optimizer {} ({})", part.source,
+                 config_.optimizer, cause.substr(0, cause.find('\n')));
+    }
   }
   if (part.rng.numel() > 0) {
     at::Generator generator = at::detail::getDefaultCPUGenerator();
@@ -106,21 +108,25 @@ void Checkpointer::restore(const CheckpointPart& part, const LocalState& local, 
   if (!part.meta.weights.empty() && part.meta.world_size == world_) partitioner.set_weights(part.meta.weights);
 }
 
-void Checkpointer::save(int64_t steps_done, const LocalState& local, const data::Partitioner& partitioner) const {
+void Checkpointer::save(int64_t steps_done, Strategy& strategy, const LocalState& local,
+                        const data::Partitioner& partitioner) const {
   CheckpointPart part;
   part.meta = expected_meta(&local);
   part.meta.step = steps_done;
   if (partitioner.options().scheme == "proportional") part.meta.weights = partitioner.options().weights;
   part.model = state_dict(*local.model);
-  torch::serialize::OutputArchive archive;
-  local.optimizer->save(archive);
-  std::ostringstream out;
-  archive.save_to(out);
-  part.optimizer = out.str();
+  if (local.optimizer) {
+    torch::serialize::OutputArchive archive;
+    local.optimizer->save(archive);
+    std::ostringstream out;
+    archive.save_to(out);
+    part.optimizer = out.str();
+  }
   part.rng = at::detail::getDefaultCPUGenerator().get_state();
 
   dir_.prepare(steps_done);
   write_checkpoint_part(dir_.part_path(steps_done, rank_), part);
+  strategy.checkpoint_services(dir_.step_dir(steps_done));
   barrier();  // every part is durable
   if (rank_ == 0) dir_.mark_complete(steps_done, world_);
   barrier();  // the new checkpoint counts: the older ones may go

@@ -52,11 +52,11 @@ std::optional<FaultPlan> fault_plan_from_environment() {
 void maybe_inject_fault(const std::optional<FaultPlan>& plan, int rank, int64_t step) {
   if (!plan || plan->rank != rank || plan->step != step) return;
   if (plan->action == "stop") {
-    log::warn("LOOM_FAULT_INJECT: stopping this worker (SIGSTOP) before step {}", step);
+    log::warn("LOOM_FAULT_INJECT: stopping this process (SIGSTOP) before step {}", step);
     ::kill(::getpid(), SIGSTOP);
     return;  // continued by SIGCONT, if ever
   }
-  log::warn("LOOM_FAULT_INJECT: killing this worker (SIGKILL) before step {}", step);
+  log::warn("LOOM_FAULT_INJECT: killing this process (SIGKILL) before step {}", step);
   ::kill(::getpid(), SIGKILL);
 }
 

@@ -240,7 +240,7 @@ Summary Trainer::run() {
     steps_done = t + 1;
     if (checkpointer.enabled() && (steps_done % c.checkpoint_every == 0 || last)) {
       auto span = tracer.span("checkpoint", "checkpoint");
-      checkpointer.save(steps_done, local, *partitioner);
+      checkpointer.save(steps_done, *strategy, local, *partitioner);
     }
     if (last) break;
     if (in_epoch + 1 == steps_per_epoch && !last && c.eval && c.steps == 0) {
