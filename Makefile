@@ -6,7 +6,7 @@ CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 LOOM = $(BUILD_DIR)/loom
 
-.PHONY: all deps configure build demo test test-unit test-integration bench install clean fuzz
+.PHONY: all deps configure build demo test test-unit test-integration test-asan test-tsan bench install clean fuzz
 
 all: build
 
@@ -34,6 +34,29 @@ test-unit: build
 
 test-integration: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -L integration $(CTEST_FLAGS)
+
+# The unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (any report fails
+# the run), in their own build directory. Slow to build: about half an hour here.
+ASAN_DIR ?= build-asan
+test-asan: deps
+	@cmake -S . -B $(ASAN_DIR) -G Ninja -DLOOM_SANITIZE=address -DLOOM_BUILD_BENCH=OFF \
+	  > $(ASAN_DIR).configure.log 2>&1 || { cat $(ASAN_DIR).configure.log; exit 1; }
+	@cmake --build $(ASAN_DIR) -j $(JOBS) --target loom_unit_tests
+	@cd $(ASAN_DIR) && ASAN_OPTIONS=$(ASAN_OPTIONS_LOOM) UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS) -L unit --timeout 1200 $(CTEST_FLAGS)
+# libtorch itself is not instrumented: its new/delete pairs and globals are not ours.
+ASAN_OPTIONS_LOOM = detect_leaks=1:detect_odr_violation=0:alloc_dealloc_mismatch=0:abort_on_error=0
+
+# ThreadSanitizer over the threaded parts: the reducer (dp), the parameter server (ps)
+# and the transport under both (comm). Findings and their explanations: docs/reliability.md.
+TSAN_DIR ?= build-tsan
+TSAN_TESTS ?= ^(dp|ps|comm)\.
+test-tsan: deps
+	@cmake -S . -B $(TSAN_DIR) -G Ninja -DLOOM_SANITIZE=thread -DLOOM_BUILD_BENCH=OFF \
+	  > $(TSAN_DIR).configure.log 2>&1 || { cat $(TSAN_DIR).configure.log; exit 1; }
+	@cmake --build $(TSAN_DIR) -j $(JOBS) --target loom_unit_tests
+	@cd $(TSAN_DIR) && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	  ctest --output-on-failure -j $(JOBS) -R '$(TSAN_TESTS)' --timeout 1200 $(CTEST_FLAGS)
 
 # libFuzzer on the parameter server's message decoder, in its own clang build directory
 # (no torch, only the decoder's sources), for a bounded time from generated seeds of

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "loom/comm/group.h"
+#include "loom/comm/liveness.h"
 #include "loom/comm/shm_allreduce.h"
 #include "loom/comm/work.h"
 
@@ -21,6 +22,9 @@ struct Work::Impl {
   std::chrono::milliseconds timeout;
   bool waited = false;
   int source_rank = -1;
+  // On a timeout: who of `members` (global ranks) went silent. Null: no diagnosis.
+  std::shared_ptr<Liveness> liveness;
+  std::vector<int> members;
 };
 
 struct Group::Impl {
@@ -31,6 +35,7 @@ struct Group::Impl {
   std::string name;
   std::vector<int> global_ranks;
   std::chrono::milliseconds timeout;
+  std::shared_ptr<Liveness> liveness;  // null for a one-process job
 };
 
 // Runs `fn` (which calls into c10d) and converts c10 / std exceptions into CommError or

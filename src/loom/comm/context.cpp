@@ -23,6 +23,7 @@ namespace loom::comm {
 struct Context::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   std::shared_ptr<::gloo::transport::Device> device;
+  std::shared_ptr<Liveness> liveness;  // stamps this rank; names silent peers on timeouts
 };
 
 namespace {
@@ -101,7 +102,7 @@ c10::intrusive_ptr<c10d::Store> make_store(const DistEnv& env, const ContextOpti
 std::shared_ptr<Group> make_group(c10::intrusive_ptr<c10d::Store> store,
                                   std::shared_ptr<::gloo::transport::Device> device, int rank,
                                   std::vector<int> global_ranks, std::string name,
-                                  std::chrono::milliseconds timeout) {
+                                  std::chrono::milliseconds timeout, std::shared_ptr<Liveness> liveness) {
   auto opts = c10d::ProcessGroupGloo::Options::create();
   opts->timeout = timeout;
   opts->devices.push_back(std::move(device));
@@ -109,6 +110,7 @@ std::shared_ptr<Group> make_group(c10::intrusive_ptr<c10d::Store> store,
   impl->name = std::move(name);
   impl->global_ranks = std::move(global_ranks);
   impl->timeout = timeout;
+  impl->liveness = std::move(liveness);
   try {
     impl->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, static_cast<int>(impl->global_ranks.size()),
                                                           opts);
@@ -132,10 +134,12 @@ std::shared_ptr<Context> Context::create(const DistEnv& env, const ContextOption
   std::shared_ptr<Context> ctx(new Context(env, options));
   ctx->impl_->store = make_store(env, options);
   ctx->impl_->device = make_device(env, options);
+  ctx->impl_->liveness = Liveness::start(env);
   std::vector<int> all(env.world_size);
   for (int i = 0; i < env.world_size; ++i) all[i] = i;
   auto world_store = c10::make_intrusive<c10d::PrefixStore>("loom/world", ctx->impl_->store);
-  ctx->world_ = make_group(world_store, ctx->impl_->device, env.rank, all, "world", options.timeout);
+  ctx->world_ =
+      make_group(world_store, ctx->impl_->device, env.rank, all, "world", options.timeout, ctx->impl_->liveness);
   return ctx;
 }
 
@@ -166,7 +170,7 @@ std::shared_ptr<Group> Context::new_group(const std::vector<int>& ranks, const s
              rank());
   const int group_rank = static_cast<int>(it - ranks.begin());
   auto store = c10::make_intrusive<c10d::PrefixStore>("loom/group/" + name, impl_->store);
-  return make_group(store, impl_->device, group_rank, ranks, name, options_.timeout);
+  return make_group(store, impl_->device, group_rank, ranks, name, options_.timeout, impl_->liveness);
 }
 
 void Context::store_set(const std::string& key, const std::string& value) {

@@ -36,6 +36,8 @@ static Work issue(Group::Impl& g, const std::string& what, F&& call) {
   auto impl = std::make_shared<Work::Impl>();
   impl->what = fmt::format("{} on group '{}'", what, g.name);
   impl->timeout = g.timeout;
+  impl->liveness = g.liveness;
+  if (g.liveness) impl->members = g.global_ranks;
   try {
     impl->work = call();
   } catch (...) {

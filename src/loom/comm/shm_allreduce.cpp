@@ -62,7 +62,11 @@ std::string machine_identity() {
   if (readlink("/proc/self/ns/mnt", ns, sizeof(ns) - 1) < 0) ns[0] = 0;
   char ipc[256] = {0};
   if (readlink("/proc/self/ns/ipc", ipc, sizeof(ipc) - 1) < 0) ipc[0] = 0;
-  return fmt::format("{}|{}|{}|{}", read_first_line("/proc/sys/kernel/random/boot_id"), host, ns, ipc);
+  // Ranks in different network namespaces are kept apart too: tests use namespaces as
+  // separate hosts, and their traffic must really cross the network.
+  char net[256] = {0};
+  if (readlink("/proc/self/ns/net", net, sizeof(net) - 1) < 0) net[0] = 0;
+  return fmt::format("{}|{}|{}|{}|{}", read_first_line("/proc/sys/kernel/random/boot_id"), host, ns, ipc, net);
 }
 
 // Cross-process futex on a word of the shared segment. Returns false on timeout.

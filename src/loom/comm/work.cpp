@@ -32,7 +32,15 @@ void Work::wait() {
     impl_->source_rank = impl_->what.rfind("recv from any", 0) == 0 ? impl_->work->sourceRank() : -1;
   } catch (...) {
     impl_->waited = true;
-    rethrow_as_comm_error(impl_->what);
+    try {
+      rethrow_as_comm_error(impl_->what);
+    } catch (const TimeoutError& e) {
+      if (!impl_->liveness) throw;
+      // Name the silent peer: c10d's message does not.
+      const std::string silent = impl_->liveness->silent(impl_->members);
+      LOOM_THROW(TimeoutError, "{}; {}", e.what(),
+                 silent.empty() ? "every other member is alive (slow, or blocked elsewhere)" : "silent: " + silent);
+    }
   }
   impl_->waited = true;
 }
