@@ -4,6 +4,7 @@
 // and allreduce, and equal for pipeline and hybrid.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <random>
 
@@ -136,6 +137,26 @@ TEST(Restarts, GiveUpAfterMaxRestarts) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("rank 1 was killed by signal 9 (SIGKILL) after 2 restarts"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir + "/m.pt"));
+}
+
+// Asynchronous workers may leave (here worker 1 dies at step 4 and the others go on):
+// worker 0 checkpoints alone, with the servers, and never waits for the others.
+TEST(Checkpoints, AsyncParameterServerCheckpointsWithoutTheWorkersThatLeft) {
+  const auto dir = dir_for("ps_async");
+  // --timeout 8: the server drops the dead worker after 4 s and stops waiting for it after 8.
+  const auto r = job({"--strategy", "ps", "--nproc", "2", "--consistency", "async", "--checkpoint-dir", dir + "/ckpt",
+                      "--checkpoint-every", "5", "--save", dir + "/m.pt", "--timeout", "8"},
+                     "kill:1:4");
+  ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(dir + "/ckpt/step-00000020")) files.push_back(e.path().filename());
+  std::sort(files.begin(), files.end());
+  EXPECT_EQ(files, (std::vector<std::string>{"COMPLETE", "ps.server0", "rank-00000.ckpt"}));
+  // And a later run resumes from it: every worker reads worker 0's part.
+  const auto resumed = job({"--strategy", "ps", "--nproc", "2", "--consistency", "async", "--checkpoint-dir",
+                            dir + "/ckpt", "--resume", "--steps", "25"});
+  ASSERT_TRUE(resumed.exited_with(0)) << resumed.describe();
+  EXPECT_NE(resumed.err.find("after 20 step(s)"), std::string::npos) << resumed.err;
 }
 
 // The parameter server's shard goes into the checkpoint beside the workers' parts.

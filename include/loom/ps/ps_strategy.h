@@ -39,7 +39,9 @@ class PsStrategy : public train::Strategy {
 
  // The workers' model copies; the servers' shards and optimizers are saved through
   // checkpoint_services() (worker 0 asks every server) and loaded by the servers.
-  train::LocalState local_state() override { return {model_.ptr().get(), nullptr, false, ""}; }
+  train::LocalState local_state() override {
+    return {model_.ptr().get(), nullptr, false, "", consistency_ != Consistency::sync};
+  }
   void checkpoint_services(const std::string& step_dir) override;
 
  private:

@@ -34,6 +34,7 @@ struct CheckpointMeta {
   int rank = 0;            // the job rank that wrote the part
   int world_size = 1;      // processes that train (not parameter servers)
   bool replicated = false; // every data rank holds the same state (allreduce --sync grads)
+  bool rank0_alone = false;  // only rank 0 wrote a part (asynchronous parameter-server workers)
   std::string strategy, model, data, optimizer, partition, layout;
   int64_t width = 0, depth = 0, batch_size = 0, seed = 0, dp = 1, pp = 1;
   std::vector<double> weights;  // the partitioner's current proportional weights

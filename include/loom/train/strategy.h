@@ -68,6 +68,9 @@ struct LocalState {
   torch::optim::Optimizer* optimizer = nullptr;  // null: the optimizer runs elsewhere (parameter servers)
   bool replicated = false;  // every data rank holds the same state (a job may resume with another size)
   std::string layout;       // how the model is cut across ranks ("4,3"); a resumed job must cut it the same way
+  // Rank 0 saves alone, with no barrier: asynchronous workers, whose state lives on the
+  // servers (the others may be at other steps, or gone). They resume from its part.
+  bool rank0_alone = false;
 };
 
 struct StepOutput {

@@ -43,7 +43,7 @@ uint64_t get_u64(const std::string& in, size_t at) {
 
 nlohmann::json to_json(const CheckpointMeta& m) {
   return {{"step", m.step},         {"rank", m.rank},           {"world_size", m.world_size},
-          {"replicated", m.replicated}, {"strategy", m.strategy}, {"model", m.model},
+          {"replicated", m.replicated}, {"rank0_alone", m.rank0_alone}, {"strategy", m.strategy}, {"model", m.model},
           {"data", m.data},         {"optimizer", m.optimizer}, {"partition", m.partition},
           {"layout", m.layout},     {"width", m.width},         {"depth", m.depth},
           {"batch_size", m.batch_size}, {"seed", m.seed},       {"dp", m.dp},
@@ -56,6 +56,7 @@ CheckpointMeta from_json(const nlohmann::json& j) {
   m.rank = j.at("rank");
   m.world_size = j.at("world_size");
   m.replicated = j.at("replicated");
+  m.rank0_alone = j.at("rank0_alone");
   m.strategy = j.at("strategy");
   m.model = j.at("model");
   m.data = j.at("data");

@@ -40,6 +40,7 @@ CheckpointMeta Checkpointer::expected_meta(const LocalState* local) const {
   m.pp = c.strategy == "hybrid" ? c.pp : 1;
   if (local) {
     m.replicated = local->replicated;
+    m.rank0_alone = local->rank0_alone;
     m.layout = local->layout;
   }
   return m;
@@ -66,9 +67,10 @@ std::optional<CheckpointPart> Checkpointer::load_for_resume() {
   }
   std::string path = dir_.part_path(step, rank_);
   const bool own = std::filesystem::exists(path);
-  if (!own && rank_ > 0) path = dir_.part_path(step, 0);  // a larger job resuming replicated state
+  if (!own && rank_ > 0) path = dir_.part_path(step, 0);  // replicated state, or rank 0 saved alone
   CheckpointPart part = read_checkpoint_part(path);
-  LOOM_CHECK(own || (part.meta.replicated && part.meta.world_size != world_), CheckpointError,
+  const bool stands_for_all = part.meta.rank0_alone || (part.meta.replicated && part.meta.world_size != world_);
+  LOOM_CHECK(own || stands_for_all, CheckpointError,
              "{}: missing, so the checkpoint of step {} cannot be resumed by rank {}", dir_.part_path(step, rank_),
              step, rank_);
   CheckpointMeta expected = expected_meta(nullptr);
@@ -124,6 +126,15 @@ void Checkpointer::save(int64_t steps_done, Strategy& strategy, const LocalState
   }
   part.rng = at::detail::getDefaultCPUGenerator().get_state();
 
+  if (local.rank0_alone) {
+    if (rank_ != 0) return;
+    dir_.prepare(steps_done);
+    write_checkpoint_part(dir_.part_path(steps_done, 0), part);
+    strategy.checkpoint_services(dir_.step_dir(steps_done));
+    dir_.mark_complete(steps_done, world_);
+    dir_.remove_older_than(steps_done, 0);
+    return;
+  }
   dir_.prepare(steps_done);
   write_checkpoint_part(dir_.part_path(steps_done, rank_), part);
   strategy.checkpoint_services(dir_.step_dir(steps_done));
