@@ -43,9 +43,10 @@ test-asan: deps
 	  > $(ASAN_DIR).configure.log 2>&1 || { cat $(ASAN_DIR).configure.log; exit 1; }
 	@cmake --build $(ASAN_DIR) -j $(JOBS) --target loom_unit_tests
 	@cd $(ASAN_DIR) && ASAN_OPTIONS=$(ASAN_OPTIONS_LOOM) UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --output-on-failure -j $(JOBS) -L unit --timeout 1200 $(CTEST_FLAGS)
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp ctest --output-on-failure -j $(JOBS) -L unit --timeout 1200 $(CTEST_FLAGS)
 # libtorch itself is not instrumented: its new/delete pairs and globals are not ours.
-ASAN_OPTIONS_LOOM = detect_leaks=1:detect_odr_violation=0:alloc_dealloc_mismatch=0:abort_on_error=0
+# Full (slow) unwinding on malloc, so leak suppressions can match libtorch's frames.
+ASAN_OPTIONS_LOOM = detect_leaks=1:detect_odr_violation=0:alloc_dealloc_mismatch=0:fast_unwind_on_malloc=0
 
 # ThreadSanitizer over the threaded parts: the reducer (dp), the parameter server (ps)
 # and the transport under both (comm). Findings and their explanations: docs/reliability.md.
@@ -55,7 +56,7 @@ test-tsan: deps
 	@cmake -S . -B $(TSAN_DIR) -G Ninja -DLOOM_SANITIZE=thread -DLOOM_BUILD_BENCH=OFF \
 	  > $(TSAN_DIR).configure.log 2>&1 || { cat $(TSAN_DIR).configure.log; exit 1; }
 	@cmake --build $(TSAN_DIR) -j $(JOBS) --target loom_cli loom_unit_dp loom_unit_ps loom_unit_comm
-	@cd $(TSAN_DIR) && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	@cd $(TSAN_DIR) && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	  ctest --output-on-failure -j $(JOBS) -R '$(TSAN_TESTS)' --timeout 1200 $(CTEST_FLAGS)
 
 # libFuzzer on the parameter server's message decoder, in its own clang build directory
