@@ -228,7 +228,13 @@ ShmAllreduce::ShmAllreduce(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 }
 
 ShmAllreduce::~ShmAllreduce() {
-  impl_->stop.store(true);
+  {
+    // Under the mutex: run() tests `stop` under it, then sleeps. Stored outside, the
+    // store and the notification could both fall between that test and the sleep, and
+    // join() would wait forever (found by the ThreadSanitizer run, as a hung test).
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->stop.store(true);
+  }
   impl_->cv.notify_all();
   impl_->thread.join();
   for (auto& op : impl_->queue) {
