@@ -55,9 +55,10 @@ TSAN_TESTS ?= ^(dp|ps|comm)\.
 test-tsan: deps
 	@cmake -S . -B $(TSAN_DIR) -G Ninja -DLOOM_SANITIZE=thread -DLOOM_BUILD_BENCH=OFF \
 	  > $(TSAN_DIR).configure.log 2>&1 || { cat $(TSAN_DIR).configure.log; exit 1; }
-	@cmake --build $(TSAN_DIR) -j $(JOBS) --target loom_cli loom_unit_dp loom_unit_ps loom_unit_comm
-	@cd $(TSAN_DIR) && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	@cmake --build $(TSAN_DIR) -j $(JOBS) --target loom_cli loom_unit_dp loom_unit_ps loom_unit_comm loom_tsan_canary
+	@cd $(TSAN_DIR) && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 	  ctest --output-on-failure -j $(JOBS) -R '$(TSAN_TESTS)' --timeout 1200 $(CTEST_FLAGS)
+	@bash tests/tsan/check_canary.sh $(TSAN_DIR)/tests/loom_tsan_canary $(CURDIR)/tests/tsan.supp
 
 # libFuzzer on the parameter server's message decoder, in its own clang build directory
 # (no torch, only the decoder's sources), for a bounded time from generated seeds of

@@ -22,6 +22,7 @@ struct Work::Impl {
   std::chrono::milliseconds timeout;
   bool waited = false;
   int source_rank = -1;
+  const void* callback_future = nullptr;  // set by on_completion; a TSan sync address only
   // On a timeout: who of `members` (global ranks) went silent. Null: no diagnosis.
   std::shared_ptr<Liveness> liveness;
   std::vector<int> members;

@@ -24,6 +24,7 @@
 
 #include "loom/core/error.h"
 #include "loom/core/log.h"
+#include "loom/core/tsan.h"
 
 namespace loom::comm {
 
@@ -96,6 +97,7 @@ class ShmWork : public c10d::Work {
   ShmWork() : future_(c10::make_intrusive<c10::ivalue::Future>(c10::NoneType::get())) {}
   // Completion callbacks (on_completion) run here, before waiters are released.
   void complete(std::exception_ptr error) {
+    tsan::release(this);  // the results written so far; loom::comm::Work::wait acquires
     if (error) {
       future_->setError(error);
     } else {

@@ -2,6 +2,7 @@
 
 #include "loom/comm/c10d_impl.h"
 #include "loom/core/error.h"
+#include "loom/core/tsan.h"
 
 namespace loom::comm {
 
@@ -29,6 +30,8 @@ void Work::wait() {
   if (!impl_ || impl_->waited) return;
   try {
     impl_->work->wait(impl_->timeout);
+    tsan::acquire(impl_->work.get());  // what the shared-memory engine wrote (ShmWork)
+    if (impl_->callback_future) tsan::acquire(impl_->callback_future);  // what on_completion callbacks wrote
     impl_->source_rank = impl_->what.rfind("recv from any", 0) == 0 ? impl_->work->sourceRank() : -1;
   } catch (...) {
     impl_->waited = true;
@@ -52,7 +55,21 @@ void Work::on_completion(std::function<void()> fn) {
     fn();
     return;
   }
-  impl_->work->getFuture()->addCallback([fn = std::move(fn)](c10::ivalue::Future&) { fn(); });
+  // The callback runs on the communication thread, ordered by libtorch's future (which
+  // TSan cannot see): after this registration, and before wait() returns. It finds the
+  // sync address in its argument, not in its captures: the captures live on the heap,
+  // written before our release, and are read only after the callback's acquire.
+  c10::ivalue::Future* future = impl_->work->getFuture().get();
+  auto body = [fn = std::move(fn)](c10::ivalue::Future& f) {
+    tsan::acquire(&f);
+    fn();
+    tsan::release(&f);
+  };
+  static_assert(sizeof(body) > 2 * sizeof(void*), "libstdc++'s std::function keeps up to 16 bytes inline");
+  std::function<void(c10::ivalue::Future&)> callback = std::move(body);
+  impl_->callback_future = future;
+  tsan::release(future);
+  future->addCallback(std::move(callback));
 }
 
 int Work::source_rank() const { return impl_ ? impl_->source_rank : -1; }

@@ -12,6 +12,7 @@
 
 #include "loom/core/error.h"
 #include "loom/core/log.h"
+#include "loom/core/tsan.h"
 #include "loom/ps/van.h"
 
 namespace loom::ps {
@@ -88,7 +89,12 @@ zmq::message_t header_frame(const Header& header) {
   return frame;
 }
 
-void release_owner(void* /*data*/, void* hint) { delete static_cast<std::shared_ptr<void>*>(hint); }
+// ZeroMQ calls this from whichever thread drops the frame last (often its I/O thread),
+// after payload_frame handed the frame over: a hand-off TSan cannot see (tsan.h).
+void release_owner(void* /*data*/, void* hint) {
+  tsan::acquire(hint);
+  delete static_cast<std::shared_ptr<void>*>(hint);
+}
 
 // The payload as a frame: zero-copy when it has an owner (the frame holds a reference
 // until ZeroMQ is done with the bytes), a copy otherwise.
@@ -96,6 +102,7 @@ zmq::message_t payload_frame(const Payload& payload) {
   if (payload.size == 0) return zmq::message_t();
   if (!payload.owner) return zmq::message_t(payload.data, payload.size);
   auto hint = std::make_unique<std::shared_ptr<void>>(payload.owner);
+  tsan::release(hint.get());
   zmq::message_t frame(const_cast<void*>(payload.data), payload.size, &release_owner, hint.get());
   hint.release();  // now owned by the frame: release_owner deletes it
   return frame;
@@ -129,6 +136,7 @@ size_t receive_frames(zmq::socket_t& socket, std::vector<zmq::message_t>& frames
   if (!socket.recv(frame, zmq::recv_flags::dontwait)) return 0;
   for (;;) {
     ++count;
+    tsan::acquire(frame.data());  // the sender's release in send_frames (inproc frames share bytes)
     const bool more = frame.more();
     if (frames.size() < keep) frames.push_back(std::move(frame));
     if (!more) return count;
@@ -143,6 +151,9 @@ bool send_frames(zmq::socket_t& socket, zmq::message_t* frames, size_t n, bool d
   for (size_t i = 0; i < n; ++i) {
     zmq::send_flags flags = i + 1 < n ? zmq::send_flags::sndmore : zmq::send_flags::none;
     if (dontwait) flags = flags | zmq::send_flags::dontwait;
+    // ZeroMQ's queues are lock-free and not instrumented: tell TSan the bytes written
+    // so far are handed over (receive_frames acquires them).
+    tsan::release(frames[i].data());
     if (!socket.send(frames[i], flags)) return false;
   }
   return true;
