@@ -181,6 +181,8 @@ std::vector<BadInput> cases() {
                                            "allreduce --timeout 10 --save @/out.pt --width $((64 + LOCAL_RANK * 8))"},
                "model mismatch across ranks: parameter '1.weight' has shape 64x784 on rank 0 but 72x784 on rank 1"});
   t.push_back({"nan_loss", train({"--lr", "1e30", "--steps", "50"}), "the training loss became"});
+  t.push_back({"skip_nonfinite_with_ps", train({"--strategy", "ps", "--skip-nonfinite", "1"}),
+               "--skip-nonfinite does not apply to --strategy ps"});
   return t;
 }
 

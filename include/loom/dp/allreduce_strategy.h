@@ -43,6 +43,7 @@ class AllreduceStrategy : public train::Strategy {
   std::unique_ptr<ModelAverager> averager_;           // --sync params
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   train::Tracer* tracer_ = nullptr;
+  bool skip_nonfinite_ = false;  // --skip-nonfinite
   int64_t sync_every_ = 1;
   double slowdown_ = 1.0;  // --bench-slowdown factor on this rank (benchmark aid)
 };

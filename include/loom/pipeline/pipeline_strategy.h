@@ -43,6 +43,7 @@ class PipelineStrategy : public train::Strategy {
   std::unique_ptr<PipelineStage> stage_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   train::Tracer* tracer_ = nullptr;
+  bool skip_nonfinite_ = false;  // --skip-nonfinite
   int micro_batches_ = 1;
   double busy_s_ = 0, wait_s_ = 0;
   int peak_in_flight_ = 0;

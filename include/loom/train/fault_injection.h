@@ -1,7 +1,8 @@
 // Fault injection for tests and drills: LOOM_FAULT_INJECT="ACTION:RANK:STEP[:always]"
 // makes the process of that job rank act when it is about to run that 0-based global step:
 //   kill  SIGKILL itself, as a crashed machine would;
-//   stop  SIGSTOP itself, as a hung or partitioned peer would (its peers must time out).
+//   stop  SIGSTOP itself, as a hung or partitioned peer would (its peers must time out);
+//   nan   fill its batch's inputs with NaN, as a corrupt sample would (--skip-nonfinite).
 // It fires on the launcher's first attempt only (LOOM_RESTART_COUNT 0), so a restarted
 // job runs clean, unless ":always" asks for every attempt. Read once, when the Trainer
 // starts. Not for production jobs; it is logged as a warning on the rank it acts on.
@@ -14,7 +15,7 @@
 namespace loom::train {
 
 struct FaultPlan {
-  std::string action = "kill";  // kill | stop
+  std::string action = "kill";  // kill | stop | nan
   int rank = -1;
   int64_t step = -1;
   bool always = false;  // on every attempt, restarts included
@@ -24,7 +25,9 @@ struct FaultPlan {
 std::optional<FaultPlan> parse_fault_plan(const std::string& spec);
 // From the environment (LOOM_FAULT_INJECT; none on a restart unless the plan says always).
 std::optional<FaultPlan> fault_plan_from_environment();
-// Kills this process if the plan says so for (rank, step).
+// Kills or stops this process if the plan says so for (rank, step).
 void maybe_inject_fault(const std::optional<FaultPlan>& plan, int rank, int64_t step);
+// True when the plan's action is nan for (rank, step): the caller poisons that batch.
+bool poisons_batch(const std::optional<FaultPlan>& plan, int rank, int64_t step);
 
 }  // namespace loom::train

@@ -46,6 +46,7 @@ struct Summary {
   double train_s = 0;  // training steps only
   double samples_per_s = 0;  // samples / train_s, all workers together
   double final_train_loss = 0;
+  int64_t skipped_steps = 0;  // --skip-nonfinite: steps without an update
   double test_loss = 0;
   double test_accuracy = -1;  // -1: not evaluated
 };

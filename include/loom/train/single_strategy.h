@@ -23,6 +23,7 @@ class SingleStrategy : public Strategy {
   torch::nn::Sequential model_{nullptr};
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   Tracer* tracer_ = nullptr;
+  bool skip_nonfinite_ = false;
 };
 
 }  // namespace loom::train

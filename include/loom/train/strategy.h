@@ -77,6 +77,7 @@ struct StepOutput {
   double loss = 0;       // mean loss over this rank's samples
   int64_t samples = 0;   // this rank's samples
   double compute_s = 0;  // seconds of this rank's own work (forward + backward), not waiting
+  bool skipped = false;  // --skip-nonfinite: no optimizer step (same on every rank)
 };
 
 class Strategy {

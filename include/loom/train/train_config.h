@@ -27,6 +27,7 @@ struct TrainConfig {
   int64_t epochs = 1;
   int64_t steps = 0;  // > 0: run exactly this many steps instead of --epochs
   double time_limit = 0;  // > 0: stop at the first log step after this many seconds of training
+  int64_t skip_nonfinite = 0;  // > 0: skip steps with NaN/inf gradients, up to this many in a row (nonfinite.h)
   int64_t batch_size = 64;  // GLOBAL batch per step, all workers together
   // data partitioning among data-parallel workers (data/partitioner.h)
   std::string partition = "strided";  // strided | random | proportional

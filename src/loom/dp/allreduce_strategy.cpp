@@ -6,6 +6,7 @@
 #include "loom/core/error.h"
 #include "loom/core/log.h"
 #include "loom/train/bench_slowdown.h"
+#include "loom/train/nonfinite.h"
 #include "loom/train/tracer.h"
 #include "loom/train/train_config.h"
 
@@ -40,6 +41,7 @@ void AllreduceStrategy::setup(const train::StrategySetup& s) {
     ModelAverager::average(*model_, world, 1.0 / world.size());  // identical start on every rank
   }
   optimizer_ = train::make_optimizer(model_->parameters(), s.optimizer);
+  skip_nonfinite_ = c.skip_nonfinite > 0;
   slowdown_ = train::bench_slowdown_for(c.bench_slowdown, context_->rank());
 }
 
@@ -51,9 +53,10 @@ train::StepOutput AllreduceStrategy::step(const data::Batch& batch, const train:
   if (batch.size() == 0) {
     // A worker with weight 0 (--shard-weights ...,0,...) still joins every collective.
     if (ddp_) ddp_->finish();
-    optimizer_->step();
+    // The averaged gradients are every rank's: this rank skips exactly when the others do.
+    const bool skipped = train::step_unless_nonfinite(*optimizer_, skip_nonfinite_);
     if (averager_) averager_->step(*model_, 0);
-    return {0.0, 0};
+    return {0.0, 0, 0.0, skipped};
   }
   const int64_t compute_start = train::Tracer::now_us();
   const at::Tensor loss = train::forward_backward(model_, batch, *tracer_);
@@ -63,15 +66,18 @@ train::StepOutput AllreduceStrategy::step(const data::Batch& batch, const train:
     auto span = tracer_->span("allreduce wait");
     ddp_->finish();
   }
+  bool skipped = false;
   {
+    // --sync grads: the gradients are the average, identical on every rank, so every
+    // rank decides alike. --sync params: each replica skips its own local step.
     auto span = tracer_->span("optimizer");
-    optimizer_->step();
+    skipped = train::step_unless_nonfinite(*optimizer_, skip_nonfinite_);
   }
   if (averager_) {
     auto span = tracer_->span("model average");
     averager_->step(*model_, batch.size());
   }
-  return {loss.item<double>(), batch.size(), compute_s};
+  return {loss.item<double>(), batch.size(), compute_s, skipped};
 }
 
 std::vector<double> AllreduceStrategy::gather_over_data_ranks(double value) {

@@ -10,6 +10,7 @@
 #include "loom/pipeline/pipeline_strategy.h"
 #include "loom/pipeline/stage_fusion.h"
 #include "loom/pipeline/stage_split.h"
+#include "loom/train/nonfinite.h"
 #include "loom/train/tracer.h"
 #include "loom/train/train_config.h"
 
@@ -41,6 +42,7 @@ void HybridStrategy::setup(const train::StrategySetup& s) {
   if (ddp_) o.before_backward = [this](int, bool last) { ddp_->set_sync(last); };
   stage_ = std::make_unique<pipeline::PipelineStage>(layers, mesh_->pipeline(), o);
   optimizer_ = train::make_optimizer(layers->parameters(), s.optimizer);
+  skip_nonfinite_ = c.skip_nonfinite > 0;
   if (context_->rank() == 0) {
     log::info("hybrid: --schedule {}, {} micro-batch(es) per replica", pipeline::schedule_name(o.schedule),
               micro_batches_);
@@ -76,11 +78,14 @@ train::StepOutput HybridStrategy::step(const data::Batch& batch, const train::St
     auto span = tracer_->span("allreduce wait");
     ddp_->finish();
   }
+  bool skipped = false;
   {
+    // Stages hold other gradients (replicas of a stage the same, after the allreduce):
+    // the whole mesh agrees, so all skip or none.
     auto span = tracer_->span("optimizer");
-    optimizer_->step();
+    skipped = train::step_unless_nonfinite(*optimizer_, skip_nonfinite_, &context_->world());
   }
-  return {loss, batch.size(), busy};
+  return {loss, batch.size(), busy, skipped};
 }
 
 double HybridStrategy::sum_over_data_ranks(double value) {

@@ -8,6 +8,7 @@
 #include "loom/pipeline/layer_costs.h"
 #include "loom/pipeline/stage_fusion.h"
 #include "loom/pipeline/stage_split.h"
+#include "loom/train/nonfinite.h"
 #include "loom/train/tracer.h"
 #include "loom/train/train_config.h"
 
@@ -85,6 +86,7 @@ void PipelineStrategy::setup(const train::StrategySetup& s) {
   o.tracer = tracer_;
   stage_ = std::make_unique<PipelineStage>(layers, world, o);
   optimizer_ = train::make_optimizer(layers->parameters(), s.optimizer);
+  skip_nonfinite_ = c.skip_nonfinite > 0;
 }
 
 train::StepOutput PipelineStrategy::step(const data::Batch& batch, const train::StepInfo&) {
@@ -92,15 +94,17 @@ train::StepOutput PipelineStrategy::step(const data::Batch& batch, const train::
   const bool first = stage_->stage() == 0, last = stage_->stage() == stage_->stages() - 1;
   const double loss = stage_->run(batch.size(), first ? batch.inputs : at::Tensor(),
                                   last ? batch.targets : at::Tensor(), micro_batches_);
+  bool skipped = false;
   {
+    // Each stage holds other gradients: the stages agree, so all skip or none.
     auto span = tracer_->span("optimizer");
-    optimizer_->step();
+    skipped = train::step_unless_nonfinite(*optimizer_, skip_nonfinite_, &context_->world());
   }
   const StageStepStats& st = stage_->last_step();
   busy_s_ += st.busy_s;
   wait_s_ += st.wait_s;
   peak_in_flight_ = std::max(peak_in_flight_, st.peak_in_flight);
-  return {loss, batch.size(), st.busy_s};
+  return {loss, batch.size(), st.busy_s, skipped};
 }
 
 double PipelineStrategy::sum_over_data_ranks(double value) {

@@ -22,7 +22,7 @@ std::optional<FaultPlan> parse_fault_plan(const std::string& spec) {
   }
   FaultPlan plan;
   bool ok = (fields.size() == 3 || (fields.size() == 4 && fields[3] == "always")) &&
-            (fields[0] == "kill" || fields[0] == "stop");
+            (fields[0] == "kill" || fields[0] == "stop" || fields[0] == "nan");
   if (ok) {
     try {
       size_t used = 0;
@@ -37,7 +37,9 @@ std::optional<FaultPlan> parse_fault_plan(const std::string& spec) {
     }
   }
   LOOM_CHECK(ok && plan.rank >= 0 && plan.step >= 0, ConfigError,
-             "LOOM_FAULT_INJECT must be kill:RANK:STEP or stop:RANK:STEP (optionally :always), got '{}'", spec);
+             "LOOM_FAULT_INJECT must be kill:RANK:STEP, stop:RANK:STEP or nan:RANK:STEP (optionally :always), "
+             "got '{}'",
+             spec);
   return plan;
 }
 
@@ -50,7 +52,7 @@ std::optional<FaultPlan> fault_plan_from_environment() {
 }
 
 void maybe_inject_fault(const std::optional<FaultPlan>& plan, int rank, int64_t step) {
-  if (!plan || plan->rank != rank || plan->step != step) return;
+  if (!plan || plan->rank != rank || plan->step != step || plan->action == "nan") return;
   if (plan->action == "stop") {
     log::warn("LOOM_FAULT_INJECT: stopping this process (SIGSTOP) before step {}", step);
     ::kill(::getpid(), SIGSTOP);
@@ -58,6 +60,12 @@ void maybe_inject_fault(const std::optional<FaultPlan>& plan, int rank, int64_t 
   }
   log::warn("LOOM_FAULT_INJECT: killing this process (SIGKILL) before step {}", step);
   ::kill(::getpid(), SIGKILL);
+}
+
+bool poisons_batch(const std::optional<FaultPlan>& plan, int rank, int64_t step) {
+  if (!plan || plan->action != "nan" || plan->rank != rank || plan->step != step) return false;
+  log::warn("LOOM_FAULT_INJECT: filling the inputs of step {} with NaN", step);
+  return true;
 }
 
 }  // namespace loom::train

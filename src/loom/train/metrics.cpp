@@ -62,6 +62,7 @@ std::string MetricsWriter::to_json(const Summary& s) {
                         {"train_s", num(s.train_s)},
                         {"samples_per_s", num(s.samples_per_s)},
                         {"final_train_loss", num(s.final_train_loss)},
+                        {"skipped_steps", s.skipped_steps},
                         {"test_loss", s.test_accuracy < 0 ? nlohmann::json(nullptr) : num(s.test_loss)},
                         {"test_accuracy", s.test_accuracy < 0 ? nlohmann::json(nullptr) : num(s.test_accuracy)}}
       .dump();

@@ -30,6 +30,9 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
   t.add("grad-compression", &c.grad_compression, "allreduce: none | fp16 (communicate in half precision)");
   t.add("time-limit", &c.time_limit,
         "stop at the first --log-every step after this many seconds of training (0: no limit)");
+  t.add("skip-nonfinite", &c.skip_nonfinite,
+        "skip a step whose gradients hold a NaN or inf (no update) instead of stopping, up to this many steps "
+        "in a row (0: stop at the first)");
   t.add("servers", &c.servers, "ps: parameter-server processes, started beside the --nproc workers");
   t.add("consistency", &c.consistency, "ps: sync | async | ssp (bounded staleness)");
   t.add("staleness", &c.staleness, "ps --consistency ssp: steps a worker may run ahead of the slowest");
@@ -98,6 +101,9 @@ void validate(const TrainConfig& c) {
   LOOM_CHECK(c.bucket_mb > 0, ConfigError, "--bucket-mb must be positive, got {}", c.bucket_mb);
   LOOM_CHECK(c.sync_every >= 1, ConfigError, "--sync-every must be at least 1, got {}", c.sync_every);
   LOOM_CHECK(c.time_limit >= 0, ConfigError, "--time-limit must be >= 0 seconds, got {}", c.time_limit);
+  LOOM_CHECK(c.skip_nonfinite >= 0, ConfigError, "--skip-nonfinite must be >= 0 steps, got {}", c.skip_nonfinite);
+  LOOM_CHECK(c.skip_nonfinite == 0 || c.strategy != "ps", ConfigError,
+             "--skip-nonfinite does not apply to --strategy ps: the servers own the optimizer and apply every push");
   check_one_of("consistency", c.consistency, {"sync", "async", "ssp"});
   LOOM_CHECK(c.servers >= 1, ConfigError, "--servers must be at least 1, got {}", c.servers);
   LOOM_CHECK(c.staleness >= 0, ConfigError, "--staleness must be >= 0, got {}", c.staleness);

@@ -148,6 +148,7 @@ Summary Trainer::run() {
 
   double train_s = 0, window_loss = 0, window_s = 0, window_samples = 0;
   int64_t window_steps = 0, samples = 0;
+  int64_t skipped_in_a_row = 0, window_skipped = 0;  // --skip-nonfinite
   double last_window_loss = std::nan("");
   auto evaluate_now = [&](torch::nn::Sequential& full, int64_t epoch, int64_t step) {
     if (!leader || !c.eval) return;
@@ -183,7 +184,8 @@ Summary Trainer::run() {
     if (slot.reads_data) {
       const std::vector<int64_t> indices = partitioner->indices(slot.rank, epoch, in_epoch);
       if (!c.record_indices.empty()) recorded.push_back(indices);
-      const data::Batch local = data::gather(train_set, indices);
+      data::Batch local = data::gather(train_set, indices);
+      if (poisons_batch(fault, rank, t)) local.inputs = torch::full_like(local.inputs, std::nan(""));
       const double share = static_cast<double>(sizes[slot.rank]) / global_batch;
       auto span = tracer.span("step", "step");
       out = strategy->step(local, StepInfo{t, epoch, global_batch, share});
@@ -213,12 +215,29 @@ Summary Trainer::run() {
     train_s += step_s;
     window_s += step_s;
     samples += global_batch;
-    window_loss += out.loss * (slot.reads_data ? static_cast<double>(out.samples) / global_batch : 0.0);
     window_samples += global_batch;
-    ++window_steps;
-    if (!std::isfinite(out.loss) && slot.reads_data) {
-      LOOM_THROW(TrainingError, "the training loss became {} at step {} (epoch {}); lower --lr or check the data",
-                 out.loss, t + 1, epoch + 1);
+    if (out.skipped) {
+      // Every rank skipped this step alike (nonfinite.h); its loss is not averaged in.
+      ++summary.skipped_steps;
+      ++window_skipped;
+      LOOM_CHECK(++skipped_in_a_row <= c.skip_nonfinite, TrainingError,
+                 "the gradients were not finite for {} steps in a row (steps {} to {}, epoch {}); "
+                 "--skip-nonfinite {} allows {}; lower --lr or check the data",
+                 skipped_in_a_row, t + 2 - skipped_in_a_row, t + 1, epoch + 1, c.skip_nonfinite, c.skip_nonfinite);
+      if (leader) {
+        log::warn("step {}: gradients not finite (loss {}): skipped, no update ({} in a row; --skip-nonfinite {})",
+                  t + 1, out.loss, skipped_in_a_row, c.skip_nonfinite);
+      }
+    } else {
+      skipped_in_a_row = 0;
+      window_loss += out.loss * (slot.reads_data ? static_cast<double>(out.samples) / global_batch : 0.0);
+      ++window_steps;
+      if (!std::isfinite(out.loss) && slot.reads_data) {
+        LOOM_THROW(TrainingError,
+                   "the training loss became {} at step {} (epoch {}); lower --lr, check the data, or skip such "
+                   "steps with --skip-nonfinite N",
+                   out.loss, t + 1, epoch + 1);
+      }
     }
     bool last = t + 1 == total_steps;
     if ((t + 1) % c.log_every == 0 && !last && c.time_limit > 0) {
@@ -230,11 +249,13 @@ Summary Trainer::run() {
     }
     if ((t + 1) % c.log_every == 0 || last) {
       // The global mean loss: each data rank's mean weighted by its share, summed.
-      last_window_loss = strategy->sum_over_data_ranks(window_loss) / window_steps;
+      // (A window of only skipped steps has no loss: NaN, written as null.)
+      last_window_loss = strategy->sum_over_data_ranks(window_loss) / static_cast<double>(window_steps);
       const double sps = window_s > 0 ? window_samples / window_s : 0;
-      metrics.write(StepRecord{t + 1, epoch, last_window_loss, sps, c.lr, 1e3 * window_s / window_steps});
+      const int64_t steps_in_window = window_steps + window_skipped;
+      metrics.write(StepRecord{t + 1, epoch, last_window_loss, sps, c.lr, 1e3 * window_s / steps_in_window});
       window_loss = window_s = window_samples = 0;
-      window_steps = 0;
+      window_steps = window_skipped = 0;
     }
     progress.update(t + 1, epoch, out.loss, train_s > 0 ? samples / train_s : 0);
     steps_done = t + 1;

@@ -146,6 +146,12 @@ TEST(FaultPlan, ParsesActionsAndAttempts) {
   ASSERT_TRUE(stop.has_value());
   EXPECT_EQ(stop->action, "stop");
   EXPECT_TRUE(stop->always);
+  const auto nan = parse_fault_plan("nan:1:4");
+  ASSERT_TRUE(nan.has_value());
+  EXPECT_TRUE(poisons_batch(nan, 1, 4));
+  EXPECT_FALSE(poisons_batch(nan, 0, 4));
+  EXPECT_FALSE(poisons_batch(nan, 1, 5));
+  EXPECT_FALSE(poisons_batch(kill, 2, 7));  // kill acts through maybe_inject_fault
   EXPECT_FALSE(parse_fault_plan("").has_value());
   for (const char* bad : {"kill:1", "kill:a:3", "pause:1:2", "kill:1:2:sometimes", "kill:-1:2", "kill:1:2x"}) {
     EXPECT_THROW(parse_fault_plan(bad), loom::ConfigError) << bad;
