@@ -17,15 +17,7 @@ std::string dir_for(const std::string& name) { return loom::test::fresh_dir("non
 
 // The equivalence job (20 steps) with `args`, and LOOM_FAULT_INJECT = `fault` if given.
 RunResult job(std::vector<std::string> args, const std::string& fault = "") {
-  loom::test::RunOptions o;
-  o.argv = {LOOM_BINARY, "train", "--model", "mlp", "--data", "synthetic", "--synthetic-samples", "2048",
-            "--batch-size", "48", "--lr", "0.05", "--momentum", "0.9", "--steps", "20", "--seed", "3",
-            "--no-eval", "--progress", "off", "--timeout", "60"};
-  o.argv.insert(o.argv.end(), args.begin(), args.end());
-  if (!fault.empty()) o.env = {{"LOOM_FAULT_INJECT", fault}};
-  o.unset_env = loom::test::job_env_names();
-  o.timeout = std::chrono::seconds(240);
-  return loom::test::run(o);
+  return loom::test::train_equivalence_job(std::move(args), 240, fault);
 }
 
 // Single, with step 8 (0-based 7) poisoned and skipped: the reference of every case.

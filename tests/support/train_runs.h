@@ -34,8 +34,11 @@ inline std::vector<std::string> job_env_names() {
 
 // `loom train` with the equivalence settings (MLP, synthetic data, global batch 48,
 // SGD lr 0.05 momentum 0.9, 20 steps, seed 3) followed by `args`, which may override them.
-inline RunResult train_equivalence_job(std::vector<std::string> args, int timeout_s = 180) {
+// `fault`: LOOM_FAULT_INJECT for the job (train/fault_injection.h), if not empty.
+inline RunResult train_equivalence_job(std::vector<std::string> args, int timeout_s = 180,
+                                       const std::string& fault = "") {
   RunOptions o;
+  if (!fault.empty()) o.env = {{"LOOM_FAULT_INJECT", fault}};
   o.argv = {LOOM_BINARY, "train", "--model", "mlp", "--data", "synthetic", "--synthetic-samples", "2048",
             "--batch-size", "48", "--lr", "0.05", "--momentum", "0.9", "--steps", "20", "--seed", "3",
             "--no-eval", "--progress", "off", "--timeout", "60"};
