@@ -25,8 +25,9 @@ demo: build
 	@bash scripts/demo.sh $(LOOM)
 
 # Every test, through ctest (unit tests run ranks as threads; integration tests run
-# real processes through the real launcher).
-test: build
+# real processes through the real launcher), after the decoder's fuzz run (`fuzz`
+# below: FUZZ_SECONDS plus a small clang build; a crash fails `make test`).
+test: build fuzz
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900 $(CTEST_FLAGS)
 
 test-unit: build
@@ -62,7 +63,8 @@ test-tsan: deps
 
 # libFuzzer on the parameter server's message decoder, in its own clang build directory
 # (no torch, only the decoder's sources), for a bounded time from generated seeds of
-# valid headers; fails on any crash. Needs clang: apt-get install clang.
+# valid headers; fails on any crash, sanitizer report or input slower than 10 s.
+# Part of `make test`. Needs clang (scripts/install-deps.sh installs it).
 FUZZ_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_CXX ?= $(shell command -v clang++-14 || command -v clang++)
@@ -74,8 +76,10 @@ fuzz: deps
 	@cmake --build $(FUZZ_DIR) -j $(JOBS)
 	@mkdir -p $(FUZZ_DIR)/corpus
 	@$(FUZZ_DIR)/fuzz/ps_fuzz_seeds $(FUZZ_DIR)/corpus
-	@$(FUZZ_DIR)/fuzz/ps_decoder_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	  -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus
+	@$(FUZZ_DIR)/fuzz/ps_decoder_fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	  -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus > $(FUZZ_DIR)/fuzz.log 2>&1 || \
+	  { tail -n 40 $(FUZZ_DIR)/fuzz.log; echo "make fuzz: the parameter-server decoder crashed (input in $(FUZZ_DIR)/crash-*)"; exit 1; }
+	@grep -E '^Done [0-9]+ runs' $(FUZZ_DIR)/fuzz.log | sed 's/^/make fuzz: decoder /'
 
 install: build
 	@cmake --install $(BUILD_DIR) $(if $(PREFIX),--prefix $(PREFIX),)
