@@ -1,6 +1,6 @@
 // Parameter-server transport against raw loopback TCP, side by side in one program.
 //
-//   build/bench/ps_goodput [--rounds 5] [--iters 10] [--threads 1]
+//   build/bench/ps_goodput [--rounds 5] [--warmup 2] [--iters 10] [--threads 1]
 //
 // For each size (4 MiB, 64 MiB of parameters) and server count (1, 2): 2 worker threads,
 // each with its own ps::Worker over tcp://127.0.0.1, repeat push(gradients) + pull
@@ -8,11 +8,16 @@
 // still combines the pushes and runs the optimizer). Goodput = bytes pushed + pulled by
 // both workers / wall time. The peer: the same pattern over plain TCP sockets (each
 // worker thread sends its bytes to a server thread, which reads them into a reused
-// buffer and sends the same number of bytes back), measured by this program in the same
-// round. Rounds alternate which goes first; the median ratio is printed.
+// buffer and sends the same number of bytes back; each worker sends from a second,
+// persistent thread while it receives), measured by this program in the same round.
+//
+// Both sides are timed the same way: every buffer allocated and touched, every thread
+// started, and --warmup untimed iterations done before the clock starts (when the last
+// worker is ready); then wall time over --iters iterations. Rounds alternate which goes
+// first; the median ratio and its range are printed.
 //
 // Then small messages: push+pull operations per second for a 1 KiB key, 2 workers,
-// 1 server (sync mode, so each op also waits for the other worker).
+// 1 server (sync mode, so each op also waits for the other worker), timed the same way.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -23,8 +28,11 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -65,9 +73,55 @@ void read_all(int fd, char* p, size_t n) {
   }
 }
 
+// A thread that sends `bytes` from `data` on `fd` each time it is asked to, so a client
+// sends and receives at once (as a push and a pull in flight together do) without
+// starting a thread per iteration: loom's ps::Worker keeps its I/O threads too.
+class Sender {
+ public:
+  Sender(int fd, const char* data, size_t bytes) : thread_([this, fd, data, bytes] {
+      for (;;) {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return asked_ > sent_ || stop_; });
+        if (stop_ && asked_ == sent_) return;
+        lock.unlock();
+        write_all(fd, data, bytes);
+        lock.lock();
+        ++sent_;
+        cv_.notify_all();
+      }
+    }) {}
+  ~Sender() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  Sender(const Sender&) = delete;
+  Sender& operator=(const Sender&) = delete;
+  void send() {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++asked_;
+    cv_.notify_all();
+  }
+  void wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return sent_ == asked_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int64_t asked_ = 0, sent_ = 0;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts after the fields it reads
+};
+
 // Bytes per second moved by `workers` connections each sending `bytes` and receiving
-// `bytes` back, `iters` times.
-double raw_tcp(size_t bytes, int workers, int iters) {
+// `bytes` back, timed like ps_run: every buffer allocated and touched, every thread
+// started and `warmup` untimed iterations done before the clock starts; then `iters`.
+double raw_tcp(size_t bytes, int workers, int warmup, int iters) {
   const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -80,9 +134,9 @@ double raw_tcp(size_t bytes, int workers, int iters) {
   std::vector<std::thread> servers;
   for (int w = 0; w < workers; ++w) {
     servers.emplace_back([&, listener] {
+      std::vector<char> buf(bytes);  // zero-filled: touched before any timing
       const int fd = ::accept(listener, nullptr, nullptr);
-      std::vector<char> buf(bytes);
-      for (int i = 0; i < iters; ++i) {
+      for (int i = 0; i < warmup + iters; ++i) {
         read_all(fd, buf.data(), bytes);
         write_all(fd, buf.data(), bytes);
       }
@@ -95,17 +149,22 @@ double raw_tcp(size_t bytes, int workers, int iters) {
     if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("connect");
     fds.push_back(fd);
   }
-  const auto start = Clock::now();
+  Clock::time_point start;
+  std::atomic<int> ready{0};
   std::vector<std::thread> clients;
   for (int w = 0; w < workers; ++w) {
     clients.emplace_back([&, w] {
       std::vector<char> out(bytes, 1), in(bytes);
-      for (int i = 0; i < iters; ++i) {
-        // Send and receive at once, as a push and a pull in flight together do.
-        std::thread sender([&] { write_all(fds[w], out.data(), bytes); });
+      Sender sender(fds[w], out.data(), bytes);
+      auto iteration = [&] {
+        sender.send();
         read_all(fds[w], in.data(), bytes);
-        sender.join();
-      }
+        sender.wait();
+      };
+      for (int i = 0; i < warmup; ++i) iteration();
+      if (++ready == workers) start = Clock::now();
+      while (ready < workers) std::this_thread::yield();
+      for (int i = 0; i < iters; ++i) iteration();
     });
   }
   for (auto& t : clients) t.join();
@@ -122,7 +181,7 @@ struct PsRun {
   double ops_per_s = 0;
 };
 
-PsRun ps_run(int64_t numel, int servers, int workers, int iters, int64_t slice_bytes) {
+PsRun ps_run(int64_t numel, int servers, int workers, int warmup, int iters, int64_t slice_bytes) {
   std::vector<std::unique_ptr<loom::ps::Server>> srv;
   std::vector<std::thread> threads;
   std::vector<std::string> endpoints;
@@ -157,14 +216,16 @@ PsRun ps_run(int64_t numel, int servers, int workers, int iters, int64_t slice_b
     loops.emplace_back([&, w] {
       std::vector<at::Tensor> mine{torch::zeros({numel})}, grads{torch::ones({numel})};
       clients[w]->wait(clients[w]->pull(mine, 0));
-      if (++ready == workers) start = Clock::now();
-      while (ready < workers) std::this_thread::yield();
-      for (int i = 0; i < iters; ++i) {
+      auto iteration = [&](int i) {
         auto p = clients[w]->push(grads, 1.0 / workers, i);
         auto q = clients[w]->pull(mine, i + 1);
         clients[w]->wait(p);
         clients[w]->wait(q);
-      }
+      };
+      for (int i = 0; i < warmup; ++i) iteration(i);
+      if (++ready == workers) start = Clock::now();
+      while (ready < workers) std::this_thread::yield();
+      for (int i = warmup; i < warmup + iters; ++i) iteration(i);
     });
   }
   for (auto& t : loops) t.join();
@@ -182,8 +243,9 @@ PsRun ps_run(int64_t numel, int servers, int workers, int iters, int64_t slice_b
 int main(int argc, char** argv) {
   loom::init_process();
   CLI::App app{"parameter-server goodput against raw loopback TCP"};
-  int rounds = 5, iters = 10, small_iters = 2000, threads = 1;
+  int rounds = 5, warmup = 2, iters = 10, small_iters = 2000, threads = 1;
   app.add_option("--rounds", rounds);
+  app.add_option("--warmup", warmup, "untimed push+pull iterations first, on both sides");
   app.add_option("--iters", iters, "push+pull iterations per measurement");
   app.add_option("--small-iters", small_iters);
   app.add_option("--threads", threads);
@@ -191,8 +253,9 @@ int main(int argc, char** argv) {
   torch::set_num_threads(threads);
   loom::log::set_level(loom::log::Level::warn);  // the servers' start-up lines are noise here
   try {
-    std::printf("ps_goodput: 2 workers, push+pull per iteration, %d iterations, %d rounds (GB/s = 1e9 bytes/s)\n",
-                iters, rounds);
+    std::printf("ps_goodput: 2 workers, push+pull per iteration, %d untimed + %d timed iterations on both sides, "
+                "%d rounds, order alternating (GB/s = 1e9 bytes/s)\n",
+                warmup, iters, rounds);
     std::printf("%8s %8s %6s %10s %10s %8s\n", "size", "servers", "round", "ps GB/s", "tcp GB/s", "ps/tcp");
     for (int64_t mib : {4, 64}) {
       for (int servers : {1, 2}) {
@@ -201,24 +264,26 @@ int main(int argc, char** argv) {
         for (int r = 0; r < rounds; ++r) {
           double ps = 0, tcp = 0;
           if (r % 2 == 0) {
-            ps = ps_run(numel, servers, 2, iters, int64_t{4} << 20).bytes_per_s;
-            tcp = raw_tcp(size_t(numel) * 4, 2, iters);
+            ps = ps_run(numel, servers, 2, warmup, iters, int64_t{4} << 20).bytes_per_s;
+            tcp = raw_tcp(size_t(numel) * 4, 2, warmup, iters);
           } else {
-            tcp = raw_tcp(size_t(numel) * 4, 2, iters);
-            ps = ps_run(numel, servers, 2, iters, int64_t{4} << 20).bytes_per_s;
+            tcp = raw_tcp(size_t(numel) * 4, 2, warmup, iters);
+            ps = ps_run(numel, servers, 2, warmup, iters, int64_t{4} << 20).bytes_per_s;
           }
           ratios.push_back(ps / tcp);
           std::printf("%5ldMiB %8d %6d %10.2f %10.2f %8.3f\n", long(mib), servers, r + 1, ps / 1e9, tcp / 1e9,
                       ps / tcp);
           std::fflush(stdout);
         }
-        std::printf("median ps/tcp for %ld MiB, %d server(s): %.3f\n", long(mib), servers, median(ratios));
+        std::printf("median ps/tcp for %ld MiB, %d server(s): %.3f (range %.3f-%.3f, n=%d)\n", long(mib), servers,
+                    median(ratios), *std::min_element(ratios.begin(), ratios.end()),
+                    *std::max_element(ratios.begin(), ratios.end()), int(ratios.size()));
       }
     }
     std::vector<double> ops;
-    for (int r = 0; r < rounds; ++r) ops.push_back(ps_run(256, 1, 2, small_iters, int64_t{4} << 20).ops_per_s);
-    std::printf("small messages (1 KiB key, 2 workers, 1 server, sync): median %.0f push+pull ops/s\n",
-                median(ops));
+    for (int r = 0; r < rounds; ++r) ops.push_back(ps_run(256, 1, 2, warmup, small_iters, int64_t{4} << 20).ops_per_s);
+    std::printf("small messages (1 KiB key, 2 workers, 1 server, sync): median %.0f push+pull ops/s (range %.0f-%.0f)\n",
+                median(ops), *std::min_element(ops.begin(), ops.end()), *std::max_element(ops.begin(), ops.end()));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ps_goodput: %s\n", e.what());
     return 1;
