@@ -52,7 +52,7 @@ class PsStrategy : public train::Strategy {
   std::vector<at::Tensor> grads_;  // zeros for parameters without a gradient (reused)
   train::Tracer* tracer_ = nullptr;
   Consistency consistency_ = Consistency::sync;
-  std::string save_prefix_;
+  std::string save_name_;  // --ps-save's last part: the name the servers save under
   double slowdown_ = 1.0;
   int64_t steps_ = 0;
   double last_share_ = 0;

@@ -32,9 +32,15 @@
 // the problem, logged, and the server keeps serving everyone else; malformed messages
 // never get here (the van rejects them).
 //
-// Checkpoints: the command "save" (payload: a file path) writes every key's values,
-// versions and optimizer state atomically; ServerOptions::load_path reads one at
-// start-up (a new run, or the same run resumed: ServerOptions::resume_clock).
+// Checkpoints: a server writes only under the directories it was configured with, to
+// names it builds itself; a message never chooses a path. The command "save NAME" writes
+// <save_dir>/NAME.server<index>, and "checkpoint NAME" (NAME: a training checkpoint's
+// step directory) writes <checkpoint_dir>/NAME/ps.server<index>, creating NAME/. NAME
+// must pass checkpoint_name_problem() (no '/', no "..", no leading '.'); a bad NAME, or
+// a command whose directory is not configured, is refused with a one-line reason and
+// writes nothing. Each file holds every key's values, versions and optimizer state,
+// written atomically; ServerOptions::load_path reads one at start-up (a new run, or the
+// same run resumed: ServerOptions::resume_clock).
 //
 // Thread-safety: run() on one thread; request_stop() and endpoint() from any.
 #pragma once
@@ -45,6 +51,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "loom/ps/van.h"
@@ -56,6 +63,19 @@ enum class Consistency { sync, async, ssp };
 // "sync" | "async" | "ssp"; ConfigError otherwise.
 Consistency parse_consistency(const std::string& name);
 std::string consistency_name(Consistency c);
+
+// Why `name` cannot name a server checkpoint ("" when it can): it must be 1 to 128
+// characters from [A-Za-z0-9._+-], not start with '.' and not contain "..", so that it
+// stays one file name inside the server's own directory.
+std::string checkpoint_name_problem(std::string_view name);
+
+// --ps-save PREFIX as the server's directory and the name the workers send:
+// "out/run1" -> {"out", "run1"}, "run1" -> {".", "run1"}. ConfigError naming --ps-save
+// when the last part is not a valid name.
+struct SavePrefix {
+  std::string dir, name;
+};
+SavePrefix split_save_prefix(const std::string& prefix);
 
 // Header::flags used by the server and worker.
 constexpr uint32_t kFlagInit = 1;  // push: initial values, not a gradient
@@ -71,6 +91,9 @@ struct ServerOptions {
   std::chrono::milliseconds dead_after{30000};  // async / ssp: drop a silent worker
   VanOptions van;
   std::string load_path;  // checkpoint to start from ("" = none)
+  // The only places this server writes (see the file comment); "" refuses the command.
+  std::string save_dir;        // "save NAME": <save_dir>/NAME.server<index> (--ps-save)
+  std::string checkpoint_dir;  // "checkpoint NAME": <checkpoint_dir>/NAME/ps.server<index>
   // With load_path: false (--ps-load) starts a new run from the saved values, the sync
   // clock at 0; true (resuming a training checkpoint) continues the saved run, each
   // key at its saved version, so workers push the step where they left off.

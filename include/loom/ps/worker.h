@@ -76,8 +76,15 @@ class Worker {
   void wait(Handle h);
   // Tells every server this worker is finished. Blocking.
   void done();
-  // Asks every server to checkpoint its shard to `<prefix>.server<i>`. Blocking.
-  void save(const std::string& prefix);
+  // Asks every server to save its shard as `name` in the server's own save directory:
+  // server i writes <its ServerOptions::save_dir>/<name>.server<i>. Blocking. `name` is a
+  // file name, not a path (checkpoint_name_problem in server.h): ConfigError otherwise,
+  // before anything is sent.
+  void save(const std::string& name);
+  // Asks every server to write its shard into the training checkpoint `name` (the step
+  // directory's name, "step-00000120"): <its ServerOptions::checkpoint_dir>/<name>/
+  // ps.server<i>. Blocking; `name` as for save().
+  void checkpoint(const std::string& name);
 
  private:
   struct Impl;

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <filesystem>
+
 #include "loom/comm/context.h"
 #include "loom/comm/group.h"
 #include "loom/core/error.h"
@@ -21,7 +23,9 @@ void PsStrategy::setup(const train::StrategySetup& s) {
   context_ = s.context;
   tracer_ = s.tracer;
   consistency_ = parse_consistency(c.consistency);
-  save_prefix_ = c.ps_save;
+  // Checked now, not at the end of the run: the servers write under their own
+  // directory, so only the last part of --ps-save travels.
+  if (!c.ps_save.empty()) save_name_ = split_save_prefix(c.ps_save).name;
   slowdown_ = train::bench_slowdown_for(c.bench_slowdown, context_->rank());
 
   std::vector<TensorSpec> specs;
@@ -103,7 +107,8 @@ void PsStrategy::checkpoint_services(const std::string& step_dir) {
   // sync: worker 0 has pulled this step's result, and no later update can be applied
   // before it pushes again, so the servers save exactly the state after this step.
   // async / ssp: a snapshot of a moving state.
-  if (context_->rank() == 0) worker_->save(step_dir + "/ps");
+  // Each server writes <its --checkpoint-dir>/<this step directory's name>/ps.server<i>.
+  if (context_->rank() == 0) worker_->checkpoint(std::filesystem::path(step_dir).filename().string());
 }
 
 void PsStrategy::finish() {
@@ -111,7 +116,7 @@ void PsStrategy::finish() {
   // sync: every worker has pushed its last step before the servers save. async / ssp:
   // workers finish independently (the servers count them out one by one).
   if (consistency_ == Consistency::sync) context_->world().barrier().wait();
-  if (context_->rank() == 0 && !save_prefix_.empty()) worker_->save(save_prefix_);
+  if (context_->rank() == 0 && !save_name_.empty()) worker_->save(save_name_);
   worker_->done();
 }
 

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cstring>
+#include <filesystem>
 #include <sstream>
 #include <unordered_map>
 #include <vector>
@@ -30,9 +31,47 @@ std::string consistency_name(Consistency c) {
   return "?";
 }
 
+std::string checkpoint_name_problem(std::string_view name) {
+  if (name.empty()) return "it is empty";
+  if (name.size() > 128) return fmt::format("it has {} characters, at most 128 are allowed", name.size());
+  for (const char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '_' || c == '-' || c == '+';
+    if (!ok) {
+      return c == '/' ? "it contains '/'"
+                      : fmt::format("it contains the byte 0x{:02x} (allowed: A-Z a-z 0-9 . _ + -)",
+                                    static_cast<unsigned char>(c));
+    }
+  }
+  if (name.front() == '.') return "it starts with '.'";
+  if (name.find("..") != std::string_view::npos) return "it contains '..'";
+  return "";
+}
+
+SavePrefix split_save_prefix(const std::string& prefix) {
+  const std::filesystem::path path(prefix);
+  SavePrefix out;
+  out.name = path.filename().string();
+  out.dir = path.has_parent_path() ? path.parent_path().string() : std::string(".");
+  const std::string problem = checkpoint_name_problem(out.name);
+  LOOM_CHECK(problem.empty(), ConfigError,
+             "--ps-save {}: '{}' cannot name the servers' files: {} (the directory goes before the last '/')",
+             prefix, out.name, problem);
+  return out;
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// A peer's bytes, safe to put in a log line: at most 40 characters, non-printable ones as '?'.
+std::string printable(std::string_view bytes) {
+  std::string s(bytes.substr(0, 40));
+  for (char& c : s) {
+    if (c < ' ' || c > '~') c = '?';
+  }
+  return bytes.size() > 40 ? s + "..." : s;
+}
 
 struct ParkedPull {
   std::string peer;
@@ -322,10 +361,25 @@ struct Server::Impl {
       log::debug("{}: worker {} is done", who(), m.header.worker);
       return;
     }
-    if (text.substr(0, 5) == "save ") {
-      const std::string path(text.substr(5));
+    const bool is_save = text.substr(0, 5) == "save ";
+    if (is_save || text.substr(0, 11) == "checkpoint ") {
+      const std::string_view name = text.substr(is_save ? 5 : 11);
+      const std::string_view verb = is_save ? "save" : "checkpoint";
+      const std::string problem = checkpoint_name_problem(name);
+      if (!problem.empty()) {
+        refuse(m, fmt::format("{}: invalid checkpoint name '{}': {} (a server writes only under its own directory)",
+                              verb, printable(name), problem));
+        return;
+      }
+      const std::string& dir = is_save ? options.save_dir : options.checkpoint_dir;
+      if (dir.empty()) {
+        refuse(m, fmt::format("{}: {} has no {} directory (start it with {})", verb, who(),
+                              is_save ? "save" : "checkpoint", is_save ? "--ps-save" : "--checkpoint-dir"));
+        return;
+      }
       try {
-        save(path);
+        save(is_save ? fmt::format("{}/{}.server{}", dir, name, options.server_index)
+                     : fmt::format("{}/ps.server{}", make_checkpoint_subdir(dir, name), options.server_index));
       } catch (const Error& e) {
         refuse(m, e.what());
         return;
@@ -333,7 +387,17 @@ struct Server::Impl {
       ack(m, Op::command_ack);
       return;
     }
-    refuse(m, fmt::format("unknown command '{}'", std::string(text.substr(0, 40))));
+    refuse(m, fmt::format("unknown command '{}'", printable(text)));
+  }
+
+  // <dir>/<name>, created when missing (a server on another machine than the workers).
+  std::string make_checkpoint_subdir(const std::string& dir, std::string_view name) {
+    const std::string sub = fmt::format("{}/{}", dir, name);
+    std::error_code ec;
+    std::filesystem::create_directories(sub, ec);
+    LOOM_CHECK(!ec && std::filesystem::is_directory(sub), CheckpointError, "{}: cannot create {}: {}", who(), sub,
+               ec ? ec.message() : "not a directory");
+    return sub;
   }
 
   // ---- checkpoints -----------------------------------------------------------

@@ -37,6 +37,9 @@ void run_server_process(const train::TrainConfig& c, const DistEnv& env, int num
   o.van = VanOptions::from_environment();
   o.van.timeout = timeout;
   if (!c.ps_load.empty()) o.load_path = c.ps_load + ".server" + std::to_string(server_index);
+  // The only places this server writes: workers send names, never paths.
+  if (!c.ps_save.empty()) o.save_dir = split_save_prefix(c.ps_save).dir;
+  o.checkpoint_dir = c.checkpoint_dir;
   if (!c.checkpoint_dir.empty() && (c.resume || c.resume_if_any)) {
     // The workers' rank 0 picks the same checkpoint: the newest complete one.
     const train::CheckpointDir dir(c.checkpoint_dir);

@@ -132,9 +132,7 @@ struct Worker::Impl {
       h.op = Op::command;
       h.seq = next_seq++;
       h.worker = options.worker_id;
-      std::string body = text;
-      if (text.rfind("save ", 0) == 0) body += fmt::format(".server{}", server);
-      vans[server]->send(h, Payload::from_string(body));
+      vans[server]->send(h, Payload::from_string(text));
       Request r;
       r.handle = handle;
       r.op = Op::command;
@@ -223,6 +221,23 @@ void Worker::wait(Handle h) { impl_->wait(h); }
 
 void Worker::done() { wait(impl_->command("done")); }
 
-void Worker::save(const std::string& prefix) { wait(impl_->command("save " + prefix)); }
+namespace {
+void check_name(const char* what, const std::string& name) {
+  const std::string problem = checkpoint_name_problem(name);
+  LOOM_CHECK(problem.empty(), ConfigError,
+             "parameter-server {}: '{}' is not a checkpoint name: {} (each server writes under its own directory)",
+             what, name, problem);
+}
+}  // namespace
+
+void Worker::save(const std::string& name) {
+  check_name("save", name);
+  wait(impl_->command("save " + name));
+}
+
+void Worker::checkpoint(const std::string& name) {
+  check_name("checkpoint", name);
+  wait(impl_->command("checkpoint " + name));
+}
 
 }  // namespace loom::ps

@@ -135,7 +135,7 @@ TEST(PsServerSync, PlainSgdAppliesTheWeightedSumOfBothPushes) {
   for (size_t p = 0; p < g0.size(); ++p) {
     const at::Tensor exact = initial_values()[p].to(torch::kDouble) -
                              lr * (0.75 * g0[p].to(torch::kDouble) + 0.25 * g1[p].to(torch::kDouble));
-    EXPECT_LT((run.after_step[0][p].to(torch::kDouble) - exact).abs().max().item<double>(), 1e-6);
+    EXPECT_LT(loom::test::max_abs_diff(run.after_step[0][p].to(torch::kDouble), exact), 1e-6);
   }
   EXPECT_EQ(run.updates, 2);  // one per key
 }
@@ -588,6 +588,7 @@ TEST_P(PsServerCheckpoint, LoadedServersContinueWithTheSameValuesAndOptimizerSta
   for (int i = 0; i < 2; ++i) {
     ServerOptions so = server_options(ctx, 1, Consistency::sync, o);
     so.server_index = i;
+    so.save_dir = dir;
     a.push_back(std::make_unique<ServerThread>(so));
     a_endpoints.push_back(a.back()->endpoint());
   }
@@ -600,7 +601,7 @@ TEST_P(PsServerCheckpoint, LoadedServersContinueWithTheSameValuesAndOptimizerSta
     wa.wait(wa.push(g, 1.0, t));
     wa.wait(wa.pull(va, t + 1));
   }
-  wa.save(prefix);
+  wa.save("ckpt");
   ASSERT_TRUE(fs::exists(prefix + ".server0"));
   ASSERT_TRUE(fs::exists(prefix + ".server1"));
 
@@ -697,16 +698,126 @@ TEST(PsServerCheckpointErrors, GarbageOrMissingFileIsACheckpointErrorNamingThePa
   fs::remove_all(dir);
 }
 
-TEST(PsServerCheckpointErrors, SaveToAnUnwritablePathIsRefusedNamingIt) {
+TEST(PsServerCheckpointErrors, SaveToAnUnwritableDirectoryIsRefusedNamingIt) {
+  auto ctx = std::make_shared<VanContext>();
+  ServerOptions so = server_options(ctx, 1);
+  so.save_dir = "/nonexistent-loom-dir/sub";
+  ServerThread s(so);
+  Worker w(model_specs(), worker_options(ctx, {s.endpoint()}, 0));
+  w.init(initial_values());
+  expect_comm_error([&] { w.save("ckpt"); }, {"refused a command", "/nonexistent-loom-dir/sub/ckpt.server0"});
+  EXPECT_EQ(s.server().rejected(), 1);
+  w.done();
+  EXPECT_TRUE(s.finished_within(3s));
+}
+
+TEST(PsServerCheckpointErrors, ServerWithoutADirectoryRefusesToSave) {
   auto ctx = std::make_shared<VanContext>();
   ServerThread s(server_options(ctx, 1));
   Worker w(model_specs(), worker_options(ctx, {s.endpoint()}, 0));
   w.init(initial_values());
-  const std::string prefix = "/nonexistent-loom-dir/sub/ckpt";
-  expect_comm_error([&] { w.save(prefix); }, {"refused a command", prefix + ".server0"});
-  EXPECT_EQ(s.server().rejected(), 1);
+  expect_comm_error([&] { w.save("ckpt"); }, {"parameter server 0 has no save directory", "--ps-save"});
+  expect_comm_error([&] { w.checkpoint("step-00000001"); },
+                    {"parameter server 0 has no checkpoint directory", "--checkpoint-dir"});
+  EXPECT_EQ(s.server().rejected(), 2);
   w.done();
   EXPECT_TRUE(s.finished_within(3s));
+}
+
+// Files under `dir`, recursively, as paths relative to it.
+std::vector<std::string> files_under(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) out.push_back(fs::relative(e.path(), dir).string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The server chooses where it writes: a message naming a path (absolute, or climbing
+// out with "..") is refused, names the cause, and writes nothing anywhere.
+TEST(PsServerCheckpointPaths, AMessageNamingAPathWritesNothingOutsideTheDirectory) {
+  const std::string root = temp_dir();
+  const std::string dir = root + "/server";  // the server's own directory
+  const bool tmp_x_existed = fs::exists("/tmp/x"), tmp_x_server0_existed = fs::exists("/tmp/x.server0");
+  fs::create_directories(dir + "/saves");
+  fs::create_directories(dir + "/ckpts");
+  auto ctx = std::make_shared<VanContext>();
+  ServerOptions so = server_options(ctx, 1);
+  so.save_dir = dir + "/saves";
+  so.checkpoint_dir = dir + "/ckpts";
+  ServerThread s(so);
+  Worker w(model_specs(), worker_options(ctx, {s.endpoint()}, 0));
+  w.init(initial_values());
+  VanOptions raw_options;
+  raw_options.context = ctx;
+  raw_options.timeout = 3s;
+  ClientVan raw(s.endpoint(), 0, raw_options);  // a peer that skips the Worker's own checks
+  int64_t rejected = 0;
+  uint64_t seq = 100;
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"/tmp/x", "contains '/'"},
+      {root + "/abs", "contains '/'"},
+      {"../x", "contains '/'"},
+      {"../../x", "contains '/'"},
+      {"..", "starts with '.'"},
+      {"x/../../y", "contains '/'"},
+      {"a..b", "contains '..'"},
+      {".hidden", "starts with '.'"},
+      {"", "is empty"},
+      {std::string("x\0y", 3), "byte 0x00"},
+      {"x\ny", "byte 0x0a"},
+      {std::string(129, 'a'), "at most 128"},
+  };
+  for (const auto& [name, cause] : bad) {
+    for (const std::string verb : {"save", "checkpoint"}) {
+      Header h;
+      h.op = Op::command;
+      h.seq = ++seq;
+      raw.send(h, Payload::from_string(verb + " " + name));
+      const Message m = reply_to(raw, seq);
+      EXPECT_EQ(m.header.op, Op::error) << verb << " " << name;
+      const std::string why(m.payload.bytes());
+      EXPECT_NE(why.find(verb + ": invalid checkpoint name"), std::string::npos) << why;
+      EXPECT_NE(why.find(cause), std::string::npos) << why;
+      EXPECT_EQ(why.find('\n'), std::string::npos) << "one line: " << why;
+      expect_rejected(s.server(), ++rejected);
+    }
+    // The Worker refuses them before sending anything.
+    EXPECT_THROW(w.save(name), ConfigError) << name;
+    EXPECT_THROW(w.checkpoint(name), ConfigError) << name;
+  }
+  EXPECT_EQ(files_under(root), std::vector<std::string>({"server", "server/ckpts", "server/saves"}));
+  EXPECT_EQ(fs::exists("/tmp/x"), tmp_x_existed);
+  EXPECT_EQ(fs::exists("/tmp/x.server0"), tmp_x_server0_existed);
+
+  // Good names land where the server says, under names it builds.
+  w.save("model.v1");
+  w.checkpoint("step-00000002");
+  EXPECT_EQ(files_under(root),
+            std::vector<std::string>({"server", "server/ckpts", "server/ckpts/step-00000002",
+                                      "server/ckpts/step-00000002/ps.server0", "server/saves",
+                                      "server/saves/model.v1.server0"}));
+  w.done();
+  EXPECT_TRUE(s.finished_within(3s));
+  EXPECT_EQ(s.server().rejected(), rejected);
+  fs::remove_all(root);
+}
+
+TEST(PsServerCheckpointPaths, SavePrefixSplitsIntoTheServersDirectoryAndAName) {
+  EXPECT_EQ(split_save_prefix("out/run1").dir, "out");
+  EXPECT_EQ(split_save_prefix("out/run1").name, "run1");
+  EXPECT_EQ(split_save_prefix("/abs/dir/shard").dir, "/abs/dir");
+  EXPECT_EQ(split_save_prefix("shard").dir, ".");
+  EXPECT_EQ(split_save_prefix("shard").name, "shard");
+  for (const std::string bad : {"out/", "out/..", "out/.x", "a b"}) {
+    try {
+      split_save_prefix(bad);
+      ADD_FAILURE() << bad;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("--ps-save " + bad), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(checkpoint_name_problem("step-00000120"), "");
+  EXPECT_EQ(checkpoint_name_problem("ckpt_1.v2+x"), "");
 }
 
 TEST(PsConsistency, ParseAndName) {
