@@ -15,6 +15,7 @@
 
 #include "loom/train/model_io.h"
 #include "support/process.h"
+#include "support/tensor_compare.h"
 #include "support/temp_path.h"
 
 namespace loom::test {
@@ -34,11 +35,14 @@ inline std::vector<std::string> job_env_names() {
 
 // `loom train` with the equivalence settings (MLP, synthetic data, global batch 48,
 // SGD lr 0.05 momentum 0.9, 20 steps, seed 3) followed by `args`, which may override them.
-// `fault`: LOOM_FAULT_INJECT for the job (train/fault_injection.h), if not empty.
+// `fault`: LOOM_FAULT_INJECT for the job (train/fault_injection.h), if not empty;
+// `env`: more variables for the job.
 inline RunResult train_equivalence_job(std::vector<std::string> args, int timeout_s = 180,
-                                       const std::string& fault = "") {
+                                       const std::string& fault = "",
+                                       std::vector<std::pair<std::string, std::string>> env = {}) {
   RunOptions o;
-  if (!fault.empty()) o.env = {{"LOOM_FAULT_INJECT", fault}};
+  o.env = std::move(env);
+  if (!fault.empty()) o.env.emplace_back("LOOM_FAULT_INJECT", fault);
   o.argv = {LOOM_BINARY, "train", "--model", "mlp", "--data", "synthetic", "--synthetic-samples", "2048",
             "--batch-size", "48", "--lr", "0.05", "--momentum", "0.9", "--steps", "20", "--seed", "3",
             "--no-eval", "--progress", "off", "--timeout", "60"};
@@ -74,16 +78,14 @@ inline RunResult train_with_killed_rank(std::vector<std::string> args, int rank)
   return run(o);
 }
 
-// The largest absolute difference between two model files (keys must match, in order).
+// The largest absolute difference between two model files, compared by key
+// (support/tensor_compare.h: NaN, infinity, a shape or a key on one side only are an
+// infinite difference). Keys must also come in the same order (the model-file contract).
 inline double max_abs_diff(const std::string& a, const std::string& b) {
   const auto x = train::load_model_file(a), y = train::load_model_file(b);
   EXPECT_EQ(x.size(), y.size());
-  double worst = 0;
-  for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
-    EXPECT_EQ(x[i].first, y[i].first);
-    worst = std::max(worst, (x[i].second - y[i].second).abs().max().item<double>());
-  }
-  return worst;
+  for (size_t i = 0; i < x.size() && i < y.size(); ++i) EXPECT_EQ(x[i].first, y[i].first);
+  return max_abs_diff(x, y);
 }
 
 // The last record of a --metrics file (the summary).

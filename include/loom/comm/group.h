@@ -41,6 +41,17 @@ class Group {
   const std::vector<int>& global_ranks() const;
   std::chrono::milliseconds timeout() const;
 
+  // Whether sum-allreduces of float tensors go through shared memory (every member on
+  // this machine, and LOOM_SHM_ALLREDUCE is not 0: comm/shm_allreduce.h) or through c10d.
+  bool uses_shared_memory() const;
+  // How many allreduces this group has issued through each transport so far (a size-1
+  // group issues none): what tests and logs use to say which one actually carried them.
+  struct AllreduceCounts {
+    int64_t shared_memory = 0;
+    int64_t c10d = 0;
+  };
+  AllreduceCounts allreduce_counts() const;
+
   // In-place collectives over the listed tensors (all members pass tensors of the same
   // shapes and dtypes, in the same order).
   Work allreduce(std::vector<at::Tensor>& tensors, ReduceOp op = ReduceOp::sum);

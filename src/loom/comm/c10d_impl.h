@@ -5,6 +5,7 @@
 #include <torch/csrc/distributed/c10d/Store.hpp>
 #include <torch/csrc/distributed/c10d/Work.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -33,6 +34,9 @@ struct Group::Impl {
   // Sum-allreduce of float tensors through shared memory when every member runs on
   // this machine (shm_allreduce.h); null otherwise. Everything else goes through pg.
   std::unique_ptr<ShmAllreduce> shm;
+  // Allreduces issued through each transport (Group::allreduce_counts).
+  std::atomic<int64_t> shm_allreduces{0};
+  std::atomic<int64_t> c10d_allreduces{0};
   std::string name;
   std::vector<int> global_ranks;
   std::chrono::milliseconds timeout;

@@ -29,6 +29,10 @@ int Group::global_rank(int group_rank) const { return impl_->global_ranks.at(gro
 const std::vector<int>& Group::global_ranks() const { return impl_->global_ranks; }
 std::chrono::milliseconds Group::timeout() const { return impl_->timeout; }
 c10d::ProcessGroup& Group::backend() { return *impl_->pg; }
+bool Group::uses_shared_memory() const { return impl_->shm != nullptr; }
+Group::AllreduceCounts Group::allreduce_counts() const {
+  return {impl_->shm_allreduces.load(), impl_->c10d_allreduces.load()};
+}
 
 // Issues one c10d call, wrapping both immediate failures and the returned handle.
 template <typename F>
@@ -49,8 +53,10 @@ static Work issue(Group::Impl& g, const std::string& what, F&& call) {
 Work Group::allreduce(std::vector<at::Tensor>& tensors, ReduceOp op) {
   if (size() == 1) return Work::done();
   if (op == ReduceOp::sum && impl_->shm && ShmAllreduce::accepts(tensors)) {
+    ++impl_->shm_allreduces;
     return issue(*impl_, "allreduce", [&] { return impl_->shm->allreduce(tensors); });
   }
+  ++impl_->c10d_allreduces;
   c10d::AllreduceOptions opts;
   opts.reduceOp = to_c10d(op);
   opts.timeout = impl_->timeout;

@@ -3,13 +3,21 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
+#include <string>
+#include <thread>
 
 #include "loom/comm/context.h"
 #include "loom/comm/group.h"
+#include "loom/core/dist_env.h"
 #include "loom/core/error.h"
+#include "loom/launch/free_port.h"
 #include "unit/dp/dp_testing.h"
 
 namespace {
@@ -41,6 +49,10 @@ TEST(ShmAllreduce, SumsFloatAndDoubleTensorsOfAnySizeBitwiseAlikeOnEveryRank) {
         out.push_back(t[0]);
       }
     }
+    // Every one of them went through shared memory, none through Gloo.
+    EXPECT_TRUE(ctx.world().uses_shared_memory());
+    EXPECT_EQ(ctx.world().allreduce_counts().shared_memory, 2 * static_cast<int64_t>(sizes.size()));
+    EXPECT_EQ(ctx.world().allreduce_counts().c10d, 0);
     std::lock_guard<std::mutex> lock(mu);
     results[ctx.rank()] = out;
   });
@@ -48,7 +60,7 @@ TEST(ShmAllreduce, SumsFloatAndDoubleTensorsOfAnySizeBitwiseAlikeOnEveryRank) {
   for (auto type : {at::kFloat, at::kDouble}) {
     for (int64_t n : sizes) {
       const at::Tensor expected = input(0, n, type) + input(1, n, type) + input(2, n, type);
-      EXPECT_LT((results[0][i] - expected).abs().max().item<double>(), 1e-3) << n;
+      EXPECT_LT(loom::test::max_abs_diff(results[0][i], expected), 1e-3) << n;
       EXPECT_TRUE(torch::equal(results[0][i], results[1][i])) << n;
       EXPECT_TRUE(torch::equal(results[0][i], results[2][i])) << n;
       ++i;
@@ -100,6 +112,9 @@ TEST(ShmAllreduce, OtherOpsAndDtypesStillUseGloo) {
     std::vector<at::Tensor> m{torch::full({4}, float(ctx.rank()))};
     ctx.world().allreduce(m, loom::comm::ReduceOp::max).wait();
     EXPECT_EQ(m[0][0].item<float>(), 1.0f);
+    EXPECT_TRUE(ctx.world().uses_shared_memory());
+    EXPECT_EQ(ctx.world().allreduce_counts().shared_memory, 0);
+    EXPECT_EQ(ctx.world().allreduce_counts().c10d, 2);
   });
 }
 
@@ -108,9 +123,91 @@ TEST(ShmAllreduce, CanBeTurnedOffAndGlooGivesTheSameSums) {
   run_ranks(2, [&](Context& ctx) {
     std::vector<at::Tensor> t{input(ctx.rank(), 1000, at::kFloat)};
     ctx.world().allreduce(t).wait();
-    EXPECT_LT((t[0] - input(0, 1000, at::kFloat) - input(1, 1000, at::kFloat)).abs().max().item<double>(), 1e-4);
+    EXPECT_LT(loom::test::max_abs_diff(t[0], input(0, 1000, at::kFloat) + input(1, 1000, at::kFloat)), 1e-4);
+    EXPECT_FALSE(ctx.world().uses_shared_memory());
+    EXPECT_EQ(ctx.world().allreduce_counts().shared_memory, 0);
+    EXPECT_EQ(ctx.world().allreduce_counts().c10d, 1);
   });
   unsetenv("LOOM_SHM_ALLREDUCE");
+}
+
+// A peer process killed while this one waits inside a shared-memory allreduce is named
+// (rank and pid) within the engine's 50 ms liveness poll; the test allows 1 s for a busy
+// machine. The peer is this test binary run again as rank 1 (ShmAllreducePeer below):
+// fork + exec, so nothing of this process's threads is copied.
+TEST(ShmAllreduce, APeerKilledDuringAnAllreduceIsNamedWithinASecond) {
+  const int port = loom::launch::pick_free_port();
+  const pid_t peer = fork();
+  ASSERT_GE(peer, 0);
+  if (peer == 0) {
+    setenv("LOOM_TEST_SHM_PEER_PORT", std::to_string(port).c_str(), 1);
+    execl("/proc/self/exe", "shm_peer", "--gtest_filter=ShmAllreducePeer.JoinsAsRankOneAndWaitsToBeKilled",
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  loom::DistEnv env;
+  env.rank = 0;
+  env.world_size = 2;
+  env.master_port = port;
+  loom::comm::ContextOptions options;
+  options.timeout = std::chrono::seconds(30);
+  std::atomic<int64_t> killed_at_ns{0};
+  std::thread killer;
+  // However this test ends, the peer does not outlive it.
+  struct Reaper {
+    pid_t pid;
+    std::thread& killer;
+    ~Reaper() {
+      if (killer.joinable()) {
+        killer.join();  // it kills and reaps the peer
+      } else {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+      }
+    }
+  } reaper{peer, killer};
+  auto ctx = Context::create(env, options);
+  ASSERT_TRUE(ctx->world().uses_shared_memory());
+  std::vector<at::Tensor> first{torch::ones({1000})};
+  ctx->world().allreduce(first).wait();  // the peer took part in this one
+  EXPECT_EQ(first[0][0].item<float>(), 2.0f);
+  killer = std::thread([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // this rank is waiting by then
+    kill(peer, SIGKILL);
+    killed_at_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+    waitpid(peer, nullptr, 0);  // reaped, as a launcher does: a zombie still has its pid
+  });
+  std::vector<at::Tensor> second{torch::ones({1000})};
+  const auto started = std::chrono::steady_clock::now();
+  try {
+    ctx->world().allreduce(second).wait();
+    ADD_FAILURE() << "the allreduce completed without its peer";
+  } catch (const loom::CommError& e) {
+    const auto noticed = std::chrono::steady_clock::now();
+    ASSERT_GT(killed_at_ns.load(), started.time_since_epoch().count()) << "failed before the peer was killed";
+    const auto after_kill = std::chrono::nanoseconds(noticed.time_since_epoch().count() - killed_at_ns.load());
+    EXPECT_LT(after_kill, std::chrono::seconds(1)) << e.what();
+    EXPECT_NE(std::string(e.what()).find("allreduce on group 'world' (shared memory) failed: rank 1 (pid " +
+                                         std::to_string(peer) + ") exited"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+// Rank 1 of the test above, only when that test runs it (skipped otherwise).
+TEST(ShmAllreducePeer, JoinsAsRankOneAndWaitsToBeKilled) {
+  const char* port = std::getenv("LOOM_TEST_SHM_PEER_PORT");
+  if (!port) GTEST_SKIP() << "run by ShmAllreduce.APeerKilledDuringAnAllreduceIsNamedWithinASecond";
+  loom::DistEnv env;
+  env.rank = 1;
+  env.world_size = 2;
+  env.master_port = std::stoi(port);
+  loom::comm::ContextOptions options;
+  options.timeout = std::chrono::seconds(30);
+  auto ctx = Context::create(env, options);
+  std::vector<at::Tensor> first{torch::ones({1000})};
+  ctx->world().allreduce(first).wait();
+  std::this_thread::sleep_for(std::chrono::seconds(30));  // killed long before this ends
 }
 
 }  // namespace

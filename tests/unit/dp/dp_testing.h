@@ -14,6 +14,7 @@
 
 #include "loom/comm/context.h"
 #include "loom/launch/free_port.h"
+#include "support/tensor_compare.h"
 
 namespace loom::dp::testing {
 
@@ -88,18 +89,10 @@ inline std::vector<at::Tensor> snapshot(torch::nn::Module& m) {
   return out;
 }
 
-inline double max_abs_diff(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double d = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) d = std::max(d, (a[i] - b[i]).abs().max().item<double>());
-  return d;
-}
-
-inline double max_abs(const std::vector<at::Tensor>& a) {
-  double d = 0;
-  for (const auto& t : a) d = std::max(d, t.abs().max().item<double>());
-  return d;
-}
+// NaN-safe (support/tensor_compare.h): a NaN, an infinity, a shape or a count that
+// differs is an infinite difference.
+using loom::test::max_abs;
+using loom::test::max_abs_diff;
 
 inline void copy_params(torch::nn::Module& from, torch::nn::Module& to) {
   torch::NoGradGuard no_grad;

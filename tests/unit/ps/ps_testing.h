@@ -18,6 +18,7 @@
 #include "loom/ps/shard_plan.h"
 #include "loom/ps/van.h"
 #include "loom/ps/worker.h"
+#include "support/tensor_compare.h"
 
 namespace loom::ps::testing {
 
@@ -155,14 +156,14 @@ inline std::vector<at::Tensor> reference_run(const train::OptimizerOptions& o,
   return out;
 }
 
+// Bitwise equal (NaN never equals anything), and within `atol` (NaN-safe:
+// support/tensor_compare.h).
 inline ::testing::AssertionResult all_equal(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
   if (a.size() != b.size()) return ::testing::AssertionFailure() << a.size() << " vs " << b.size() << " tensors";
   for (size_t i = 0; i < a.size(); ++i) {
     if (!a[i].sizes().equals(b[i].sizes()) || !torch::equal(a[i], b[i])) {
       return ::testing::AssertionFailure() << "tensor " << i << " differs: max |diff| "
-                                           << (a[i].sizes().equals(b[i].sizes())
-                                                   ? (a[i] - b[i]).abs().max().item<double>()
-                                                   : -1.0);
+                                           << loom::test::max_abs_diff(a[i], b[i]);
     }
   }
   return ::testing::AssertionSuccess();
@@ -172,8 +173,7 @@ inline ::testing::AssertionResult all_close(const std::vector<at::Tensor>& a, co
                                             double atol) {
   if (a.size() != b.size()) return ::testing::AssertionFailure() << a.size() << " vs " << b.size() << " tensors";
   for (size_t i = 0; i < a.size(); ++i) {
-    if (!a[i].sizes().equals(b[i].sizes())) return ::testing::AssertionFailure() << "tensor " << i << " shape";
-    const double diff = (a[i] - b[i]).abs().max().item<double>();
+    const double diff = loom::test::max_abs_diff(a[i], b[i]);
     if (!(diff <= atol)) return ::testing::AssertionFailure() << "tensor " << i << " max |diff| " << diff;
   }
   return ::testing::AssertionSuccess();
