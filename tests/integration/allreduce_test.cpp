@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -44,6 +45,39 @@ TEST_F(AllreduceEquivalence, TwoWorkersEqualSingle) {
     EXPECT_TRUE(seen.count({rank, "backward"})) << rank;
     EXPECT_TRUE(seen.count({rank, "allreduce bucket 0"})) << rank;
   }
+}
+
+// The count of allreduces each transport carried, from the debug line every rank logs at
+// the end ("group 'world': N allreduce(s) through shared memory, M through Gloo").
+std::pair<int64_t, int64_t> transport_counts(const std::string& err) {
+  const std::string key = "group 'world': ";
+  const auto at = err.find(key);
+  if (at == std::string::npos) return {-1, -1};
+  long long shm = -1, gloo = -1;
+  std::sscanf(err.c_str() + at + key.size(), "%lld allreduce(s) through shared memory, %lld through Gloo", &shm, &gloo);
+  return {shm, gloo};
+}
+
+// Two workers on one machine reduce through shared memory (every step's buckets), and
+// LOOM_SHM_ALLREDUCE=0 really sends everything through Gloo; both equal single.
+TEST_F(AllreduceEquivalence, SharedMemoryCarriesTheAllreducesUnlessTurnedOff) {
+  const auto dir = dir_for("transport");
+  const auto on = loom_train({"--strategy", "allreduce", "--nproc", "2", "--save", dir + "/on.pt", "--log-level",
+                              "debug"});
+  ASSERT_TRUE(on.exited_with(0)) << on.describe();
+  const auto [on_shm, on_gloo] = transport_counts(on.err);
+  EXPECT_GE(on_shm, 20) << on.err;  // at least one bucket per step of 20
+  EXPECT_EQ(on_gloo, 0) << on.err;
+  EXPECT_LT(max_abs_diff(reference_, dir + "/on.pt"), 1e-5);
+
+  const auto off = loom::test::train_equivalence_job(
+      {"--strategy", "allreduce", "--nproc", "2", "--save", dir + "/off.pt", "--log-level", "debug"}, 180, "",
+      {{"LOOM_SHM_ALLREDUCE", "0"}});
+  ASSERT_TRUE(off.exited_with(0)) << off.describe();
+  const auto [off_shm, off_gloo] = transport_counts(off.err);
+  EXPECT_EQ(off_shm, 0) << off.err;
+  EXPECT_EQ(off_gloo, on_shm + on_gloo) << off.err;  // the same operations, all the other way
+  EXPECT_LT(max_abs_diff(reference_, dir + "/off.pt"), 1e-5);
 }
 
 TEST_F(AllreduceEquivalence, ThreeWorkersEqualSingle) {

@@ -5,6 +5,8 @@
 // a named error.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "support/process.h"
 #include "support/train_runs.h"
 
@@ -77,5 +79,47 @@ TEST(NonfiniteStops, TooManyInARowStopNamingTheLimit) {
   EXPECT_NE(r.err.find("the gradients were not finite for 3 steps in a row"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("--skip-nonfinite 2 allows 2"), std::string::npos) << r.err;
 }
+
+// A final model with a NaN is not written: one named error, a non-zero exit, no file.
+// LOOM_FAULT_INJECT=nanmodel fills the first parameter of the model a rank holds with NaN
+// after the last step (no forward sees it, so only --save's own check can).
+class SaveNonfinite : public ::testing::TestWithParam<std::pair<std::string, std::vector<std::string>>> {};
+
+TEST_P(SaveNonfinite, IsRefusedUnlessAskedForAndThenDiffersInfinitelyFromTheReference) {
+  const auto& [name, args] = GetParam();
+  const auto dir = dir_for("save_" + name);
+  auto refused_args = args;
+  refused_args.insert(refused_args.end(), {"--save", dir + "/refused.pt"});
+  const auto refused = job(refused_args, "nanmodel:0:19");
+  EXPECT_FALSE(refused.timed_out) << refused.describe();
+  EXPECT_NE(refused.exit_code, 0) << refused.describe();
+  EXPECT_EQ(refused.signal, 0) << refused.describe();
+  EXPECT_NE(refused.err.find("--save " + dir + "/refused.pt: nothing written: the final model is not finite ('1.weight'"
+                             " holds 200704 NaN or infinite values of 200704); pass --save-nonfinite"),
+            std::string::npos)
+      << refused.err;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/refused.pt"));
+  // Asked for, it is written; and the tests' comparison sees the NaN (an infinite
+  // difference, not the 0 that std::max(0.0, NaN) gives).
+  auto written_args = args;
+  written_args.insert(written_args.end(), {"--save", dir + "/written.pt", "--save-nonfinite"});
+  const auto written = job(written_args, "nanmodel:0:19");
+  ASSERT_TRUE(written.exited_with(0)) << written.describe();
+  auto clean_args = args;
+  clean_args.insert(clean_args.end(), {"--save", dir + "/clean.pt"});
+  const auto clean = job(clean_args);
+  ASSERT_TRUE(clean.exited_with(0)) << clean.describe();
+  EXPECT_EQ(max_abs_diff(dir + "/clean.pt", dir + "/written.pt"), loom::test::kInfiniteDifference);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Strategies, SaveNonfinite,
+    ::testing::Values(std::make_pair(std::string("single"), std::vector<std::string>{"--strategy", "single"}),
+                      std::make_pair(std::string("allreduce"),
+                                     std::vector<std::string>{"--strategy", "allreduce", "--nproc", "2"}),
+                      // The fused model: stage 0 (rank 0) holds the poisoned layer.
+                      std::make_pair(std::string("pipeline"),
+                                     std::vector<std::string>{"--strategy", "pipeline", "--nproc", "2"})),
+    [](const auto& info) { return info.param.first; });
 
 }  // namespace

@@ -2,7 +2,9 @@
 // makes the process of that job rank act when it is about to run that 0-based global step:
 //   kill  SIGKILL itself, as a crashed machine would;
 //   stop  SIGSTOP itself, as a hung or partitioned peer would (its peers must time out);
-//   nan   fill its batch's inputs with NaN, as a corrupt sample would (--skip-nonfinite).
+//   nan   fill its batch's inputs with NaN, as a corrupt sample would (--skip-nonfinite);
+//   nanmodel  after that step's update, fill the first parameter of the model it holds
+//         with NaN, as a silently broken update would (--save must refuse the model).
 // It fires on the launcher's first attempt only (LOOM_RESTART_COUNT 0), so a restarted
 // job runs clean, unless ":always" asks for every attempt. Read once, when the Trainer
 // starts. Not for production jobs; it is logged as a warning on the rank it acts on.
@@ -15,7 +17,7 @@
 namespace loom::train {
 
 struct FaultPlan {
-  std::string action = "kill";  // kill | stop | nan
+  std::string action = "kill";  // kill | stop | nan | nanmodel
   int rank = -1;
   int64_t step = -1;
   bool always = false;  // on every attempt, restarts included
@@ -29,5 +31,8 @@ std::optional<FaultPlan> fault_plan_from_environment();
 void maybe_inject_fault(const std::optional<FaultPlan>& plan, int rank, int64_t step);
 // True when the plan's action is nan for (rank, step): the caller poisons that batch.
 bool poisons_batch(const std::optional<FaultPlan>& plan, int rank, int64_t step);
+// True when the plan's action is nanmodel for (rank, step): after that step the caller
+// fills its model's first parameter with NaN.
+bool poisons_model_after(const std::optional<FaultPlan>& plan, int rank, int64_t step);
 
 }  // namespace loom::train

@@ -29,6 +29,10 @@ StateDict state_dict(const torch::nn::Module& module);
 void load_state_dict(torch::nn::Module& module, const StateDict& state, const std::string& source);
 
 void save_model_file(const std::string& path, const StateDict& state);
+// "" when every floating-point tensor of `state` is finite; otherwise names the first
+// tensor that is not and counts its NaN / infinite values ("'1.weight' holds 3 NaN or
+// infinite values of 200704").
+std::string describe_nonfinite(const StateDict& state);
 // Throws CheckpointError naming the path when the file is missing or is not a model file.
 StateDict load_model_file(const std::string& path);
 

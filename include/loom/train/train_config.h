@@ -71,6 +71,7 @@ struct TrainConfig {
   std::string interface;  // Gloo network interface; empty: automatic
   // outputs
   std::string save;
+  bool save_nonfinite = false;  // write --save even when the final model holds a NaN or an infinity
   std::string init;
   // checkpoints and restarts (train/checkpoint.h)
   std::string checkpoint_dir;    // empty: no checkpoints

@@ -22,7 +22,7 @@ std::optional<FaultPlan> parse_fault_plan(const std::string& spec) {
   }
   FaultPlan plan;
   bool ok = (fields.size() == 3 || (fields.size() == 4 && fields[3] == "always")) &&
-            (fields[0] == "kill" || fields[0] == "stop" || fields[0] == "nan");
+            (fields[0] == "kill" || fields[0] == "stop" || fields[0] == "nan" || fields[0] == "nanmodel");
   if (ok) {
     try {
       size_t used = 0;
@@ -37,7 +37,8 @@ std::optional<FaultPlan> parse_fault_plan(const std::string& spec) {
     }
   }
   LOOM_CHECK(ok && plan.rank >= 0 && plan.step >= 0, ConfigError,
-             "LOOM_FAULT_INJECT must be kill:RANK:STEP, stop:RANK:STEP or nan:RANK:STEP (optionally :always), "
+             "LOOM_FAULT_INJECT must be kill:RANK:STEP, stop:RANK:STEP, nan:RANK:STEP or nanmodel:RANK:STEP (optionally "
+             ":always), "
              "got '{}'",
              spec);
   return plan;
@@ -52,7 +53,8 @@ std::optional<FaultPlan> fault_plan_from_environment() {
 }
 
 void maybe_inject_fault(const std::optional<FaultPlan>& plan, int rank, int64_t step) {
-  if (!plan || plan->rank != rank || plan->step != step || plan->action == "nan") return;
+  if (!plan || plan->rank != rank || plan->step != step) return;
+  if (plan->action != "kill" && plan->action != "stop") return;
   if (plan->action == "stop") {
     log::warn("LOOM_FAULT_INJECT: stopping this process (SIGSTOP) before step {}", step);
     ::kill(::getpid(), SIGSTOP);
@@ -65,6 +67,12 @@ void maybe_inject_fault(const std::optional<FaultPlan>& plan, int rank, int64_t 
 bool poisons_batch(const std::optional<FaultPlan>& plan, int rank, int64_t step) {
   if (!plan || plan->action != "nan" || plan->rank != rank || plan->step != step) return false;
   log::warn("LOOM_FAULT_INJECT: filling the inputs of step {} with NaN", step);
+  return true;
+}
+
+bool poisons_model_after(const std::optional<FaultPlan>& plan, int rank, int64_t step) {
+  if (!plan || plan->action != "nanmodel" || plan->rank != rank || plan->step != step) return false;
+  log::warn("LOOM_FAULT_INJECT: filling this rank's first parameter with NaN after step {}", step);
   return true;
 }
 

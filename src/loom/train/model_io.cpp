@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <fmt/format.h>
+
 #include <map>
 
 #include "loom/core/atomic_file.h"
@@ -39,6 +41,18 @@ void save_model_file(const std::string& path, const StateDict& state) {
   for (const auto& [name, tensor] : state) dict.insert(name, tensor.detach().contiguous());
   const std::vector<char> bytes = torch::pickle_save(dict);
   write_file_atomic(path, std::string_view(bytes.data(), bytes.size()));
+}
+
+std::string describe_nonfinite(const StateDict& state) {
+  for (const auto& [name, tensor] : state) {
+    if (!tensor.is_floating_point() || tensor.numel() == 0) continue;
+    const int64_t bad = tensor.detach().isfinite().logical_not().sum().item<int64_t>();
+    if (bad > 0) {
+      return fmt::format("'{}' holds {} NaN or infinite value{} of {}", name, bad, bad == 1 ? "" : "s",
+                         tensor.numel());
+    }
+  }
+  return "";
 }
 
 StateDict load_model_file(const std::string& path) {

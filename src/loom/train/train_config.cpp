@@ -62,6 +62,8 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
   t.add("timeout", &c.timeout, "seconds any blocking communication may take before it fails");
   t.add("interface", &c.interface, "network interface for Gloo (default: the one that reaches the master)");
   t.add("save", &c.save, "write the final model (state_dict readable by Python's torch.load) here");
+  t.add("save-nonfinite", &c.save_nonfinite,
+        "write --save even if the final model holds a NaN or an infinity (by default that is an error and no file)");
   t.add("init", &c.init, "start from this model file (as written by --save)");
   t.add("checkpoint-dir", &c.checkpoint_dir,
         "save checkpoints here (each rank's state, atomically, checksummed; the newest complete one is kept)");

@@ -190,6 +190,10 @@ Summary Trainer::run() {
       auto span = tracer.span("step", "step");
       out = strategy->step(local, StepInfo{t, epoch, global_batch, share});
     }
+    if (poisons_model_after(fault, rank, t)) {
+      torch::NoGradGuard no_grad;
+      strategy->local_state().model->parameters().at(0).fill_(std::nan(""));
+    }
     const double step_s = seconds_since(step_start);
     if (auto_weights) {
       auto_compute_s += out.compute_s;
@@ -278,9 +282,21 @@ Summary Trainer::run() {
   summary.final_train_loss = last_window_loss;
   torch::nn::Sequential full = strategy->final_model();  // collective; whole model on rank 0
   evaluate_now(full, (steps_done - 1) / steps_per_epoch, steps_done);
+  // A model with a NaN or an infinity is not written unless asked for (--save-nonfinite).
+  // The error is raised after the collective finish() below, so the other ranks end
+  // cleanly and the job ends with this one line.
+  std::string unsaved;
   if (leader && !c.save.empty()) {
-    save_model_file(c.save, state_dict(*full));
-    log::info("saved the model to {}", c.save);
+    const StateDict state = state_dict(*full);
+    const std::string bad = c.save_nonfinite ? "" : describe_nonfinite(state);
+    if (bad.empty()) {
+      save_model_file(c.save, state);
+      log::info("saved the model to {}", c.save);
+    } else {
+      unsaved = fmt::format("--save {}: nothing written: the final model is not finite ({}); pass --save-nonfinite "
+                            "to write it anyway",
+                            c.save, bad);
+    }
   }
   if (!c.record_indices.empty() && slot.reads_data) {
     // The same shape as one rank of `loom partition`: {"rank":r,"steps":[[...],...]}.
@@ -289,6 +305,7 @@ Summary Trainer::run() {
     write_file_atomic(c.record_indices + "/rank-" + std::to_string(slot.rank) + ".json", json + "]}\n");
   }
   strategy->finish();
+  LOOM_CHECK(unsaved.empty(), TrainingError, "{}", unsaved);
   if (tracer.enabled()) {
     // One file for the whole job: every rank's events, gathered on rank 0 via the store.
     std::vector<std::string> bodies{tracer.events_json()};
@@ -299,6 +316,11 @@ Summary Trainer::run() {
       }
     }
     if (leader) Tracer::write_file(c.trace, bodies);
+  }
+  if (context_ && world > 1) {
+    const auto counts = context_->world().allreduce_counts();
+    log::debug("group 'world': {} allreduce(s) through shared memory, {} through Gloo", counts.shared_memory,
+               counts.c10d);
   }
   summary.wall_s = seconds_since(wall_start);
   if (leader) {
