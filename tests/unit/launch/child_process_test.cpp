@@ -1,8 +1,11 @@
 #include "loom/launch/child_process.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <chrono>
 #include <thread>
@@ -88,12 +91,31 @@ TEST(ChildProcess, AMissingProgramIsALaunchErrorNamingIt) {
   EXPECT_THROW(ChildProcess::spawn(o), LaunchError);
 }
 
+// One line from `fd` (without its newline), waiting at most `timeout` for it.
+std::string read_line(int fd, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string line;
+  char c = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0))) <= 0) break;
+    if (read(fd, &c, 1) != 1 || c == '\n') return line;
+    line += c;
+  }
+  ADD_FAILURE() << "no whole line within " << timeout.count() << " ms (got '" << line << "')";
+  return line;
+}
+
 TEST(ChildProcess, SignalGroupReachesGrandchildren) {
-  // The shell starts `sleep` and waits: killing only the shell would leave sleep holding
-  // the pipe; the group signal must end both, so stdout reaches end of file.
-  ChildProcess child = ChildProcess::spawn(shell("sleep 60 & wait"));
+  // The shell starts `sleep`, says its pid, and waits: killing only the shell would leave
+  // sleep holding the pipe; the group signal must end both, so stdout reaches end of file.
+  ChildProcess child = ChildProcess::spawn(shell("sleep 60 & echo $!; wait"));
   UniqueFd out = child.take_stdout();
-  std::this_thread::sleep_for(100ms);
+  // Signalled only once the grandchild exists (its pid has been printed), not after a
+  // guessed delay.
+  const pid_t grandchild = static_cast<pid_t>(std::stol(read_line(out.get(), 10s)));
+  ASSERT_EQ(kill(grandchild, 0), 0);
   child.signal_group(SIGTERM);
   EXPECT_EQ(wait_for(child), ExitStatus::killed(SIGTERM));
   const auto start = std::chrono::steady_clock::now();
