@@ -3,6 +3,7 @@
 // would) and supervises them.
 #include <CLI/CLI.hpp>
 
+#include <cstdlib>
 #include <memory>
 
 #include "commands.h"
@@ -14,6 +15,7 @@
 #include "loom/launch/launcher.h"
 #include "loom/launch/self_executable.h"
 #include "loom/ps/server_process.h"
+#include "loom/ps/van.h"
 #include "loom/train/train_config.h"
 #include "loom/train/trainer.h"
 
@@ -28,7 +30,23 @@ struct TrainCommand {
   std::vector<std::string> argv;
 };
 
+// A job whose parameter servers listen off loopback gets its own CURVE key pair, made
+// here by the process that starts it and handed to its processes in the environment
+// (never on a command line, never logged), unless the environment already holds one or
+// --insecure says not to. External servers (loom ps-server) need the user's key file.
+void give_the_job_a_curve_key(const train::TrainConfig& c) {
+  if (c.strategy != "ps" || c.insecure || c.ps_external_servers) return;
+  if (ps::is_local_endpoint("tcp://" + c.ps_host + ":0")) return;
+  if (std::getenv(ps::kCurveSecretEnv) || std::getenv(ps::kCurveKeyFileEnv)) return;
+  const ps::CurveKeys keys = ps::CurveKeys::generate();
+  LOOM_CHECK(::setenv(ps::kCurveSecretEnv, keys.secret_key.c_str(), 1) == 0, ConfigError,
+             "cannot set {} for the job's processes", ps::kCurveSecretEnv);
+  log::info("ps: --ps-host {} is not loopback: workers and servers authenticate and encrypt with a new CURVE key pair",
+            c.ps_host);
+}
+
 int spawn_workers(const TrainCommand& cmd) {
+  give_the_job_a_curve_key(cmd.config);
   launch::LaunchOptions lo;
   // --strategy ps: the parameter servers are the last --servers ranks of the job.
   lo.nproc = cmd.config.nproc +

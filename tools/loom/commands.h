@@ -23,5 +23,6 @@ Command add_train_command(CLI::App& app, const std::vector<std::string>& argv);
 Command add_run_command(CLI::App& app);
 Command add_partition_command(CLI::App& app);
 Command add_ps_server_command(CLI::App& app);
+Command add_ps_keygen_command(CLI::App& app);
 
 }  // namespace loom::cli

@@ -2,6 +2,7 @@
 //   loom train [--config FILE.toml] [flags]
 //   loom run --nproc N [...] -- CMD ARGS...
 //   loom ps-server --index I --workers W [...]
+//   loom ps-keygen FILE
 #include <CLI/CLI.hpp>
 
 #include <iostream>
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
       loom::cli::add_run_command(app),
       loom::cli::add_partition_command(app),
       loom::cli::add_ps_server_command(app),
+      loom::cli::add_ps_keygen_command(app),
   };
   try {
     app.parse(argc, argv);

@@ -16,8 +16,13 @@
 // the one-line reason, seq and key echoed when the header decoded), logged, counted in
 // rejected() and never returned; a peer's bad input never throws on the server.
 //
-// The token is a guard against connecting the wrong jobs, not encryption: traffic is in
-// the clear. Keep servers on loopback or a trusted network.
+// The token is a guard against connecting the wrong jobs, not encryption. Security is
+// CURVE (VanOptions::curve, ZeroMQ's authenticated encryption): every process of a job
+// holds the job's one key pair; a server admits only clients that prove they hold its
+// secret key (a ZAP handler on the VanContext checks the client's public key), and all
+// traffic is encrypted. Without a key pair a van refuses any endpoint that leaves the
+// machine (is_local_endpoint) unless VanOptions::insecure. Threat model: "Security" in
+// docs/parameter-server.md.
 //
 // Thread-safety: a ZeroMQ socket is not thread-safe, so each ServerVan / ClientVan must
 // be used by one thread at a time (construct it anywhere, then call send/receive from a
@@ -84,6 +89,31 @@ class VanContext {
   std::unique_ptr<Impl> impl_;
 };
 
+// A CURVE key pair as Z85 text (40 characters each). The secret key must never reach a
+// log, an error message or a command line: pass it through the environment.
+struct CurveKeys {
+  std::string public_key, secret_key;
+  bool empty() const { return secret_key.empty(); }
+  // A new random key pair (zmq_curve_keypair). CommError when ZeroMQ lacks CURVE.
+  static CurveKeys generate();
+  // The pair of a Z85 secret key. ConfigError (not quoting the key) when it is not one.
+  static CurveKeys from_secret(std::string_view secret_z85);
+};
+
+// The environment variables that hand the job's key pair to its processes: the secret
+// key itself (Z85), or a file holding it that only its owner may read (mode 0600).
+constexpr const char* kCurveSecretEnv = "LOOM_PS_CURVE_SECRET";
+constexpr const char* kCurveKeyFileEnv = "LOOM_PS_CURVE_KEY_FILE";
+
+// True when this libzmq has CURVE (zmq_has("curve")).
+bool curve_available();
+// Whether an endpoint stays on this machine: inproc://, ipc://, or tcp:// on 127.0.0.0/8,
+// ::1, localhost or the interface lo.
+bool is_local_endpoint(const std::string& endpoint);
+// Writes a new key pair's secret key to `path` (created with mode 0600; an existing file
+// is an error) for kCurveKeyFileEnv. Returns the pair. Errors name the path only.
+CurveKeys write_curve_key_file(const std::string& path);
+
 struct VanOptions {
   // Handshake and send timeout (a send blocks only while the peer's queue is full).
   std::chrono::milliseconds timeout{300000};
@@ -93,10 +123,16 @@ struct VanOptions {
   // Op::error.
   Limits limits;
   std::string token;  // shared secret; empty = none
+  // The job's CURVE key pair (both ends use the same one); empty: plain TCP, which a van
+  // refuses for an endpoint off this machine unless `insecure` (--insecure).
+  CurveKeys curve;
+  bool insecure = false;
   int io_threads = 1;  // for the van's own context (ignored when `context` is given)
   std::shared_ptr<VanContext> context;  // null: the van makes its own
 
-  // Defaults, with `token` from LOOM_PS_TOKEN when set. Reads the environment: call it
+  // Defaults, with `token` from LOOM_PS_TOKEN and `curve` from kCurveSecretEnv or
+  // kCurveKeyFileEnv when set (ConfigError naming the variable or file, never the key,
+  // when unusable: not a key, or a file others may read). Reads the environment: call it
   // once at start-up (entry points), not deep inside a loop.
   static VanOptions from_environment();
 };
@@ -106,7 +142,8 @@ struct VanOptions {
 class ServerVan {
  public:
   // Binds to `endpoint`, e.g. "tcp://127.0.0.1:0" (port 0: the OS picks one) or
-  // "inproc://name". Throws CommError naming the endpoint when it cannot bind.
+  // "inproc://name". Throws CommError naming the endpoint when it cannot bind, and
+  // ConfigError when the endpoint leaves the machine without options.curve or insecure.
   ServerVan(std::string endpoint, VanOptions options);
   ~ServerVan();
   ServerVan(ServerVan&&) noexcept;
@@ -142,9 +179,10 @@ class ClientVan {
  public:
   // Connects to `endpoint` and performs the handshake within options.timeout. Throws
   // TimeoutError ("no answer from the parameter server at tcp://...") when nothing
-  // answers, CommError when the server refuses ("server at tcp://... rejected the
-  // handshake: wrong token") or the endpoint is invalid, ProtocolError on a malformed
-  // answer; each names the endpoint.
+  // answers (with CURVE this is also what a server with another key pair looks like),
+  // CommError when the server refuses ("server at tcp://... rejected the handshake:
+  // wrong token") or the endpoint is invalid, ProtocolError on a malformed answer,
+  // ConfigError as for ServerVan; each names the endpoint.
   ClientVan(std::string endpoint, uint32_t worker_id, VanOptions options);
   ~ClientVan();
   ClientVan(ClientVan&&) noexcept;

@@ -47,6 +47,7 @@ struct TrainConfig {
   std::string ps_save;                   // at the end, each server writes <prefix>.server<i>
   std::string ps_load;                   // servers start from <prefix>.server<i>
   bool ps_external_servers = false;      // servers run as `loom ps-server`: every rank is a worker
+  bool insecure = false;                 // ps: plain TCP off loopback (no CURVE key)
   bool find_unused_parameters = false;
   // hybrid: a --dp x --pp mesh of processes (--nproc defaults to dp * pp)
   int64_t dp = 1;  // data-parallel replicas (pipelines)

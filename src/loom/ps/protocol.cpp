@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -108,6 +109,13 @@ std::string dtype_name(DType dtype) {
     case DType::u8: return "u8";
   }
   return fmt::format("dtype({})", static_cast<unsigned>(dtype));
+}
+
+Limits limits_for_slices(int64_t slice_bytes) {
+  Limits limits;
+  limits.max_payload_bytes = std::max<uint64_t>(slice_bytes > 0 ? static_cast<uint64_t>(slice_bytes) : 0,
+                                                kMinPayloadLimit);
+  return limits;
 }
 
 bool operator==(const Header& a, const Header& b) {

@@ -38,8 +38,10 @@ void PsStrategy::setup(const train::StrategySetup& s) {
   o.worker_id = static_cast<uint32_t>(context_->rank());
   o.slice_bytes = static_cast<int64_t>(c.ps_slice_mb * (1 << 20));
   o.timeout = std::chrono::milliseconds(static_cast<int64_t>(c.timeout * 1000));
-  o.van = VanOptions::from_environment();
+  o.van = VanOptions::from_environment();  // the job's CURVE key, if any
   o.van.timeout = o.timeout;
+  o.van.insecure = c.insecure;
+  o.van.limits = limits_for_slices(o.slice_bytes);  // as the servers' (server_process.cpp)
   for (int i = 0; i < c.servers; ++i) o.servers.push_back(context_->store_get(server_store_key(i)));
   worker_ = std::make_unique<Worker>(specs, o);
   if (context_->rank() == 0) {

@@ -21,10 +21,6 @@ void run_server_process(const train::TrainConfig& c, const DistEnv& env, int num
   LOOM_CHECK(server_index >= 0 && server_index < c.servers, ConfigError,
              "parameter server index {} is outside --servers {}", server_index, c.servers);
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(c.timeout * 1000));
-  comm::ContextOptions co;
-  co.timeout = timeout;
-  auto store = comm::Context::join_store(env, co);
-
   ServerOptions o;
   o.bind = "tcp://" + c.ps_host + ":0";
   o.server_index = server_index;
@@ -34,8 +30,11 @@ void run_server_process(const train::TrainConfig& c, const DistEnv& env, int num
   o.optimizer = train::optimizer_options(c);
   o.timeout = timeout;
   o.dead_after = std::min(timeout / 2, std::chrono::milliseconds(30000));
-  o.van = VanOptions::from_environment();
+  o.van = VanOptions::from_environment();  // the job's CURVE key, if any
   o.van.timeout = timeout;
+  o.van.insecure = c.insecure;
+  // No payload is larger than a slice: nor is any frame ZeroMQ accepts from anyone.
+  o.van.limits = limits_for_slices(static_cast<int64_t>(c.ps_slice_mb * (1 << 20)));
   if (!c.ps_load.empty()) o.load_path = c.ps_load + ".server" + std::to_string(server_index);
   // The only places this server writes: workers send names, never paths.
   if (!c.ps_save.empty()) o.save_dir = split_save_prefix(c.ps_save).dir;
@@ -53,7 +52,11 @@ void run_server_process(const train::TrainConfig& c, const DistEnv& env, int num
   if (const auto fault = train::fault_plan_from_environment(); fault && fault->rank == env.rank) {
     o.after_update = [fault, rank = env.rank](int64_t version) { train::maybe_inject_fault(fault, rank, version); };
   }
+  // Bound (or refused: no CURVE key off loopback) before waiting for the store.
   Server server(o);
+  comm::ContextOptions co;
+  co.timeout = timeout;
+  auto store = comm::Context::join_store(env, co);
   store->store_set(server_store_key(server_index), server.endpoint());
   server.run();
   log::info("parameter server {}: all workers done after {} updates; steps pushed by each worker: {}", server_index,

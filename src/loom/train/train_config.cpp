@@ -42,6 +42,8 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
   t.add("ps-load", &c.ps_load, "ps: servers start from the shards in PREFIX.server<i>");
   t.add("ps-external-servers", &c.ps_external_servers,
         "ps: the --servers servers are started on their own (loom ps-server); every rank of this job is a worker");
+  t.add("insecure", &c.insecure,
+        "ps: allow workers and servers to talk off loopback without CURVE (no authentication, no encryption)");
   t.add("find-unused-parameters", &c.find_unused_parameters,
         "allreduce: allow parameters that get no gradient in a step");
   t.add("dp", &c.dp, "hybrid: data-parallel replicas, each a pipeline of --pp stages");

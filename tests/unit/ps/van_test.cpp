@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 #include <zmq.hpp>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cstring>
 #include <mutex>
@@ -19,6 +22,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using loom::ps::ClientVan;
+using loom::ps::CurveKeys;
 using loom::ps::DType;
 using loom::ps::Header;
 using loom::ps::kHeaderBytes;
@@ -631,6 +635,193 @@ TEST(VanTcp, FrameOverTheLimitIsDroppedByZeroMQ) {
   EXPECT_EQ(server.failure(), "");
 }
 
+// The per-frame bound for peers that have not said hello: ZMQ_MAXMSGSIZE is the
+// payload limit (64 KiB for a job of small slices), so a frame of 64 KiB still reaches
+// loom (and is refused: no hello), one byte more is dropped by ZeroMQ before it is
+// allocated, and a good client goes on being served.
+TEST(VanTcp, APeerWithoutHelloCannotMakeZeroMQAllocateAFrameOverTheLimit) {
+  VanOptions small;
+  small.timeout = kWait;
+  small.limits = loom::ps::limits_for_slices(1024);  // raised to the 64 KiB floor
+  ASSERT_EQ(small.limits.max_payload_bytes, 64u * 1024);
+  EchoServer server("tcp://127.0.0.1:0", small);
+  ClientVan good(server.endpoint(), 0, small);
+  VanContext context;
+  const uint64_t limit = small.limits.max_payload_bytes;
+  {
+    RawSocket raw(context.native_handle(), ZMQ_DEALER);
+    raw.connect(server.endpoint());
+    raw.send({header_bytes(raw_push(9, 1, limit)), std::string(limit, 'x')});
+    expect_error_reply(raw, "push from a peer that has not said hello");
+  }
+  {
+    RawSocket raw(context.native_handle(), ZMQ_DEALER);
+    raw.connect(server.endpoint());
+    raw.send({header_bytes(raw_push(9, 2, limit + 1)), std::string(limit + 1, 'x')});
+    EXPECT_FALSE(raw.receive(300ms)) << "a frame over the limit reached the server";
+  }
+  EXPECT_EQ(server.rejected(), 1);
+  auto buffer = std::make_shared<std::string>(limit, 'y');
+  good.send(raw_push(0, 1, buffer->size()), Payload{buffer->data(), buffer->size(), buffer});
+  auto reply = good.receive(kWait);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->payload.bytes(), *buffer);
+  EXPECT_EQ(server.failure(), "");
+}
+
+// A worker whose payloads may exceed the server's limit (another --ps-slice-mb) is told
+// so at the handshake, naming both limits, instead of timing out on its first big push.
+TEST_P(VanTest, ClientWithALargerLimitThanTheServerIsRefusedAtTheHandshake) {
+  VanOptions server_options = options();
+  server_options.limits = loom::ps::limits_for_slices(1 << 20);
+  EchoServer server(bind_address(), server_options);
+  try {
+    ClientVan client(server.endpoint(), 0, options());  // default limit: 2 GiB
+    ADD_FAILURE() << "no error";
+  } catch (const loom::CommError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("accepts payloads of at most 1048576 bytes"), std::string::npos) << what;
+    EXPECT_NE(what.find("this worker's limit is 2147483648 bytes"), std::string::npos) << what;
+    EXPECT_NE(what.find(server.endpoint()), std::string::npos) << what;
+  }
+  VanOptions same = options();
+  same.limits = server_options.limits;
+  ClientVan client(server.endpoint(), 0, same);
+  round_trip(client, 1, 1 << 20);
+}
+
+TEST(Van, LimitsForSlices) {
+  EXPECT_EQ(loom::ps::limits_for_slices(4 << 20).max_payload_bytes, 4u << 20);
+  EXPECT_EQ(loom::ps::limits_for_slices(100).max_payload_bytes, loom::ps::kMinPayloadLimit);
+  EXPECT_EQ(loom::ps::limits_for_slices(0).max_payload_bytes, loom::ps::kMinPayloadLimit);
+}
+
+// ---- CURVE -------------------------------------------------------------------------
+
+// Over a real TCP socket: a client holding the job's key pair is served; a client with
+// no key, with another job's key pair, or with the server's public key but a key pair
+// of its own (what ZAP is there for) never gets a message to loom.
+TEST(VanCurve, OnlyAClientHoldingTheJobsKeyIsServed) {
+  ASSERT_TRUE(loom::ps::curve_available()) << "libzmq without CURVE: scripts/install-deps.sh";
+  const CurveKeys job = CurveKeys::generate();
+  VanOptions with_key;
+  with_key.timeout = kWait;
+  with_key.curve = job;
+  EchoServer server("tcp://127.0.0.1:0", with_key);
+  ClientVan good(server.endpoint(), 0, with_key);
+  auto buffer = std::make_shared<std::string>(4096, 'c');
+  good.send(raw_push(0, 1, buffer->size()), Payload{buffer->data(), buffer->size(), buffer});
+  auto reply = good.receive(kWait);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->payload.bytes(), *buffer);
+
+  VanOptions no_key;
+  no_key.timeout = 500ms;
+  try {
+    ClientVan plain(server.endpoint(), 1, no_key);
+    ADD_FAILURE() << "a client without the key was served";
+  } catch (const loom::TimeoutError& e) {
+    EXPECT_NE(std::string(e.what()).find(server.endpoint()), std::string::npos) << e.what();
+  }
+  VanOptions other_job = no_key;
+  other_job.curve = CurveKeys::generate();
+  try {
+    ClientVan other(server.endpoint(), 2, other_job);
+    ADD_FAILURE() << "a client with another job's key was served";
+  } catch (const loom::TimeoutError& e) {
+    EXPECT_NE(std::string(e.what()).find("with this job's CURVE key"), std::string::npos) << e.what();
+  }
+  {  // knows the server's public key, but holds only a key pair of its own
+    const CurveKeys own = CurveKeys::generate();
+    VanContext context;
+    RawSocket raw(context.native_handle(), ZMQ_DEALER);
+    raw.socket().set(zmq::sockopt::curve_serverkey, job.public_key);
+    raw.socket().set(zmq::sockopt::curve_publickey, own.public_key);
+    raw.socket().set(zmq::sockopt::curve_secretkey, own.secret_key);
+    raw.connect(server.endpoint());
+    raw.send({header_bytes(hello_from(3)), ""});
+    EXPECT_FALSE(raw.receive(500ms)) << "ZAP admitted a client that does not hold the job's secret key";
+  }
+  EXPECT_EQ(server.hellos().size(), 1u) << "only the client with the key said hello";
+  EXPECT_EQ(server.rejected(), 0) << "nothing from the others reached loom";
+  EXPECT_EQ(server.failure(), "");
+}
+
+TEST(VanCurve, OffThisMachineWithoutAKeyIsRefusedUnlessInsecure) {
+  VanOptions plain;
+  plain.timeout = kWait;
+  try {
+    ServerVan van("tcp://0.0.0.0:0", plain);
+    ADD_FAILURE() << "listened off loopback without a key";
+  } catch (const loom::ConfigError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("refusing to listen on tcp://0.0.0.0:0"), std::string::npos) << what;
+    EXPECT_NE(what.find("LOOM_PS_CURVE_KEY_FILE"), std::string::npos) << what;
+    EXPECT_NE(what.find("--insecure"), std::string::npos) << what;
+  }
+  try {
+    ClientVan client("tcp://192.0.2.1:5555", 0, plain);
+    ADD_FAILURE() << "connected off loopback without a key";
+  } catch (const loom::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("refusing to connect to the parameter server at tcp://192.0.2.1:5555"),
+              std::string::npos)
+        << e.what();
+  }
+  VanOptions insecure = plain;
+  insecure.insecure = true;
+  EXPECT_NO_THROW(ServerVan("tcp://0.0.0.0:0", insecure));
+  VanOptions keyed = plain;
+  keyed.curve = CurveKeys::generate();
+  EXPECT_NO_THROW(ServerVan("tcp://0.0.0.0:0", keyed));
+
+  for (const char* local : {"inproc://x", "ipc:///tmp/x", "tcp://127.0.0.1:0", "tcp://127.8.9.10:5", "tcp://[::1]:5",
+                            "tcp://localhost:5", "tcp://lo:5"}) {
+    EXPECT_TRUE(loom::ps::is_local_endpoint(local)) << local;
+  }
+  for (const char* remote : {"tcp://0.0.0.0:0", "tcp://*:5", "tcp://10.0.0.2:5", "tcp://[::]:5", "tcp://eth0:5",
+                             "tcp://128.0.0.1:5", "udp://127.0.0.1:5"}) {
+    EXPECT_FALSE(loom::ps::is_local_endpoint(remote)) << remote;
+  }
+}
+
+TEST(VanCurve, KeyFromTheEnvironmentOrAPrivateFile) {
+  const CurveKeys keys = CurveKeys::generate();
+  EXPECT_EQ(CurveKeys::from_secret(keys.secret_key).public_key, keys.public_key);
+  ::setenv("LOOM_PS_CURVE_SECRET", keys.secret_key.c_str(), 1);
+  EXPECT_EQ(VanOptions::from_environment().curve.public_key, keys.public_key);
+  const std::string bad = "this is not a Z85 key but it is secret!!";
+  ::setenv("LOOM_PS_CURVE_SECRET", bad.c_str(), 1);
+  try {
+    VanOptions::from_environment();
+    ADD_FAILURE() << "took a bad key";
+  } catch (const loom::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("LOOM_PS_CURVE_SECRET"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find(bad), std::string::npos) << "the error quotes the key: " << e.what();
+  }
+  ::unsetenv("LOOM_PS_CURVE_SECRET");
+
+  const std::string path = ::testing::TempDir() + "/loom-van-key-" + std::to_string(::getpid());
+  ::unlink(path.c_str());
+  const CurveKeys written = loom::ps::write_curve_key_file(path);
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_THROW(loom::ps::write_curve_key_file(path), loom::ConfigError) << "overwrote an existing key file";
+  ::setenv("LOOM_PS_CURVE_KEY_FILE", path.c_str(), 1);
+  EXPECT_EQ(VanOptions::from_environment().curve.public_key, written.public_key);
+  ::chmod(path.c_str(), 0644);
+  try {
+    VanOptions::from_environment();
+    ADD_FAILURE() << "took a key file others may read";
+  } catch (const loom::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("mode 644"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+  ::unsetenv("LOOM_PS_CURVE_KEY_FILE");
+  ::unlink(path.c_str());
+  EXPECT_TRUE(VanOptions::from_environment().curve.empty());
+}
+
 TEST(Van, TokenFromEnvironment) {
   ::setenv("LOOM_PS_TOKEN", "from-env", 1);
   EXPECT_EQ(VanOptions::from_environment().token, "from-env");
@@ -653,8 +844,10 @@ TEST(Van, DescribePeer) {
 }
 
 TEST(Van, BindFailureNamesTheEndpoint) {
+  VanOptions insecure;
+  insecure.insecure = true;  // not loopback: without it, the refusal to listen in the clear comes first
   try {
-    ServerVan van("tcp://256.1.1.1:5", VanOptions{});
+    ServerVan van("tcp://256.1.1.1:5", insecure);
     FAIL() << "no throw";
   } catch (const loom::CommError& e) {
     EXPECT_NE(std::string(e.what()).find("cannot bind the parameter server to tcp://256.1.1.1:5"),
