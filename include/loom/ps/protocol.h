@@ -22,7 +22,8 @@
 //      120    8  payload_bytes  size of the payload frame
 //
 // Contract of a valid header (decode_header and check_header enforce all of it, before
-// anything is allocated for the payload): the magic and version match; op and dtype are
+// loom allocates anything for the payload; ZeroMQ has already received the frames, each
+// within ZMQ_MAXMSGSIZE, see van.h): the magic and version match; op and dtype are
 // known; ndim <= kMaxDims; dims are >= 0 and those past ndim are 0; weight is finite;
 // payload_bytes <= Limits::max_payload_bytes; with a dtype, the payload is exactly the
 // tensor (product of the ndim dims, 1 for ndim 0, times dtype_size) and with
