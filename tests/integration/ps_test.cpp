@@ -1,6 +1,9 @@
 // --strategy ps through the real CLI and launcher: workers and parameter servers as real
 // processes over real ZeroMQ sockets.
 #include <gtest/gtest.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -60,6 +63,51 @@ TEST_F(PsSync, ProportionalSharesAndOneWorkerEqualSingle) {
   r = loom_train({"--strategy", "ps", "--nproc", "1", "--servers", "1", "--save", dir + "/one.pt"});
   ASSERT_TRUE(r.exited_with(0)) << r.describe();
   EXPECT_LT(max_abs_diff(reference_, dir + "/one.pt"), 1e-5);
+}
+
+// This machine's first IPv4 address that is not loopback ("" when it has none).
+std::string non_loopback_address() {
+  ifaddrs* all = nullptr;
+  if (getifaddrs(&all) != 0) return "";
+  std::string found;
+  for (ifaddrs* a = all; a && found.empty(); a = a->ifa_next) {
+    if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET) continue;
+    char text[INET_ADDRSTRLEN] = {};
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, text, sizeof text);
+    if (std::string(text).rfind("127.", 0) != 0) found = text;
+  }
+  freeifaddrs(all);
+  return found;
+}
+
+// Off loopback, `loom train` gives the job a fresh CURVE key pair through the
+// environment: the servers admit only its workers, the messages are encrypted, and the
+// result still equals single. Servers started on their own get no key from the job:
+// without one (or --insecure) the workers refuse to connect, at once, naming the fix.
+TEST_F(PsSync, OffLoopbackTheJobAuthenticatesAndEncryptsWithItsOwnKey) {
+  const std::string address = non_loopback_address();
+  if (address.empty()) GTEST_SKIP() << "this machine has no address but loopback";
+  const auto dir = dir_for("curve");
+  const auto r = loom_train({"--strategy", "ps", "--nproc", "2", "--ps-host", address, "--save", dir + "/m.pt"});
+  ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  EXPECT_NE(r.err.find("authenticate and encrypt with a new CURVE key pair"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("tcp://" + address), std::string::npos) << r.err;  // it did listen there
+  EXPECT_LT(max_abs_diff(reference_, dir + "/m.pt"), 1e-5);
+
+  loom::test::RunOptions server;
+  server.argv = {LOOM_BINARY, "ps-server", "--index", "0", "--workers", "2", "--servers", "1", "--master-port",
+                 std::to_string(loom::launch::pick_free_port()), "--ps-host", address, "--timeout", "20"};
+  server.unset_env = loom::test::job_env_names();
+  server.unset_env.insert(server.unset_env.end(), {"LOOM_PS_CURVE_SECRET", "LOOM_PS_CURVE_KEY_FILE"});
+  server.timeout = std::chrono::seconds(60);
+  const auto refused = loom::test::run(server);
+  EXPECT_TRUE(refused.exited_with(1)) << refused.describe();
+  EXPECT_LT(refused.elapsed, std::chrono::seconds(10)) << refused.describe();  // at once, not at --timeout
+  EXPECT_NE(refused.err.find("parameter server: refusing to listen on tcp://" + address +
+                             ":0 without encryption or authentication"),
+            std::string::npos)
+      << refused.err;
+  EXPECT_NE(refused.err.find("or pass --insecure"), std::string::npos) << refused.err;
 }
 
 // Servers write their shards and optimizer state; new servers started from them serve
