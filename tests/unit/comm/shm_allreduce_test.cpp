@@ -185,8 +185,8 @@ TEST(ShmAllreduce, APeerKilledDuringAnAllreduceIsNamedWithinASecond) {
   } catch (const loom::CommError& e) {
     const auto noticed = std::chrono::steady_clock::now();
     ASSERT_GT(killed_at_ns.load(), started.time_since_epoch().count()) << "failed before the peer was killed";
-    const auto after_kill = std::chrono::nanoseconds(noticed.time_since_epoch().count() - killed_at_ns.load());
-    EXPECT_LT(after_kill, std::chrono::seconds(1)) << e.what();
+    const double after_kill_ms = (noticed.time_since_epoch().count() - killed_at_ns.load()) / 1e6;
+    EXPECT_LT(after_kill_ms, 1000.0) << e.what();
     EXPECT_NE(std::string(e.what()).find("allreduce on group 'world' (shared memory) failed: rank 1 (pid " +
                                          std::to_string(peer) + ") exited"),
               std::string::npos)
