@@ -1,8 +1,6 @@
 // ServerVan / ClientVan over ZeroMQ (ROUTER / DEALER). Contracts in loom/ps/van.h.
 #include <zmq.hpp>
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,105 +20,9 @@
 #include "loom/core/log.h"
 #include "loom/core/tsan.h"
 #include "loom/ps/van.h"
+#include "loom/ps/zap_handler.h"
 
 namespace loom::ps {
-
-namespace {
-
-// ZeroMQ's authentication hook (ZAP, RFC 27) for the CURVE servers of one context: a REP
-// socket on inproc://zeromq.zap.01, served by its own thread. ZeroMQ asks it about every
-// client that completed the CURVE handshake (so the client holds the secret key of the
-// public key it presents); it admits the client only when that public key is the one
-// registered for the server's ZAP domain: the job's own.
-class ZapHandler {
- public:
-  explicit ZapHandler(zmq::context_t& context) : socket_(context, zmq::socket_type::rep) {
-    socket_.set(zmq::sockopt::linger, 0);
-    try {
-      socket_.bind("inproc://zeromq.zap.01");
-    } catch (const zmq::error_t& e) {
-      LOOM_THROW(CommError, "cannot start the CURVE authenticator (inproc://zeromq.zap.01): {}", e.what());
-    }
-    thread_ = std::thread([this] { run(); });
-  }
-  ~ZapHandler() {
-    stop_ = true;
-    thread_.join();
-  }
-  ZapHandler(const ZapHandler&) = delete;
-  ZapHandler& operator=(const ZapHandler&) = delete;
-
-  // A new ZAP domain whose only admitted client public key is `public_key` (32 bytes).
-  std::string admit(const std::string& public_key) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::string domain = fmt::format("loom-ps-{}", next_domain_++);
-    allowed_[domain] = public_key;
-    return domain;
-  }
-  void forget(const std::string& domain) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    allowed_.erase(domain);
-  }
-
- private:
-  void run() {
-    std::vector<zmq::message_t> request;
-    while (!stop_) {
-      zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-      try {
-        if (zmq::poll(&item, 1, std::chrono::milliseconds(100)) <= 0) continue;
-        request.clear();
-        for (;;) {
-          zmq::message_t frame;
-          if (!socket_.recv(frame, zmq::recv_flags::none)) break;
-          const bool more = frame.more();
-          request.push_back(std::move(frame));
-          if (!more) break;
-        }
-        answer(request);
-      } catch (const zmq::error_t& e) {
-        if (e.num() == ETERM) return;
-        if (e.num() != EINTR) log::warn("parameter-server CURVE authenticator: {}", e.what());
-      }
-    }
-  }
-
-  // Request: version, request id, domain, address, routing id, mechanism, credentials
-  // (CURVE: the client's 32-byte public key). Reply: version, request id, status code,
-  // status text, user id, metadata.
-  void answer(const std::vector<zmq::message_t>& request) {
-    const bool well_formed = request.size() >= 7 && request[0].to_string_view() == "1.0";
-    bool admitted = false;
-    if (well_formed && request[5].to_string_view() == "CURVE") {
-      std::lock_guard<std::mutex> lock(mutex_);
-      const auto it = allowed_.find(request[2].to_string());
-      admitted = it != allowed_.end() && constant_time_equal(it->second, request[6].to_string_view());
-    }
-    // A refused client reconnects every 100 ms: the first 20 refusals, then every 1000th.
-    if (!admitted && (++refused_ <= 20 || refused_ % 1000 == 0)) {
-      log::warn("parameter server: refused a CURVE client from {}: it does not hold this job's key ({} refused so far)",
-                well_formed ? request[3].to_string() : std::string("?"), refused_);
-    }
-    const std::string id = request.size() >= 2 ? request[1].to_string() : std::string();
-    const std::string code = admitted ? "200" : "400";
-    const std::string text = admitted ? "OK" : "not this job's key";
-    const std::string* parts[] = {nullptr, &id, &code, &text, nullptr, nullptr};
-    for (size_t i = 0; i < 6; ++i) {
-      const std::string value = i == 0 ? std::string("1.0") : parts[i] ? *parts[i] : std::string();
-      socket_.send(zmq::buffer(value), i + 1 < 6 ? zmq::send_flags::sndmore : zmq::send_flags::none);
-    }
-  }
-
-  zmq::socket_t socket_;
-  std::atomic<bool> stop_{false};
-  std::mutex mutex_;
-  std::unordered_map<std::string, std::string> allowed_;  // domain -> client public key (binary)
-  uint64_t next_domain_ = 0;
-  int64_t refused_ = 0;  // the ZAP thread's own
-  std::thread thread_;  // last: starts after everything it uses exists
-};
-
-}  // namespace
 
 struct VanContext::Impl {
   explicit Impl(int io_threads) : context(std::max(1, io_threads)) {}
@@ -146,97 +48,6 @@ Payload Payload::from_string(std::string bytes) {
   p.size = owned->size();
   p.owner = std::move(owned);
   return p;
-}
-
-bool curve_available() { return zmq_has("curve") == 1; }
-
-CurveKeys CurveKeys::generate() {
-  LOOM_CHECK(curve_available(), CommError,
-             "this libzmq has no CURVE security (zmq_has(\"curve\") is false): install a libzmq5 built with libsodium");
-  char public_key[41] = {}, secret_key[41] = {};
-  LOOM_CHECK(zmq_curve_keypair(public_key, secret_key) == 0, CommError, "cannot generate a CURVE key pair: {}",
-             zmq_strerror(zmq_errno()));
-  return {public_key, secret_key};
-}
-
-CurveKeys CurveKeys::from_secret(std::string_view secret_z85) {
-  LOOM_CHECK(curve_available(), CommError,
-             "this libzmq has no CURVE security (zmq_has(\"curve\") is false): install a libzmq5 built with libsodium");
-  const std::string secret(secret_z85);
-  char public_key[41] = {};
-  uint8_t decoded[32];
-  LOOM_CHECK(secret.size() == 40 && zmq_z85_decode(decoded, secret.c_str()) != nullptr &&
-                 zmq_curve_public(public_key, secret.c_str()) == 0,
-             ConfigError, "the CURVE secret key is not 40 characters of Z85 text ({} characters given)", secret.size());
-  return {public_key, secret};
-}
-
-bool is_local_endpoint(const std::string& endpoint) {
-  if (endpoint.rfind("inproc://", 0) == 0 || endpoint.rfind("ipc://", 0) == 0) return true;
-  if (endpoint.rfind("tcp://", 0) != 0) return false;
-  std::string host = endpoint.substr(6);
-  const size_t colon = host.rfind(':');
-  if (colon != std::string::npos) host.resize(colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  return host.rfind("127.", 0) == 0 || host == "::1" || host == "localhost" || host == "lo";
-}
-
-CurveKeys write_curve_key_file(const std::string& path) {
-  const CurveKeys keys = CurveKeys::generate();
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  LOOM_CHECK(fd >= 0, ConfigError, "cannot create the key file {}: {}", path, std::strerror(errno));
-  const std::string line = keys.secret_key + "\n";
-  const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && ::fsync(fd) == 0;
-  const int err = errno;
-  ::close(fd);
-  if (!ok) {
-    ::unlink(path.c_str());
-    LOOM_THROW(ConfigError, "cannot write the key file {}: {}", path, std::strerror(err));
-  }
-  return keys;
-}
-
-namespace {
-
-CurveKeys curve_keys_from_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  LOOM_CHECK(fd >= 0, ConfigError, "{}={}: cannot open it: {}", kCurveKeyFileEnv, path, std::strerror(errno));
-  struct stat st {};
-  const bool stat_ok = ::fstat(fd, &st) == 0;
-  char buffer[128];
-  const ssize_t n = stat_ok ? ::read(fd, buffer, sizeof buffer) : -1;
-  ::close(fd);
-  LOOM_CHECK(stat_ok && n >= 0, ConfigError, "{}={}: cannot read it: {}", kCurveKeyFileEnv, path,
-             std::strerror(errno));
-  LOOM_CHECK((st.st_mode & 077) == 0, ConfigError,
-             "{}={}: the key file has mode {:03o}, others may read it: make it 0600 (chmod 600)", kCurveKeyFileEnv,
-             path, st.st_mode & 0777);
-  std::string secret(buffer, static_cast<size_t>(n));
-  while (!secret.empty() && std::isspace(static_cast<unsigned char>(secret.back()))) secret.pop_back();
-  try {
-    return CurveKeys::from_secret(secret);
-  } catch (const ConfigError& e) {
-    LOOM_THROW(ConfigError, "{}={}: {}", kCurveKeyFileEnv, path, e.what());
-  }
-}
-
-}  // namespace
-
-VanOptions VanOptions::from_environment() {
-  VanOptions options;
-  if (const char* token = std::getenv("LOOM_PS_TOKEN")) options.token = token;
-  const char* secret = std::getenv(kCurveSecretEnv);
-  const char* file = std::getenv(kCurveKeyFileEnv);
-  if (secret && *secret) {
-    try {
-      options.curve = CurveKeys::from_secret(secret);
-    } catch (const ConfigError& e) {
-      LOOM_THROW(ConfigError, "{}: {}", kCurveSecretEnv, e.what());
-    }
-  } else if (file && *file) {
-    options.curve = curve_keys_from_file(file);
-  }
-  return options;
 }
 
 bool constant_time_equal(std::string_view a, std::string_view b) {
