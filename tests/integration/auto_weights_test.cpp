@@ -17,12 +17,19 @@ namespace fs = std::filesystem;
 // The slow worker's share is re-weighted during the run (checked below from the indices
 // each rank read), and the model still equals --strategy single's: every global batch is
 // the same, only its split between the workers moves.
+//
+// The model is the MLP. The CNN at this learning rate is not a fair witness over 45 steps:
+// its trajectory has cliffs (a whole channel's ReLU flips when a bias crosses zero), and a
+// rounding difference of 1e-7 in the order of a sum, which any other split of the batch
+// also has, decides at which step the cliff is taken; the runs then end up 1.7e-3 apart
+// (measured: a fixed --shard-weights 48,16 did, 46,18 did not). The MLP ends within 1.2e-7
+// of single for every split from 32,32 to 55,9.
 TEST(AutoWeights, ASlowWorkerGetsFewerSamplesAndTheModelStillEqualsSingle) {
   const auto dir = fs::path(loom::test::temp_path("auto_weights"));
   fs::remove_all(dir);
   fs::create_directories(dir);
   loom::test::RunOptions o;
-  const std::vector<std::string> job{LOOM_BINARY, "train", "--model", "cnn", "--data", "synthetic",
+  const std::vector<std::string> job{LOOM_BINARY, "train", "--model", "mlp", "--data", "synthetic",
                                      "--synthetic-samples", "4096", "--batch-size", "64", "--steps", "45",
                                      "--lr", "0.05", "--momentum", "0.9", "--seed", "5",
                                      "--no-eval", "--progress", "off", "--timeout", "60"};
