@@ -6,7 +6,7 @@ CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 LOOM = $(BUILD_DIR)/loom
 
-.PHONY: all deps configure build demo test test-unit test-integration test-asan test-tsan bench install clean fuzz
+.PHONY: all deps configure build demo test layers test-unit test-integration test-asan test-tsan bench install clean fuzz
 
 all: build
 
@@ -26,9 +26,13 @@ demo: build
 
 # Every test, through ctest (unit tests run ranks as threads; integration tests run
 # real processes through the real launcher), after the decoder's fuzz run (`fuzz`
-# below: FUZZ_SECONDS plus a small clang build; a crash fails `make test`).
-test: build fuzz
+# below: FUZZ_SECONDS plus a small clang build; a crash fails `make test`) and the
+# layering check (an include from a lower layer to a higher one fails it).
+test: layers build fuzz
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900 $(CTEST_FLAGS)
+
+layers:
+	@python3 scripts/check_layers.py
 
 test-unit: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -L unit $(CTEST_FLAGS)

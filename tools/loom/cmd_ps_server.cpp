@@ -15,7 +15,7 @@
 #include "loom/core/error.h"
 #include "loom/core/log.h"
 #include "loom/core/options.h"
-#include "loom/ps/server_process.h"
+#include "loom/train/ps_server_process.h"
 #include "loom/train/train_config.h"
 
 namespace loom::cli {
@@ -35,6 +35,10 @@ struct PsServerCommand {
 int run_ps_server(PsServerCommand& cmd) {
   if (!cmd.config_file.empty()) cmd.options.load_toml(cmd.config_file);
   log::set_level(log::parse_level(cmd.config.log_level));
+  // A server is part of a --strategy ps job, whether or not its flags say so.
+  LOOM_CHECK(cmd.config.strategy == "ps" || !cmd.options.given_on_command_line("strategy"), ConfigError,
+             "loom ps-server serves a --strategy ps job, not --strategy {}", cmd.config.strategy);
+  cmd.config.strategy = "ps";
   train::validate(cmd.config);
   LOOM_CHECK(cmd.workers >= 1, ConfigError, "--workers must be at least 1, got {}", cmd.workers);
   LOOM_CHECK(cmd.master_port > 0 && cmd.master_port < 65536, ConfigError, "--master-port {} is not a port",
@@ -46,7 +50,7 @@ int run_ps_server(PsServerCommand& cmd) {
   env.master_addr = cmd.master_addr;
   env.master_port = cmd.master_port;
   log::set_rank(env.rank);
-  ps::run_server_process(cmd.config, env, cmd.workers, cmd.index);
+  train::run_server_process(cmd.config, env, cmd.workers, cmd.index);
   return 0;
 }
 

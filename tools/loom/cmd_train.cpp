@@ -14,7 +14,8 @@
 #include "loom/core/options.h"
 #include "loom/launch/launcher.h"
 #include "loom/launch/self_executable.h"
-#include "loom/ps/server_process.h"
+#include "loom/ps/job_layout.h"
+#include "loom/train/ps_server_process.h"
 #include "loom/ps/van.h"
 #include "loom/train/train_config.h"
 #include "loom/train/trainer.h"
@@ -49,8 +50,9 @@ int spawn_workers(const TrainCommand& cmd) {
   give_the_job_a_curve_key(cmd.config);
   launch::LaunchOptions lo;
   // --strategy ps: the parameter servers are the last --servers ranks of the job.
-  lo.nproc = cmd.config.nproc +
-             (cmd.config.strategy == "ps" && !cmd.config.ps_external_servers ? cmd.config.servers : 0);
+  lo.nproc = cmd.config.strategy == "ps" ? ps::job_size(cmd.config.nproc, static_cast<int>(cmd.config.servers),
+                                                         cmd.config.ps_external_servers)
+                                        : cmd.config.nproc;
   lo.command = cmd.argv;
   lo.max_restarts = cmd.config.max_restarts;  // restarted workers resume from --checkpoint-dir
   if (cmd.config.strategy == "ps" && cmd.config.consistency != "sync") {
@@ -82,14 +84,12 @@ int run_train(TrainCommand& cmd) {
   if (ps) {
     // The job's last --servers ranks serve (unless the servers run on their own as
     // `loom ps-server`); the others are the workers' world.
-    const int workers = env.world_size - (c.ps_external_servers ? 0 : static_cast<int>(c.servers));
-    LOOM_CHECK(workers >= 1, ConfigError, "--strategy ps: a job of {} processes has no room for {} servers and a worker",
-               env.world_size, c.servers);
-    if (env.rank >= workers) {
-      ps::run_server_process(c, env, workers, env.rank - workers);
+    const ps::JobLayout layout = ps::job_layout(env.world_size, static_cast<int>(c.servers), c.ps_external_servers);
+    if (const int server = layout.server_index(env.rank); server >= 0) {
+      train::run_server_process(c, env, layout.workers, server);
       return 0;
     }
-    env.world_size = workers;
+    env.world_size = layout.workers;
   }
   LOOM_CHECK(c.nproc == 1 || c.nproc == env.world_size, ConfigError,
              "--nproc {} does not match the job's {} {} (from {})", c.nproc, ps ? "workers" : "world size",

@@ -60,6 +60,12 @@ class Group {
   Work allgather(std::vector<at::Tensor>& output, const at::Tensor& input);
   Work barrier();
 
+  // One-number collectives, blocking (bounded by the timeout): the sum of every
+  // member's `value`; every member's `value`, by group rank; the root's `value`.
+  double allreduce_sum(double value);
+  std::vector<double> allgather_values(double value);
+  double broadcast_value(double value, int root);
+
   // Tagged point-to-point. Tags separate concurrent streams between the same pair.
   Work send(std::vector<at::Tensor>& tensors, int dst, int tag);
   Work recv(std::vector<at::Tensor>& tensors, int src, int tag);

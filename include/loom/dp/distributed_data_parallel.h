@@ -33,7 +33,7 @@
 namespace loom::comm {
 class Group;
 }
-namespace loom::train {
+namespace loom::trace {
 class Tracer;
 }
 
@@ -48,7 +48,7 @@ struct DdpOptions {
   // missing gradient makes finish() throw a ModelError naming the parameters.
   bool find_unused_parameters = false;
   Compression compression = Compression::none;  // bf16: ConfigError with Gloo (1.13)
-  train::Tracer* tracer = nullptr;              // optional: "allreduce bucket N" spans
+  trace::Tracer* tracer = nullptr;              // optional: "allreduce bucket N" spans
 };
 
 class DistributedDataParallel {

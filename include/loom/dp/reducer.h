@@ -55,7 +55,7 @@ struct Node;
 namespace loom::comm {
 class Group;
 }
-namespace loom::train {
+namespace loom::trace {
 class Tracer;
 }
 
@@ -65,7 +65,7 @@ struct ReducerOptions {
   BucketCaps caps;
   bool find_unused_parameters = false;
   Compression compression = Compression::none;
-  train::Tracer* tracer = nullptr;  // optional; spans "allreduce bucket N" on lane 1
+  trace::Tracer* tracer = nullptr;  // optional; spans "allreduce bucket N" on lane 1
 };
 
 class Reducer {

@@ -33,7 +33,7 @@
 namespace loom::comm {
 class Group;
 }
-namespace loom::train {
+namespace loom::trace {
 class Tracer;
 }
 
@@ -41,7 +41,7 @@ namespace loom::pipeline {
 
 class P2p {
  public:
-  P2p(comm::Group& group, train::Tracer* tracer);
+  P2p(comm::Group& group, trace::Tracer* tracer);
   ~P2p();
   P2p(const P2p&) = delete;
   P2p& operator=(const P2p&) = delete;
@@ -97,7 +97,7 @@ class P2p {
   void send(const at::Tensor& t, int peer, int tag, const std::string& label);
 
   comm::Group& group_;
-  train::Tracer* tracer_;
+  trace::Tracer* tracer_;
   Pool activations_, gradients_;
   std::vector<int64_t> sent_sample_shape_;  // agreed per-sample shape of what this stage sends
   bool header_sent_ = false;

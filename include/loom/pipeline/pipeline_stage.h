@@ -32,7 +32,7 @@
 namespace loom::comm {
 class Group;
 }
-namespace loom::train {
+namespace loom::trace {
 class Tracer;
 }
 
@@ -44,7 +44,7 @@ struct PipelineStageOptions {
   ScheduleKind schedule = ScheduleKind::one_f_one_b;
   // The loss of a micro-batch (mean over its rows); default: cross-entropy.
   std::function<at::Tensor(const at::Tensor& output, const at::Tensor& targets)> loss;
-  train::Tracer* tracer = nullptr;  // may be null
+  trace::Tracer* tracer = nullptr;  // may be null
   // Called right before each micro-batch's backward; `last` for the step's last one
   // (backwards run in ascending order). E.g. to let DistributedDataParallel reduce only
   // once the gradients of every micro-batch are accumulated (hybrid parallelism).

@@ -55,7 +55,7 @@
 #include <vector>
 
 #include "loom/ps/van.h"
-#include "loom/train/optimizer.h"
+#include "loom/optim/optimizer.h"
 
 namespace loom::ps {
 
@@ -86,7 +86,7 @@ struct ServerOptions {
   int num_workers = 1;
   Consistency consistency = Consistency::sync;
   int staleness = 0;  // ssp only
-  train::OptimizerOptions optimizer;
+  optim::OptimizerOptions optimizer;
   std::chrono::milliseconds timeout{300000};
   std::chrono::milliseconds dead_after{30000};  // async / ssp: drop a silent worker
   VanOptions van;

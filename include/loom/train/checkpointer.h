@@ -26,10 +26,13 @@ namespace loom::data {
 class Partitioner;
 }
 
-namespace loom::train {
-
+namespace loom::strategies {
 struct LocalState;
 class Strategy;
+}  // namespace loom::strategies
+
+namespace loom::train {
+
 struct TrainConfig;
 
 class Checkpointer {
@@ -44,14 +47,14 @@ class Checkpointer {
   std::optional<CheckpointPart> load_for_resume();
   // After the strategy's setup: checks `part` against the strategy's layout and
   // replication, then restores the state into `local`, the RNG and the partitioner.
-  void restore(const CheckpointPart& part, const LocalState& local, data::Partitioner& partitioner) const;
+  void restore(const CheckpointPart& part, const strategies::LocalState& local, data::Partitioner& partitioner) const;
   // Collective: saves the state after `steps_done` steps (`local` is the strategy's
   // local_state(); its services save theirs through checkpoint_services()).
-  void save(int64_t steps_done, Strategy& strategy, const LocalState& local,
+  void save(int64_t steps_done, strategies::Strategy& strategy, const strategies::LocalState& local,
             const data::Partitioner& partitioner) const;
 
  private:
-  CheckpointMeta expected_meta(const LocalState* local) const;
+  CheckpointMeta expected_meta(const strategies::LocalState* local) const;
   void barrier() const;
 
   const TrainConfig& config_;

@@ -94,8 +94,14 @@ struct TrainConfig {
 void register_train_options(OptionTable& table, TrainConfig& config);
 void validate(const TrainConfig& config);
 
-struct OptimizerOptions;  // optimizer.h
+}  // namespace loom::train
+
+namespace loom::optim {
+struct OptimizerOptions;  // optim/optimizer.h
+}
+
+namespace loom::train {
 // The optimizer settings of a config (shared by every strategy and the parameter server).
-OptimizerOptions optimizer_options(const TrainConfig& config);
+optim::OptimizerOptions optimizer_options(const TrainConfig& config);
 
 }  // namespace loom::train

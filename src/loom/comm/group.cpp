@@ -110,4 +110,25 @@ Work Group::recv_any(std::vector<at::Tensor>& tensors, int tag) {
                [&] { return impl_->pg->recvAnysource(tensors, tag); });
 }
 
+double Group::allreduce_sum(double value) {
+  std::vector<at::Tensor> t{at::full({1}, value, at::kDouble)};
+  allreduce(t).wait();
+  return t[0].item<double>();
+}
+
+std::vector<double> Group::allgather_values(double value) {
+  std::vector<at::Tensor> out;
+  for (int r = 0; r < size(); ++r) out.push_back(at::zeros({1}, at::kDouble));
+  allgather(out, at::full({1}, value, at::kDouble)).wait();
+  std::vector<double> values;
+  for (const auto& t : out) values.push_back(t.item<double>());
+  return values;
+}
+
+double Group::broadcast_value(double value, int root) {
+  std::vector<at::Tensor> t{at::full({1}, value, at::kDouble)};
+  broadcast(t, root).wait();
+  return t[0].item<double>();
+}
+
 }  // namespace loom::comm

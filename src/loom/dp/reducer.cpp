@@ -11,7 +11,7 @@
 
 #include "loom/comm/group.h"
 #include "loom/core/error.h"
-#include "loom/train/tracer.h"
+#include "loom/trace/tracer.h"
 
 namespace loom::dp {
 namespace {
@@ -247,11 +247,11 @@ void Reducer::launch(size_t b) {
   }
   s.io = {s.wire};
   s.launched = true;
-  s.launch_us = train::Tracer::now_us();
+  s.launch_us = trace::Tracer::now_us();
   s.work = group_.allreduce(s.io, comm::ReduceOp::sum);
   if (options_.tracer && options_.tracer->enabled()) {
     s.done_us = std::make_shared<std::atomic<int64_t>>(0);
-    s.work.on_completion([done = s.done_us] { done->store(train::Tracer::now_us()); });
+    s.work.on_completion([done = s.done_us] { done->store(trace::Tracer::now_us()); });
   }
 }
 
@@ -288,7 +288,7 @@ void Reducer::finish() {
       // The callback may still be on its way when wait() returns: then "now" is as good.
       const int64_t done = s.done_us->load();
       options_.tracer->record(fmt::format("allreduce bucket {}", b), "comm", s.launch_us,
-                              done > 0 ? done : train::Tracer::now_us(), /*lane=*/1);
+                              done > 0 ? done : trace::Tracer::now_us(), /*lane=*/1);
     }
   }
   if (comm_error || error_) {

@@ -4,7 +4,7 @@
 
 #include "loom/comm/group.h"
 #include "loom/core/error.h"
-#include "loom/train/tracer.h"
+#include "loom/trace/tracer.h"
 
 namespace loom::pipeline {
 
@@ -15,7 +15,7 @@ int activation_tag(int micro) { return 2 * micro; }
 int gradient_tag(int micro) { return 2 * micro + 1; }
 }  // namespace
 
-P2p::P2p(comm::Group& group, train::Tracer* tracer)
+P2p::P2p(comm::Group& group, trace::Tracer* tracer)
     : group_(group), tracer_(tracer && tracer->enabled() ? tracer : nullptr) {}
 
 P2p::~P2p() {
@@ -72,9 +72,9 @@ void P2p::send(const at::Tensor& tensor, int peer, int tag, const std::string& l
   Pending p;
   p.view = tensor.contiguous();
   std::vector<at::Tensor> t{p.view};
-  p.posted_us = train::Tracer::now_us();
+  p.posted_us = trace::Tracer::now_us();
   p.work = group_.send(t, peer, tag);
-  if (tracer_) tracer_->record(label, "comm", p.posted_us, train::Tracer::now_us(), 1);
+  if (tracer_) tracer_->record(label, "comm", p.posted_us, trace::Tracer::now_us(), 1);
   p.traced = true;  // Gloo reports a send's completion only to wait(): traced as handed over
   sends_.push_back(std::move(p));
 }
@@ -112,14 +112,14 @@ void P2p::post(Pool& pool, int peer, int tag, int micro, int64_t rows, const cha
   p.buffer = buffer;
   p.view = buffer.narrow(0, 0, rows);
   std::vector<at::Tensor> t{p.view};
-  p.posted_us = train::Tracer::now_us();
+  p.posted_us = trace::Tracer::now_us();
   p.work = group_.recv(t, peer, tag);
   if (tracer_) p.label = fmt::format("recv {} {}", what, micro);  // only traced runs pay for it
   pool.posted.emplace(micro, std::move(p));
 }
 
 at::Tensor P2p::wait(Pool& pool, int peer, int tag, int micro, int64_t rows, const char* what) {
-  const int64_t start = train::Tracer::now_us();
+  const int64_t start = trace::Tracer::now_us();
   if (!pool.known) receive_header(pool, peer);
   post(pool, peer, tag, micro, rows, what);
   Pending& p = pool.posted.at(micro);
@@ -127,7 +127,7 @@ at::Tensor P2p::wait(Pool& pool, int peer, int tag, int micro, int64_t rows, con
              p.view.size(0), rows);
   const bool blocked = !p.work.completed();
   p.work.wait();
-  const int64_t end = train::Tracer::now_us();
+  const int64_t end = trace::Tracer::now_us();
   if (tracer_ && (blocked || end - start > 50)) {
     tracer_->record(fmt::format("wait {} {}", what, micro), "idle", start, end);
   }
@@ -165,7 +165,7 @@ void P2p::release_gradient(int micro) { release(gradients_, micro); }
 void P2p::trace_done(Pending& p) {
   if (p.traced) return;
   p.traced = true;
-  if (tracer_) tracer_->record(p.label, "comm", p.posted_us, train::Tracer::now_us(), 1);
+  if (tracer_) tracer_->record(p.label, "comm", p.posted_us, trace::Tracer::now_us(), 1);
 }
 
 void P2p::poll() {

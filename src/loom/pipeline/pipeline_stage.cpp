@@ -8,8 +8,8 @@
 #include "loom/comm/group.h"
 #include "loom/core/error.h"
 #include "loom/pipeline/p2p.h"
-#include "loom/train/strategy.h"
-#include "loom/train/tracer.h"
+#include "loom/models/loss.h"
+#include "loom/trace/tracer.h"
 
 namespace loom::pipeline {
 
@@ -27,7 +27,7 @@ struct PipelineStage::InFlight {
 PipelineStage::PipelineStage(torch::nn::Sequential stage_layers, comm::Group& group, PipelineStageOptions options)
     : layers_(std::move(stage_layers)), group_(group), options_(std::move(options)) {
   LOOM_CHECK(layers_ && layers_->size() > 0, ConfigError, "pipeline stage {}: has no layers", group_.rank());
-  if (!options_.loss) options_.loss = train::training_loss;
+  if (!options_.loss) options_.loss = models::training_loss;
   p2p_ = std::make_unique<P2p>(group_, options_.tracer);
 }
 
@@ -47,7 +47,7 @@ double PipelineStage::run(int64_t rows, const at::Tensor& inputs, const at::Tens
   std::vector<int64_t> offsets{0};
   for (int64_t n : sizes) offsets.push_back(offsets.back() + n);
   const std::vector<Action> actions = stage_actions(options_.schedule, P, s, static_cast<int>(sizes.size()));
-  train::Tracer* tracer = options_.tracer && options_.tracer->enabled() ? options_.tracer : nullptr;
+  trace::Tracer* tracer = options_.tracer && options_.tracer->enabled() ? options_.tracer : nullptr;
 
   stats_ = {};
   std::map<int, InFlight> flight;
@@ -61,9 +61,9 @@ double PipelineStage::run(int64_t rows, const at::Tensor& inputs, const at::Tens
     }
   };
   auto timed_wait = [&](auto&& fn) {
-    const int64_t t0 = train::Tracer::now_us();
+    const int64_t t0 = trace::Tracer::now_us();
     at::Tensor t = fn();
-    stats_.wait_s += (train::Tracer::now_us() - t0) * 1e-6;
+    stats_.wait_s += (trace::Tracer::now_us() - t0) * 1e-6;
     return t;
   };
   // Receives are posted a few actions ahead, so that a neighbour's message finds its
@@ -84,7 +84,7 @@ double PipelineStage::run(int64_t rows, const at::Tensor& inputs, const at::Tens
         f.input = timed_wait([&] { return p2p_->wait_activation(m, sizes[m]); }).detach();
         if (f.input.is_floating_point()) f.input.requires_grad_(true);
       }
-      const int64_t t0 = train::Tracer::now_us();
+      const int64_t t0 = trace::Tracer::now_us();
       // Keep every intermediate alive until counted, so no two share an address by reuse.
       std::vector<at::Tensor> outputs;
       std::unordered_set<const void*> seen;
@@ -106,7 +106,7 @@ double PipelineStage::run(int64_t rows, const at::Tensor& inputs, const at::Tens
         f.output = x;
         p2p_->send_activation(m, x);
       }
-      const int64_t t1 = train::Tracer::now_us();
+      const int64_t t1 = trace::Tracer::now_us();
       stats_.busy_s += (t1 - t0) * 1e-6;
       if (tracer) tracer->record(fmt::format("forward {}", m), "forward", t0, t1);
       stash += f.bytes;
@@ -118,7 +118,7 @@ double PipelineStage::run(int64_t rows, const at::Tensor& inputs, const at::Tens
       at::Tensor grad;
       if (!last) grad = timed_wait([&] { return p2p_->wait_gradient(m, sizes[m]); });
       if (options_.before_backward) options_.before_backward(m, m + 1 == static_cast<int>(sizes.size()));
-      const int64_t t0 = train::Tracer::now_us();
+      const int64_t t0 = trace::Tracer::now_us();
       if (last) {
         f.loss.backward();
       } else if (f.output.requires_grad()) {
@@ -131,7 +131,7 @@ double PipelineStage::run(int64_t rows, const at::Tensor& inputs, const at::Tens
         p2p_->send_gradient(m, g);
         p2p_->release_activation(m);
       }
-      const int64_t t1 = train::Tracer::now_us();
+      const int64_t t1 = trace::Tracer::now_us();
       stats_.busy_s += (t1 - t0) * 1e-6;
       if (tracer) tracer->record(fmt::format("backward {}", m), "backward", t0, t1);
       stash -= f.bytes;

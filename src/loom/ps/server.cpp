@@ -246,7 +246,7 @@ struct Server::Impl {
     slot.param = values.detach().clone().requires_grad_(true);
     slot.combined = at::zeros_like(values);
     slot.param.mutable_grad() = slot.combined;
-    slot.optimizer = train::make_optimizer({slot.param}, options.optimizer);
+    slot.optimizer = optim::make_optimizer({slot.param}, options.optimizer);
     const size_t n = workers.size();
     slot.weights.assign(n, 0);
     slot.pushed.assign(n, 0);

@@ -10,7 +10,7 @@
 #include "loom/core/error.h"
 #include "loom/core/log.h"
 #include "loom/data/partitioner.h"
-#include "loom/train/strategy.h"
+#include "loom/strategies/strategy.h"
 #include "loom/train/train_config.h"
 
 namespace loom::train {
@@ -22,7 +22,7 @@ Checkpointer::Checkpointer(const TrainConfig& config, std::shared_ptr<comm::Cont
   world_ = context_ ? context_->world_size() : 1;
 }
 
-CheckpointMeta Checkpointer::expected_meta(const LocalState* local) const {
+CheckpointMeta Checkpointer::expected_meta(const strategies::LocalState* local) const {
   const TrainConfig& c = config_;
   CheckpointMeta m;
   m.rank = rank_;
@@ -83,7 +83,7 @@ std::optional<CheckpointPart> Checkpointer::load_for_resume() {
   return part;
 }
 
-void Checkpointer::restore(const CheckpointPart& part, const LocalState& local, data::Partitioner& partitioner) const {
+void Checkpointer::restore(const CheckpointPart& part, const strategies::LocalState& local, data::Partitioner& partitioner) const {
   const std::string why = checkpoint_mismatch(part.meta, expected_meta(&local));
   LOOM_CHECK(why.empty(), CheckpointError, "{} cannot be resumed by this run: {}", part.source, why);
   LOOM_CHECK(part.meta.layout == local.layout, CheckpointError,
@@ -110,7 +110,7 @@ void Checkpointer::restore(const CheckpointPart& part, const LocalState& local, 
   if (!part.meta.weights.empty() && part.meta.world_size == world_) partitioner.set_weights(part.meta.weights);
 }
 
-void Checkpointer::save(int64_t steps_done, Strategy& strategy, const LocalState& local,
+void Checkpointer::save(int64_t steps_done, strategies::Strategy& strategy, const strategies::LocalState& local,
                         const data::Partitioner& partitioner) const {
   CheckpointPart part;
   part.meta = expected_meta(&local);

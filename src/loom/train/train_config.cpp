@@ -1,15 +1,20 @@
 #include "loom/train/train_config.h"
 
-#include "loom/train/optimizer.h"
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "loom/optim/optimizer.h"
 
 #include "loom/core/error.h"
 #include "loom/core/options.h"
 #include "loom/data/partitioner.h"
+#include "loom/strategies/options.h"
+#include "loom/train/strategy_options.h"
 
 namespace loom::train {
 
 void register_train_options(OptionTable& t, TrainConfig& c) {
-  t.add("strategy", &c.strategy, "single | allreduce | ps | pipeline | hybrid");
+  t.add("strategy", &c.strategy, fmt::format("{}", fmt::join(strategies::strategy_names(), " | ")));
   t.add("nproc", &c.nproc, "local worker processes to spawn (or start under loom run / srun / mpirun)");
   t.add("model", &c.model, "mlp | cnn | deep-mlp");
   t.add("width", &c.width, "hidden width of deep-mlp");
@@ -98,9 +103,10 @@ void check_one_of(const std::string& flag, const std::string& value, std::initia
 }  // namespace
 
 void validate(const TrainConfig& c) {
-  check_one_of("strategy", c.strategy, {"single", "allreduce", "ps", "pipeline", "hybrid"});
+  strategies::parse_strategy(c.strategy);  // throws on an unknown name
+  check_flags_apply(c);
   check_one_of("optimizer", c.optimizer, {"sgd", "adam"});
-  check_one_of("sync", c.sync, {"grads", "params"});
+  strategies::parse_sync_mode(c.sync);
   check_one_of("grad-compression", c.grad_compression, {"none", "fp16", "bf16"});
   LOOM_CHECK(c.bucket_mb > 0, ConfigError, "--bucket-mb must be positive, got {}", c.bucket_mb);
   LOOM_CHECK(c.sync_every >= 1, ConfigError, "--sync-every must be at least 1, got {}", c.sync_every);
@@ -158,8 +164,8 @@ void validate(const TrainConfig& c) {
   LOOM_CHECK(c.seed >= 0, ConfigError, "--seed must not be negative, got {}", c.seed);
 }
 
-OptimizerOptions optimizer_options(const TrainConfig& c) {
-  OptimizerOptions o;
+optim::OptimizerOptions optimizer_options(const TrainConfig& c) {
+  optim::OptimizerOptions o;
   o.name = c.optimizer;
   o.lr = c.lr;
   o.momentum = c.momentum;

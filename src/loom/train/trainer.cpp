@@ -18,8 +18,9 @@
 #include "loom/train/evaluate.h"
 #include "loom/train/model_io.h"
 #include "loom/train/progress.h"
-#include "loom/train/strategy.h"
-#include "loom/train/tracer.h"
+#include "loom/strategies/factory.h"
+#include "loom/train/strategy_options.h"
+#include "loom/trace/tracer.h"
 
 namespace loom::train {
 
@@ -48,7 +49,7 @@ data::DataOptions data_options(const TrainConfig& c) {
   return d;
 }
 
-data::PartitionOptions partition_options(const TrainConfig& c, const DataSlot& slot, int64_t num_samples) {
+data::PartitionOptions partition_options(const TrainConfig& c, const strategies::DataSlot& slot, int64_t num_samples) {
   data::PartitionOptions p;
   p.scheme = c.partition;
   p.world_size = slot.world_size;
@@ -75,7 +76,6 @@ Summary Trainer::run() {
   const int world = context_ ? context_->world_size() : 1;
   set_threads(c.threads);
 
-  auto strategy = make_strategy(c.strategy);
   LOOM_CHECK(c.strategy != "single" || world == 1, ConfigError,
              "--strategy single runs one process, but this job has {} (use --nproc 1)", world);
 
@@ -102,16 +102,16 @@ Summary Trainer::run() {
   std::optional<CheckpointPart> resumed = checkpointer.load_for_resume();
   if (resumed && config_.split.empty() && !resumed->meta.layout.empty()) config_.split = resumed->meta.layout;
 
-  Tracer tracer(rank, !c.trace.empty());
-  StrategySetup setup;
+  trace::Tracer tracer(rank, !c.trace.empty());
+  auto strategy = strategies::make_strategy(strategy_options(c, rank));
+  strategies::StrategySetup setup;
   setup.model = model;
   setup.optimizer = optimizer_options(c);
   setup.context = context_;
   setup.tracer = &tracer;
-  setup.config = &c;
   setup.sample_shape = train_set.sample_shape;
   strategy->setup(setup);
-  const DataSlot slot = strategy->data_slot();
+  const strategies::DataSlot slot = strategy->data_slot();
 
   const int64_t n = train_set.size();
   const int64_t batch = c.batch_size;
@@ -119,7 +119,7 @@ Summary Trainer::run() {
   const int64_t steps_per_epoch = partitioner->steps_per_epoch();
   const int64_t total_steps = c.steps > 0 ? c.steps : c.epochs * steps_per_epoch;
   const int64_t epochs = (total_steps + steps_per_epoch - 1) / steps_per_epoch;
-  LocalState local;
+  strategies::LocalState local;
   if (checkpointer.enabled()) local = strategy->local_state();  // a strategy without checkpoints fails here
   int64_t first_step = 0;
   if (resumed) {
@@ -178,7 +178,7 @@ Summary Trainer::run() {
     const int64_t epoch = t / steps_per_epoch;
     const int64_t in_epoch = t % steps_per_epoch;
     const auto step_start = Clock::now();
-    StepOutput out;
+    strategies::StepOutput out;
     const auto sizes = partitioner->part_sizes(epoch, in_epoch);
     const int64_t global_batch = std::accumulate(sizes.begin(), sizes.end(), int64_t{0});
     if (slot.reads_data) {
@@ -188,7 +188,7 @@ Summary Trainer::run() {
       if (poisons_batch(fault, rank, t)) local.inputs = torch::full_like(local.inputs, std::nan(""));
       const double share = static_cast<double>(sizes[slot.rank]) / global_batch;
       auto span = tracer.span("step", "step");
-      out = strategy->step(local, StepInfo{t, epoch, global_batch, share});
+      out = strategy->step(local, strategies::StepInfo{t, epoch, global_batch, share});
     }
     if (poisons_model_after(fault, rank, t)) {
       torch::NoGradGuard no_grad;
@@ -315,7 +315,7 @@ Summary Trainer::run() {
         for (int r = 1; r < world; ++r) bodies.push_back(context_->store_get("loom/trace/" + std::to_string(r)));
       }
     }
-    if (leader) Tracer::write_file(c.trace, bodies);
+    if (leader) trace::Tracer::write_file(c.trace, bodies);
   }
   if (context_ && world > 1) {
     const auto counts = context_->world().allreduce_counts();

@@ -12,7 +12,7 @@
 
 #include "loom/core/error.h"
 #include "loom/models/registry.h"
-#include "loom/train/tracer.h"
+#include "loom/trace/tracer.h"
 #include "unit/dp/dp_testing.h"
 
 namespace {
@@ -145,7 +145,7 @@ TEST(DistributedDataParallel, SmallCapsGiveExpectedBucketsAndSameResults) {
   std::vector<torch::nn::Sequential> models{small_deep_mlp(), small_deep_mlp()};
   std::vector<std::vector<at::Tensor>> results(2);
   std::vector<std::string> initial(2);
-  loom::train::Tracer tracer(0, true);
+  loom::trace::Tracer tracer(0, true);
   std::vector<int64_t> backward_end(2);
   t::run_ranks(2, [&](Context& ctx) {
     const int r = ctx.rank();
@@ -159,7 +159,7 @@ TEST(DistributedDataParallel, SmallCapsGiveExpectedBucketsAndSameResults) {
       opt.zero_grad();
       auto span = tracer.span("backward");
       loss_of(model->forward(data.x[s].narrow(0, 4 * r, 4)), data.y[s].narrow(0, 4 * r, 4)).backward();
-      backward_end[r] = loom::train::Tracer::now_us();
+      backward_end[r] = loom::trace::Tracer::now_us();
       ddp.finish();
       opt.step();
     }

@@ -14,8 +14,8 @@
 #include "loom/pipeline/layer_costs.h"
 #include "loom/pipeline/stage_fusion.h"
 #include "loom/pipeline/stage_split.h"
-#include "loom/train/strategy.h"
-#include "loom/train/tracer.h"
+#include "loom/models/loss.h"
+#include "loom/trace/tracer.h"
 #include "unit/dp/dp_testing.h"
 
 namespace loom::pipeline {
@@ -48,7 +48,7 @@ std::vector<at::Tensor> single_run(const Batches& b) {
   auto opt = sgd(model->parameters());
   for (int t = 0; t < kSteps; ++t) {
     opt->zero_grad();
-    train::training_loss(model->forward(b.x[t]), b.y[t]).backward();
+    models::training_loss(model->forward(b.x[t]), b.y[t]).backward();
     opt->step();
   }
   return dp::testing::snapshot(*model);
@@ -101,7 +101,7 @@ TEST_P(PipelineEquivalence, EqualsTheSingleProcessRun) {
   EXPECT_LT(dp::testing::max_abs_diff(reference, run.fused), 1e-5);
   // Rank 0 reports the batch's mean loss (before the step).
   auto model = make_mlp();
-  EXPECT_NEAR(run.losses[0], train::training_loss(model->forward(b.x[0]), b.y[0]).item<double>(), 1e-5);
+  EXPECT_NEAR(run.losses[0], models::training_loss(model->forward(b.x[0]), b.y[0]).item<double>(), 1e-5);
 }
 
 INSTANTIATE_TEST_SUITE_P(StagesMicroBatchesSchedules, PipelineEquivalence,
@@ -154,7 +154,7 @@ TEST(PipelineStage, TracesForwardsBackwardsMessagesAndWaits) {
   run_ranks(2, [&](comm::Context& ctx) {
     auto model = make_mlp();
     const int s = ctx.rank();
-    train::Tracer tracer(s, true);
+    trace::Tracer tracer(s, true);
     PipelineStageOptions o;
     o.tracer = &tracer;
     PipelineStage stage(stage_layers(model, s == 0 ? 0 : 5, s == 0 ? 5 : 10), ctx.world(), o);

@@ -42,7 +42,7 @@ inline std::string unique_endpoint(const std::string& tag = "") {
 
 inline ServerOptions server_options(const std::shared_ptr<VanContext>& context, int num_workers,
                                     Consistency consistency = Consistency::sync,
-                                    train::OptimizerOptions optimizer = {}) {
+                                    optim::OptimizerOptions optimizer = {}) {
   ServerOptions o;
   o.bind = unique_endpoint("server");
   o.num_workers = num_workers;
@@ -135,7 +135,7 @@ inline std::vector<at::Tensor> combine(const std::vector<std::vector<at::Tensor>
 }
 
 // Single-process reference: libtorch's optimizer over the full tensors, fed `grads[t]`.
-inline std::vector<at::Tensor> reference_run(const train::OptimizerOptions& o,
+inline std::vector<at::Tensor> reference_run(const optim::OptimizerOptions& o,
                                              const std::vector<std::vector<at::Tensor>>& grads) {
   std::vector<at::Tensor> params;
   for (const auto& t : initial_values()) params.push_back(t.clone().requires_grad_(true));

@@ -29,16 +29,16 @@ namespace {
 using namespace loom::ps::testing;
 namespace fs = std::filesystem;
 
-train::OptimizerOptions sgd(double lr, double momentum = 0) {
-  train::OptimizerOptions o;
+optim::OptimizerOptions sgd(double lr, double momentum = 0) {
+  optim::OptimizerOptions o;
   o.name = "sgd";
   o.lr = lr;
   o.momentum = momentum;
   return o;
 }
 
-train::OptimizerOptions adam(double lr) {
-  train::OptimizerOptions o;
+optim::OptimizerOptions adam(double lr) {
+  optim::OptimizerOptions o;
   o.name = "adam";
   o.lr = lr;
   return o;
@@ -68,7 +68,7 @@ struct SyncRun {
 // Two workers (weights 0.75 / 0.25) over `servers` sync servers, `steps` steps of
 // push(gradients(t, w)) + pull(t + 1). Checks that both workers always hold the same
 // values and that every server returns once both are done.
-SyncRun run_sync(int servers, int64_t slice_bytes, const train::OptimizerOptions& o, int steps,
+SyncRun run_sync(int servers, int64_t slice_bytes, const optim::OptimizerOptions& o, int steps,
                  const std::vector<double>& weights = {0.75, 0.25}) {
   auto ctx = std::make_shared<VanContext>();
   std::vector<std::unique_ptr<ServerThread>> threads;
@@ -636,7 +636,7 @@ TEST_P(PsServerCheckpoint, LoadedServersContinueWithTheSameValuesAndOptimizerSta
   {
     std::vector<at::Tensor> params;
     for (const auto& t : fresh) params.push_back(t.clone().requires_grad_(true));
-    auto opt = train::make_optimizer(params, o);
+    auto opt = optim::make_optimizer(params, o);
     for (size_t p = 0; p < params.size(); ++p) params[p].mutable_grad() = grads[2][p].clone();
     opt->step();
     for (size_t p = 0; p < params.size(); ++p) fresh[p] = params[p].detach();

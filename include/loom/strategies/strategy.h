@@ -27,24 +27,25 @@
 #include <vector>
 
 #include "loom/data/dataset.h"
-#include "loom/train/optimizer.h"
+#include "loom/optim/optimizer.h"
 
 namespace loom::comm {
 class Context;
-class Group;
 }
 
-namespace loom::train {
-
+namespace loom::trace {
 class Tracer;
-struct TrainConfig;
+}
 
+namespace loom::strategies {
+
+// What setup() receives; the strategy's own settings come to its constructor
+// (options.h).
 struct StrategySetup {
   torch::nn::Sequential model;
-  OptimizerOptions optimizer;
+  optim::OptimizerOptions optimizer;
   std::shared_ptr<comm::Context> context;  // null when the job is one process
-  Tracer* tracer = nullptr;                // never null when passed by the Trainer
-  const TrainConfig* config = nullptr;     // strategy-specific flags
+  trace::Tracer* tracer = nullptr;         // never null when passed by the Trainer
   std::vector<int64_t> sample_shape;       // one input sample's shape (no batch dimension)
 };
 
@@ -100,19 +101,4 @@ class Strategy {
   virtual void finish() {}
 };
 
-// The one place strategies are chosen by name.
-std::unique_ptr<Strategy> make_strategy(const std::string& name);
-
-// The training loss all strategies use: mean cross-entropy over the batch.
-at::Tensor training_loss(const at::Tensor& logits, const at::Tensor& targets);
-
-// Forward, loss and backward on `batch` (gradients accumulate into the model), traced as
-// "forward" and "backward" spans. Returns the loss.
-at::Tensor forward_backward(torch::nn::Sequential& model, const data::Batch& batch, Tracer& tracer);
-
-// For data-parallel strategies: the sum of `value` over the group's ranks, and every
-// rank's value by group rank. Collective.
-double sum_over(comm::Group& group, double value);
-std::vector<double> gather_over(comm::Group& group, double value);
-
-}  // namespace loom::train
+}  // namespace loom::strategies

@@ -1,6 +1,6 @@
 // A parameter-server process: joins the job's rendezvous store (as a client, outside the
 // workers' process group), binds its ROUTER on --ps-host, announces the endpoint under
-// server_store_key(index) and serves until every worker is done.
+// ps::server_store_key(index) (ps/job_layout.h) and serves until every worker is done.
 //
 // `loom train --strategy ps --nproc W --servers S` runs it on the last S ranks of the
 // job it launches; `loom ps-server` runs one on its own (multi-machine jobs).
@@ -9,9 +9,9 @@
 #include "loom/core/dist_env.h"
 #include "loom/train/train_config.h"
 
-namespace loom::ps {
+namespace loom::train {
 
 // Blocks until the workers are done. Throws loom errors (CommError, CheckpointError, ...).
-void run_server_process(const train::TrainConfig& config, const DistEnv& env, int num_workers, int server_index);
+void run_server_process(const TrainConfig& config, const DistEnv& env, int num_workers, int server_index);
 
-}  // namespace loom::ps
+}  // namespace loom::train

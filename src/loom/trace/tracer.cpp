@@ -1,10 +1,10 @@
-#include "loom/train/tracer.h"
+#include "loom/trace/tracer.h"
 
 #include <nlohmann/json.hpp>
 
 #include "loom/core/atomic_file.h"
 
-namespace loom::train {
+namespace loom::trace {
 
 Tracer::Tracer(int rank, bool enabled) : rank_(rank), enabled_(enabled) {}
 
@@ -54,4 +54,4 @@ void Tracer::write_file(const std::string& path, const std::vector<std::string>&
   write_file_atomic(path, out);
 }
 
-}  // namespace loom::train
+}  // namespace loom::trace

@@ -5,7 +5,7 @@
 
 #include <string>
 
-namespace loom::train {
+namespace loom::strategies {
 
 // The factor for `rank` (1 when the spec is empty or names another rank). ConfigError
 // when the spec is not RANK:FACTOR with FACTOR >= 1. Logs a warning on the slowed rank.
@@ -14,4 +14,4 @@ double bench_slowdown_for(const std::string& spec, int rank);
 // Sleeps (factor - 1) * compute_s and returns the stretched compute time.
 double apply_bench_slowdown(double factor, double compute_s);
 
-}  // namespace loom::train
+}  // namespace loom::strategies

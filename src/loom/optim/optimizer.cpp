@@ -1,10 +1,10 @@
-#include "loom/train/optimizer.h"
+#include "loom/optim/optimizer.h"
 
 #include <torch/torch.h>
 
 #include "loom/core/error.h"
 
-namespace loom::train {
+namespace loom::optim {
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(std::vector<at::Tensor> parameters,
                                                         const OptimizerOptions& o) {
@@ -20,4 +20,4 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(std::vector<at::Tensor> 
   LOOM_THROW(ConfigError, "--optimizer: unknown optimizer '{}' (expected sgd or adam)", o.name);
 }
 
-}  // namespace loom::train
+}  // namespace loom::optim

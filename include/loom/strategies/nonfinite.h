@@ -15,7 +15,7 @@ namespace loom::comm {
 class Group;
 }  // namespace loom::comm
 
-namespace loom::train {
+namespace loom::strategies {
 
 // True when every defined gradient of the optimizer's parameters is finite.
 bool gradients_finite(const torch::optim::Optimizer& optimizer);
@@ -25,4 +25,4 @@ bool gradients_finite(const torch::optim::Optimizer& optimizer);
 // Returns true when the step was skipped. Without `skip_nonfinite`: always steps.
 bool step_unless_nonfinite(torch::optim::Optimizer& optimizer, bool skip_nonfinite, comm::Group* agree = nullptr);
 
-}  // namespace loom::train
+}  // namespace loom::strategies

@@ -6,12 +6,14 @@
 
 #include <memory>
 
-#include "loom/train/strategy.h"
+#include "loom/strategies/options.h"
+#include "loom/strategies/strategy.h"
 
-namespace loom::train {
+namespace loom::strategies {
 
 class SingleStrategy : public Strategy {
  public:
+  explicit SingleStrategy(StepOptions options = {}) : options_(options) {}
   std::string name() const override { return "single"; }
   void setup(const StrategySetup& setup) override;
   DataSlot data_slot() const override { return {}; }
@@ -20,10 +22,10 @@ class SingleStrategy : public Strategy {
   LocalState local_state() override { return {model_.ptr().get(), optimizer_.get(), true, ""}; }
 
  private:
+  StepOptions options_;
   torch::nn::Sequential model_{nullptr};
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
-  Tracer* tracer_ = nullptr;
-  bool skip_nonfinite_ = false;
+  trace::Tracer* tracer_ = nullptr;
 };
 
-}  // namespace loom::train
+}  // namespace loom::strategies

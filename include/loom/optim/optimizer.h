@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-namespace loom::train {
+namespace loom::optim {
 
 struct OptimizerOptions {
   std::string name = "sgd";  // sgd | adam
@@ -21,4 +21,4 @@ struct OptimizerOptions {
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(std::vector<at::Tensor> parameters,
                                                         const OptimizerOptions& options);
 
-}  // namespace loom::train
+}  // namespace loom::optim

@@ -1,4 +1,4 @@
-#include "loom/train/nonfinite.h"
+#include "loom/strategies/nonfinite.h"
 
 #include <torch/torch.h>
 
@@ -6,7 +6,7 @@
 
 #include "loom/comm/group.h"
 
-namespace loom::train {
+namespace loom::strategies {
 
 bool gradients_finite(const torch::optim::Optimizer& optimizer) {
   for (const auto& group : optimizer.param_groups()) {
@@ -32,4 +32,4 @@ bool step_unless_nonfinite(torch::optim::Optimizer& optimizer, bool skip_nonfini
   return skip;
 }
 
-}  // namespace loom::train
+}  // namespace loom::strategies

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-namespace loom::train {
+namespace loom::trace {
 
 class Tracer {
  public:
@@ -61,4 +61,4 @@ class Tracer {
   std::vector<Event> events_;
 };
 
-}  // namespace loom::train
+}  // namespace loom::trace

@@ -1,4 +1,4 @@
-#include "loom/train/bench_slowdown.h"
+#include "loom/strategies/bench_slowdown.h"
 
 #include <chrono>
 #include <thread>
@@ -6,7 +6,7 @@
 #include "loom/core/error.h"
 #include "loom/core/log.h"
 
-namespace loom::train {
+namespace loom::strategies {
 
 double bench_slowdown_for(const std::string& spec, int rank) {
   if (spec.empty()) return 1.0;
@@ -31,4 +31,4 @@ double apply_bench_slowdown(double factor, double compute_s) {
   return compute_s * factor;
 }
 
-}  // namespace loom::train
+}  // namespace loom::strategies

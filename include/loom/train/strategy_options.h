@@ -1,0 +1,18 @@
+// `loom train` flags -> the chosen strategy's options: the one place the CLI's
+// TrainConfig meets the strategies layer (strategies/options.h).
+#pragma once
+
+#include "loom/strategies/options.h"
+#include "loom/train/train_config.h"
+
+namespace loom::train {
+
+// The options of c.strategy for the process of data rank `rank` (which --bench-slowdown
+// may name). Reads the job's CURVE key from the environment for --strategy ps.
+strategies::StrategyOptions strategy_options(const TrainConfig& c, int rank);
+
+// ConfigError naming the first flag that is set (differs from its default) but that
+// c.strategy does not use, and the strategies that do use it.
+void check_flags_apply(const TrainConfig& c);
+
+}  // namespace loom::train

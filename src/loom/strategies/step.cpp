@@ -1,0 +1,39 @@
+#include "loom/strategies/step.h"
+
+#include <torch/torch.h>
+
+#include "loom/models/loss.h"
+#include "loom/strategies/bench_slowdown.h"
+#include "loom/strategies/nonfinite.h"
+#include "loom/trace/tracer.h"
+
+namespace loom::strategies {
+
+at::Tensor forward_backward(torch::nn::Sequential& model, const data::Batch& batch, trace::Tracer& tracer) {
+  at::Tensor loss;
+  {
+    auto span = tracer.span("forward");
+    loss = models::training_loss(model->forward(batch.inputs), batch.targets);
+  }
+  {
+    auto span = tracer.span("backward");
+    loss.backward();
+  }
+  return loss;
+}
+
+Computed compute_gradients(torch::nn::Sequential& model, const data::Batch& batch, trace::Tracer& tracer,
+                           const StepOptions& options) {
+  const int64_t start = trace::Tracer::now_us();
+  const at::Tensor loss = forward_backward(model, batch, tracer);
+  const double compute_s = (trace::Tracer::now_us() - start) * 1e-6;
+  return {loss.item<double>(), apply_bench_slowdown(options.slowdown, compute_s)};
+}
+
+bool optimizer_step(torch::optim::Optimizer& optimizer, const StepOptions& options, trace::Tracer& tracer,
+                    comm::Group* agree) {
+  auto span = tracer.span("optimizer");
+  return step_unless_nonfinite(optimizer, options.skip_nonfinite, agree);
+}
+
+}  // namespace loom::strategies
