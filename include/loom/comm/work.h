@@ -19,7 +19,8 @@ class Work {
   // Completes immediately; for operations that need no communication (world size 1).
   static Work done() { return Work(); }
 
-  // Waits for completion; throws CommError / TimeoutError. Waiting twice is fine.
+  // Waits for completion; throws CommError / TimeoutError. Waiting again after success
+  // returns at once; after a failure, every later wait() throws the same error again.
   void wait();
   bool completed() const;
   // Calls fn once the operation has finished (successfully or not), on the

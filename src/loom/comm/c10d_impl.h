@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@ struct Work::Impl {
   std::string what;  // "allreduce on group 'world'"
   std::chrono::milliseconds timeout;
   bool waited = false;
+  std::exception_ptr error;  // the loom error of a failed wait(), rethrown by every later wait()
   int source_rank = -1;
   const void* callback_future = nullptr;  // set by on_completion; a TSan sync address only
   // On a timeout: who of `members` (global ranks) went silent. Null: no diagnosis.

@@ -27,7 +27,9 @@ void rethrow_as_comm_error(const std::string& what) {
 }
 
 void Work::wait() {
-  if (!impl_ || impl_->waited) return;
+  if (!impl_) return;
+  if (impl_->error) std::rethrow_exception(impl_->error);
+  if (impl_->waited) return;
   try {
     impl_->work->wait(impl_->timeout);
     tsan::acquire(impl_->work.get());  // what the shared-memory engine wrote (ShmWork)
@@ -36,13 +38,18 @@ void Work::wait() {
   } catch (...) {
     impl_->waited = true;
     try {
-      rethrow_as_comm_error(impl_->what);
-    } catch (const TimeoutError& e) {
-      if (!impl_->liveness) throw;
-      // Name the silent peer: c10d's message does not.
-      const std::string silent = impl_->liveness->silent(impl_->members);
-      LOOM_THROW(TimeoutError, "{}; {}", e.what(),
-                 silent.empty() ? "every other member is alive (slow, or blocked elsewhere)" : "silent: " + silent);
+      try {
+        rethrow_as_comm_error(impl_->what);
+      } catch (const TimeoutError& e) {
+        if (!impl_->liveness) throw;
+        // Name the silent peer: c10d's message does not.
+        const std::string silent = impl_->liveness->silent(impl_->members);
+        LOOM_THROW(TimeoutError, "{}; {}", e.what(),
+                   silent.empty() ? "every other member is alive (slow, or blocked elsewhere)" : "silent: " + silent);
+      }
+    } catch (...) {
+      impl_->error = std::current_exception();
+      throw;
     }
   }
   impl_->waited = true;
