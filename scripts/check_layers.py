@@ -4,7 +4,9 @@
 Every file under src/loom/<module>/ and include/loom/<module>/ belongs to <module>; its
 `#include "loom/<other>/..."` lines are arrows. An arrow may point to the same module
 or to a module of a lower layer; an arrow to a module of the same layer must be listed
-in SIDEWAYS. Run by `make test`; exits 1 naming every arrow that runs the wrong way.
+in SIDEWAYS. And the installed API stays closed: a header under include/loom/ (installed)
+may include only headers that are installed too (private ones live in src/loom/).
+Run by `make test`; exits 1 naming every arrow that runs the wrong way.
 """
 import pathlib
 import re
@@ -23,6 +25,7 @@ SIDEWAYS = set()
 
 LEVEL = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"loom/([a-z_]+)/')
+INCLUDE_PATH = re.compile(r'^\s*#\s*include\s+"(loom/[^"]+)"')
 
 
 def module_of(path, root):
@@ -41,7 +44,12 @@ def main():
         if mod not in LEVEL:
             problems.append(f"{path.relative_to(root)}: module '{mod}' is in no layer of scripts/check_layers.py")
             continue
+        public = path.relative_to(root).parts[0] == "include"
         for n, line in enumerate(path.read_text().splitlines(), 1):
+            full = INCLUDE_PATH.match(line)
+            if public and full and not (root / "include" / full.group(1)).exists():
+                problems.append(f"{path.relative_to(root)}:{n}: an installed header includes {full.group(1)}, "
+                                f"which is not installed (move it to include/loom/ or stop including it)")
             m = INCLUDE.match(line)
             if not m or m.group(1) == mod:
                 continue

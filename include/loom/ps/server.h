@@ -54,7 +54,7 @@
 #include <string_view>
 #include <vector>
 
-#include "loom/ps/van.h"
+#include "loom/ps/van_options.h"
 #include "loom/optim/optimizer.h"
 
 namespace loom::ps {

@@ -36,7 +36,7 @@
 #include <vector>
 
 #include "loom/ps/shard_plan.h"
-#include "loom/ps/van.h"
+#include "loom/ps/van_options.h"
 
 namespace loom::ps {
 

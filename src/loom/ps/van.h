@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "loom/ps/protocol.h"
+#include "loom/ps/van_options.h"
 
 namespace loom::ps {
 
@@ -87,54 +88,6 @@ class VanContext {
 
  private:
   std::unique_ptr<Impl> impl_;
-};
-
-// A CURVE key pair as Z85 text (40 characters each). The secret key must never reach a
-// log, an error message or a command line: pass it through the environment.
-struct CurveKeys {
-  std::string public_key, secret_key;
-  bool empty() const { return secret_key.empty(); }
-  // A new random key pair (zmq_curve_keypair). CommError when ZeroMQ lacks CURVE.
-  static CurveKeys generate();
-  // The pair of a Z85 secret key. ConfigError (not quoting the key) when it is not one.
-  static CurveKeys from_secret(std::string_view secret_z85);
-};
-
-// The environment variables that hand the job's key pair to its processes: the secret
-// key itself (Z85), or a file holding it that only its owner may read (mode 0600).
-constexpr const char* kCurveSecretEnv = "LOOM_PS_CURVE_SECRET";
-constexpr const char* kCurveKeyFileEnv = "LOOM_PS_CURVE_KEY_FILE";
-
-// True when this libzmq has CURVE (zmq_has("curve")).
-bool curve_available();
-// Whether an endpoint stays on this machine: inproc://, ipc://, or tcp:// on 127.0.0.0/8,
-// ::1, localhost or the interface lo.
-bool is_local_endpoint(const std::string& endpoint);
-// Writes a new key pair's secret key to `path` (created with mode 0600; an existing file
-// is an error) for kCurveKeyFileEnv. Returns the pair. Errors name the path only.
-CurveKeys write_curve_key_file(const std::string& path);
-
-struct VanOptions {
-  // Handshake and send timeout (a send blocks only while the peer's queue is full).
-  std::chrono::milliseconds timeout{300000};
-  // Enforced on receive. A frame over the limit is dropped by ZeroMQ before it is
-  // allocated (over TCP the connection is closed and re-established: the sender's
-  // message is lost and it sees a timeout); a header declaring more is answered with
-  // Op::error.
-  Limits limits;
-  std::string token;  // shared secret; empty = none
-  // The job's CURVE key pair (both ends use the same one); empty: plain TCP, which a van
-  // refuses for an endpoint off this machine unless `insecure` (--insecure).
-  CurveKeys curve;
-  bool insecure = false;
-  int io_threads = 1;  // for the van's own context (ignored when `context` is given)
-  std::shared_ptr<VanContext> context;  // null: the van makes its own
-
-  // Defaults, with `token` from LOOM_PS_TOKEN and `curve` from kCurveSecretEnv or
-  // kCurveKeyFileEnv when set (ConfigError naming the variable or file, never the key,
-  // when unusable: not a key, or a file others may read). Reads the environment: call it
-  // once at start-up (entry points), not deep inside a loop.
-  static VanOptions from_environment();
 };
 
 // Server side: one ROUTER socket bound to an endpoint. See the file comment for the

@@ -40,6 +40,8 @@
 #include <cstdint>
 #include <string>
 
+#include "loom/ps/van_options.h"
+
 namespace loom::ps {
 
 constexpr uint32_t kMagic = 0x4D4F4F4C;  // 'LOOM' as little-endian bytes
@@ -91,18 +93,6 @@ inline bool operator!=(const Header& a, const Header& b) { return !(a == b); }
 
 constexpr size_t kHeaderBytes = 128;
 
-struct Limits {
-  uint64_t max_payload_bytes = 1ull << 31;
-};
-
-// The smallest payload limit a job uses: room for tokens, commands and error reasons.
-constexpr uint64_t kMinPayloadLimit = 64 * 1024;
-
-// The limits of a job whose slices are at most `slice_bytes` (shard_plan.h: no payload
-// is larger than one slice): max(slice_bytes, kMinPayloadLimit). The van hands the limit
-// to ZeroMQ (ZMQ_MAXMSGSIZE), so it bounds what any peer, even one that has not said
-// hello, can make ZeroMQ allocate for one frame (see docs/parameter-server.md).
-Limits limits_for_slices(int64_t slice_bytes);
 
 // Writes exactly kHeaderBytes to `out` (any alignment). Writes the fields as given, even
 // invalid ones (so tests can craft bad headers): validate with check_header first when
