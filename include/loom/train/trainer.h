@@ -16,6 +16,9 @@
 namespace loom::comm {
 class Context;
 }
+namespace loom::strategies {
+class Strategy;  // src/loom/strategies/strategy.h (not installed)
+}
 
 namespace loom::train {
 
@@ -23,6 +26,13 @@ class Trainer {
  public:
   // `context` may be null for a one-process job (--strategy single).
   Trainer(TrainConfig config, std::shared_ptr<comm::Context> context);
+  // Drives `strategy` instead of the one config.strategy names (tests drive a fake one
+  // through the loop; callers need src/loom/strategies/strategy.h).
+  Trainer(TrainConfig config, std::shared_ptr<comm::Context> context,
+          std::unique_ptr<strategies::Strategy> strategy);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
   // Trains, evaluates, writes --metrics / --trace / --save on rank 0, and returns the
   // summary (on every rank; test fields are filled on rank 0 only).
   Summary run();
@@ -30,6 +40,7 @@ class Trainer {
  private:
   TrainConfig config_;
   std::shared_ptr<comm::Context> context_;
+  std::unique_ptr<strategies::Strategy> strategy_;
 };
 
 }  // namespace loom::train

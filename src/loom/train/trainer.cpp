@@ -62,18 +62,193 @@ data::PartitionOptions partition_options(const TrainConfig& c, const strategies:
   return p;
 }
 
+// --shard-weights auto: after kFirstReweight steps, then every kReweightEvery steps, each
+// data rank's measured throughput (samples per second of its own compute, waiting
+// excluded) becomes its weight. All ranks compute the weights from the same gathered
+// numbers, so they agree exactly.
+class AutoReweighting {
+ public:
+  explicit AutoReweighting(bool enabled) : enabled_(enabled) {}
+
+  // After step t (0-based) on every rank: collective on the steps that re-weight.
+  void after_step(int64_t t, const strategies::StepOutput& out, strategies::Strategy& strategy,
+                  data::Partitioner& partitioner, int64_t epoch, bool leader) {
+    if (!enabled_) return;
+    compute_s_ += out.compute_s;
+    samples_ += out.samples;
+    if (t + 1 != kFirstReweight && (t + 1) % kReweightEvery != 0) return;
+    const auto rates = strategy.gather_over_data_ranks(compute_s_ > 0 ? samples_ / compute_s_ : 0);
+    bool usable = true;
+    for (double r : rates) usable = usable && std::isfinite(r) && r > 0;
+    if (usable) {
+      try {
+        partitioner.set_weights(rates);
+      } catch (const ConfigError&) {
+        // The batch is too small to give every worker a sample at these rates: keep the
+        // previous weights (every rank decides the same way).
+      }
+      if (leader) {
+        log::debug("--shard-weights auto: throughput {} -> parts {}", fmt::join(rates, ","),
+                    fmt::join(partitioner.part_sizes(epoch, 0), ","));
+      }
+    }
+    compute_s_ = 0;
+    samples_ = 0;
+  }
+
+ private:
+  static constexpr int64_t kFirstReweight = 5;
+  static constexpr int64_t kReweightEvery = 20;
+  bool enabled_;
+  double compute_s_ = 0;
+  int64_t samples_ = 0;
+};
+
+// The steps between two metric records: their loss (each data rank's mean weighted by
+// its share; summed over the data ranks when the window closes), time and samples, and
+// the run of steps skipped in a row (--skip-nonfinite).
+class StepWindow {
+ public:
+  StepWindow(const TrainConfig& c, bool leader) : c_(c), leader_(leader) {}
+
+  // One step's result; throws TrainingError when the loss is not finite, or when more
+  // than --skip-nonfinite steps in a row were skipped.
+  void add(int64_t t, int64_t epoch, const strategies::StepOutput& out, double step_s, int64_t global_batch,
+           bool reads_data, Summary& summary) {
+    train_s_ += step_s;
+    window_s_ += step_s;
+    samples_ += global_batch;
+    window_samples_ += global_batch;
+    if (out.skipped) {
+      // Every rank skipped this step alike (strategies/nonfinite.h); its loss is not averaged in.
+      ++summary.skipped_steps;
+      ++window_skipped_;
+      LOOM_CHECK(++skipped_in_a_row_ <= c_.skip_nonfinite, TrainingError,
+                 "the gradients were not finite for {} steps in a row (steps {} to {}, epoch {}); "
+                 "--skip-nonfinite {} allows {}; lower --lr or check the data",
+                 skipped_in_a_row_, t + 2 - skipped_in_a_row_, t + 1, epoch + 1, c_.skip_nonfinite, c_.skip_nonfinite);
+      if (leader_) {
+        log::warn("step {}: gradients not finite (loss {}): skipped, no update ({} in a row; --skip-nonfinite {})",
+                  t + 1, out.loss, skipped_in_a_row_, c_.skip_nonfinite);
+      }
+      return;
+    }
+    skipped_in_a_row_ = 0;
+    window_loss_ += out.loss * (reads_data ? static_cast<double>(out.samples) / global_batch : 0.0);
+    ++window_steps_;
+    if (!std::isfinite(out.loss) && reads_data) {
+      LOOM_THROW(TrainingError,
+                 "the training loss became {} at step {} (epoch {}); lower --lr, check the data, or skip such "
+                 "steps with --skip-nonfinite N",
+                 out.loss, t + 1, epoch + 1);
+    }
+  }
+
+  // --time-limit: whether every data rank stops after step t. Every data rank must stop
+  // at the same step: the ranks agree through the same collective as the loss
+  // (strategies without one, like asynchronous parameter servers, decide per worker).
+  bool time_is_up(int64_t t, strategies::Strategy& strategy) const {
+    if ((t + 1) % c_.log_every != 0 || c_.time_limit <= 0) return false;
+    const bool up = strategy.sum_over_data_ranks(train_s_ >= c_.time_limit ? 1.0 : 0.0) > 0;
+    if (up && leader_) log::info("--time-limit {} s reached after {} steps", c_.time_limit, t + 1);
+    return up;
+  }
+
+  // Closes the window on its steps (and on the last): collective.
+  void maybe_record(int64_t t, int64_t epoch, bool last, strategies::Strategy& strategy, MetricsWriter& metrics) {
+    if ((t + 1) % c_.log_every != 0 && !last) return;
+    // The global mean loss (a window of only skipped steps has none: NaN, written as null).
+    last_loss_ = strategy.sum_over_data_ranks(window_loss_) / static_cast<double>(window_steps_);
+    const double sps = window_s_ > 0 ? window_samples_ / window_s_ : 0;
+    const int64_t steps_in_window = window_steps_ + window_skipped_;
+    metrics.write(StepRecord{t + 1, epoch, last_loss_, sps, c_.lr, 1e3 * window_s_ / steps_in_window});
+    window_loss_ = window_s_ = window_samples_ = 0;
+    window_steps_ = window_skipped_ = 0;
+  }
+
+  double train_s() const { return train_s_; }
+  int64_t samples() const { return samples_; }
+  double samples_per_s() const { return train_s_ > 0 ? samples_ / train_s_ : 0; }
+  double last_loss() const { return last_loss_; }
+
+ private:
+  const TrainConfig& c_;
+  bool leader_;
+  double train_s_ = 0, window_loss_ = 0, window_s_ = 0, window_samples_ = 0;
+  int64_t window_steps_ = 0, samples_ = 0, skipped_in_a_row_ = 0, window_skipped_ = 0;
+  double last_loss_ = std::nan("");
+};
+
+// --record-indices DIR: the sample indices this data rank trained on, step by step,
+// written as one rank of `loom partition` prints them: {"rank":r,"steps":[[...],...]}.
+class IndexRecorder {
+ public:
+  explicit IndexRecorder(std::string dir) : dir_(std::move(dir)) {}
+  void add(const std::vector<int64_t>& indices) {
+    if (!dir_.empty()) steps_.push_back(indices);
+  }
+  void write(int data_rank) const {
+    if (dir_.empty()) return;
+    std::string json = fmt::format("{{\"rank\":{},\"steps\":[", data_rank);
+    for (size_t i = 0; i < steps_.size(); ++i) json += fmt::format("{}[{}]", i ? "," : "", fmt::join(steps_[i], ","));
+    write_file_atomic(dir_ + "/rank-" + std::to_string(data_rank) + ".json", json + "]}\n");
+  }
+
+ private:
+  std::string dir_;
+  std::vector<std::vector<int64_t>> steps_;
+};
+
+// --save on rank 0. A model with a NaN or an infinity is not written unless asked for
+// (--save-nonfinite): returns the error to raise once the collective finish() is done
+// (so the other ranks end cleanly and the job ends with this one line), or "".
+std::string save_final_model(const TrainConfig& c, torch::nn::Sequential& full) {
+  if (c.save.empty()) return "";
+  const StateDict state = state_dict(*full);
+  const std::string bad = c.save_nonfinite ? "" : describe_nonfinite(state);
+  if (!bad.empty()) {
+    return fmt::format("--save {}: nothing written: the final model is not finite ({}); pass --save-nonfinite to "
+                       "write it anyway",
+                       c.save, bad);
+  }
+  save_model_file(c.save, state);
+  log::info("saved the model to {}", c.save);
+  return "";
+}
+
+// --trace: one file for the whole job, every rank's events gathered on rank 0 through the store.
+void write_job_trace(const trace::Tracer& tracer, comm::Context* context, const std::string& path) {
+  if (!tracer.enabled()) return;
+  std::vector<std::string> bodies{tracer.events_json()};
+  const int rank = context ? context->rank() : 0;
+  if (context && context->world_size() > 1) {
+    context->store_set("loom/trace/" + std::to_string(rank), bodies[0]);
+    if (rank == 0) {
+      for (int r = 1; r < context->world_size(); ++r) bodies.push_back(context->store_get("loom/trace/" + std::to_string(r)));
+    }
+  }
+  if (rank == 0) trace::Tracer::write_file(path, bodies);
+}
+
 }  // namespace
 
 Trainer::Trainer(TrainConfig config, std::shared_ptr<comm::Context> context)
-    : config_(std::move(config)), context_(std::move(context)) {
+    : Trainer(std::move(config), std::move(context), nullptr) {}
+
+Trainer::Trainer(TrainConfig config, std::shared_ptr<comm::Context> context,
+                 std::unique_ptr<strategies::Strategy> strategy)
+    : config_(std::move(config)), context_(std::move(context)), strategy_(std::move(strategy)) {
   validate(config_);
 }
+
+Trainer::~Trainer() = default;
 
 Summary Trainer::run() {
   const auto wall_start = Clock::now();
   const TrainConfig& c = config_;
   const int rank = context_ ? context_->rank() : 0;
   const int world = context_ ? context_->world_size() : 1;
+  const bool leader = rank == 0;
   set_threads(c.threads);
 
   LOOM_CHECK(c.strategy != "single" || world == 1, ConfigError,
@@ -82,7 +257,7 @@ Summary Trainer::run() {
   // Data: every data rank holds the training set in memory; rank 0 also the test set.
   const auto dopts = data_options(c);
   const data::Dataset train_set = data::load_dataset(dopts, data::Split::train);
-  const data::Dataset test_set = (rank == 0 && c.eval) ? data::load_dataset(dopts, data::Split::test) : data::Dataset{};
+  const data::Dataset test_set = (leader && c.eval) ? data::load_dataset(dopts, data::Split::test) : data::Dataset{};
 
   models::ModelOptions mopts;
   mopts.sample_shape = train_set.sample_shape;
@@ -103,24 +278,24 @@ Summary Trainer::run() {
   if (resumed && config_.split.empty() && !resumed->meta.layout.empty()) config_.split = resumed->meta.layout;
 
   trace::Tracer tracer(rank, !c.trace.empty());
-  auto strategy = strategies::make_strategy(strategy_options(c, rank));
+  if (!strategy_) strategy_ = strategies::make_strategy(strategy_options(c, rank));
+  strategies::Strategy& strategy = *strategy_;
   strategies::StrategySetup setup;
   setup.model = model;
   setup.optimizer = optimizer_options(c);
   setup.context = context_;
   setup.tracer = &tracer;
   setup.sample_shape = train_set.sample_shape;
-  strategy->setup(setup);
-  const strategies::DataSlot slot = strategy->data_slot();
+  strategy.setup(setup);
+  const strategies::DataSlot slot = strategy.data_slot();
 
   const int64_t n = train_set.size();
-  const int64_t batch = c.batch_size;
   auto partitioner = data::make_partitioner(partition_options(c, slot, n));
   const int64_t steps_per_epoch = partitioner->steps_per_epoch();
   const int64_t total_steps = c.steps > 0 ? c.steps : c.epochs * steps_per_epoch;
   const int64_t epochs = (total_steps + steps_per_epoch - 1) / steps_per_epoch;
   strategies::LocalState local;
-  if (checkpointer.enabled()) local = strategy->local_state();  // a strategy without checkpoints fails here
+  if (checkpointer.enabled()) local = strategy.local_state();  // a strategy without checkpoints fails here
   int64_t first_step = 0;
   if (resumed) {
     checkpointer.restore(*resumed, local, *partitioner);
@@ -128,13 +303,12 @@ Summary Trainer::run() {
     resumed.reset();
   }
 
-  const bool leader = rank == 0;
   MetricsWriter metrics(leader ? c.metrics : "");
   Progress progress(leader ? c.progress : "off", total_steps, steps_per_epoch, epochs, c.log_every);
   if (leader) {
     log::info("training {} on {} ({} samples) with --strategy {}: {} process(es), global batch {}, {} steps/epoch, "
               "{} step(s), {} thread(s) each",
-              c.model, c.data, n, c.strategy, world, batch, steps_per_epoch, total_steps, c.threads);
+              c.model, c.data, n, c.strategy, world, c.batch_size, steps_per_epoch, total_steps, c.threads);
   }
 
   Summary summary;
@@ -142,14 +316,9 @@ Summary Trainer::run() {
   summary.world_size = world;
   summary.model = c.model;
   summary.data = c.data;
-  summary.batch_size = batch;
+  summary.batch_size = c.batch_size;
   summary.threads = c.threads;
   summary.epochs = epochs;
-
-  double train_s = 0, window_loss = 0, window_s = 0, window_samples = 0;
-  int64_t window_steps = 0, samples = 0;
-  int64_t skipped_in_a_row = 0, window_skipped = 0;  // --skip-nonfinite
-  double last_window_loss = std::nan("");
   auto evaluate_now = [&](torch::nn::Sequential& full, int64_t epoch, int64_t step) {
     if (!leader || !c.eval) return;
     const auto r = evaluate(full, test_set, c.eval_batch_size);
@@ -159,18 +328,9 @@ Summary Trainer::run() {
     progress.message(fmt::format("epoch {} test accuracy {:.4f} test loss {:.4f}", epoch + 1, r.accuracy, r.loss));
   };
 
-  // --shard-weights auto: after kFirstReweight steps, then every kReweightEvery steps, each
-  // data rank's measured throughput
-  // (samples per second of its own compute, waiting excluded) becomes its weight. All
-  // ranks compute the weights from the same gathered numbers, so they agree exactly.
-  constexpr int64_t kFirstReweight = 5;
-  constexpr int64_t kReweightEvery = 20;
-  const bool auto_weights = c.shard_weights == "auto" && slot.world_size > 1;
-  double auto_compute_s = 0;
-  int64_t auto_samples = 0;
-
-  std::vector<std::vector<int64_t>> recorded;  // --record-indices
-
+  StepWindow window(c, leader);
+  AutoReweighting reweighting(c.shard_weights == "auto" && slot.world_size > 1);
+  IndexRecorder recorder(c.record_indices);
   const auto fault = fault_plan_from_environment();  // tests and drills only
   int64_t steps_done = first_step;
   for (int64_t t = first_step; t < total_steps; ++t) {
@@ -183,140 +343,48 @@ Summary Trainer::run() {
     const int64_t global_batch = std::accumulate(sizes.begin(), sizes.end(), int64_t{0});
     if (slot.reads_data) {
       const std::vector<int64_t> indices = partitioner->indices(slot.rank, epoch, in_epoch);
-      if (!c.record_indices.empty()) recorded.push_back(indices);
-      data::Batch local = data::gather(train_set, indices);
-      if (poisons_batch(fault, rank, t)) local.inputs = torch::full_like(local.inputs, std::nan(""));
+      recorder.add(indices);
+      data::Batch part = data::gather(train_set, indices);
+      if (poisons_batch(fault, rank, t)) part.inputs = torch::full_like(part.inputs, std::nan(""));
       const double share = static_cast<double>(sizes[slot.rank]) / global_batch;
       auto span = tracer.span("step", "step");
-      out = strategy->step(local, strategies::StepInfo{t, epoch, global_batch, share});
+      out = strategy.step(part, strategies::StepInfo{t, epoch, global_batch, share});
     }
     if (poisons_model_after(fault, rank, t)) {
       torch::NoGradGuard no_grad;
-      strategy->local_state().model->parameters().at(0).fill_(std::nan(""));
+      strategy.local_state().model->parameters().at(0).fill_(std::nan(""));
     }
     const double step_s = seconds_since(step_start);
-    if (auto_weights) {
-      auto_compute_s += out.compute_s;
-      auto_samples += out.samples;
-      if (t + 1 == kFirstReweight || (t + 1) % kReweightEvery == 0) {
-        const auto rates = strategy->gather_over_data_ranks(auto_compute_s > 0 ? auto_samples / auto_compute_s : 0);
-        bool usable = true;
-        for (double r : rates) usable = usable && std::isfinite(r) && r > 0;
-        if (usable) {
-          try {
-            partitioner->set_weights(rates);
-          } catch (const ConfigError&) {
-            // The batch is too small to give every worker a sample at these rates: keep
-            // the previous weights (every rank decides the same way).
-          }
-          if (leader) log::debug("--shard-weights auto: throughput {} -> parts {}", fmt::join(rates, ","),
-                                 fmt::join(partitioner->part_sizes(epoch, 0), ","));
-        }
-        auto_compute_s = 0;
-        auto_samples = 0;
-      }
-    }
-    train_s += step_s;
-    window_s += step_s;
-    samples += global_batch;
-    window_samples += global_batch;
-    if (out.skipped) {
-      // Every rank skipped this step alike (nonfinite.h); its loss is not averaged in.
-      ++summary.skipped_steps;
-      ++window_skipped;
-      LOOM_CHECK(++skipped_in_a_row <= c.skip_nonfinite, TrainingError,
-                 "the gradients were not finite for {} steps in a row (steps {} to {}, epoch {}); "
-                 "--skip-nonfinite {} allows {}; lower --lr or check the data",
-                 skipped_in_a_row, t + 2 - skipped_in_a_row, t + 1, epoch + 1, c.skip_nonfinite, c.skip_nonfinite);
-      if (leader) {
-        log::warn("step {}: gradients not finite (loss {}): skipped, no update ({} in a row; --skip-nonfinite {})",
-                  t + 1, out.loss, skipped_in_a_row, c.skip_nonfinite);
-      }
-    } else {
-      skipped_in_a_row = 0;
-      window_loss += out.loss * (slot.reads_data ? static_cast<double>(out.samples) / global_batch : 0.0);
-      ++window_steps;
-      if (!std::isfinite(out.loss) && slot.reads_data) {
-        LOOM_THROW(TrainingError,
-                   "the training loss became {} at step {} (epoch {}); lower --lr, check the data, or skip such "
-                   "steps with --skip-nonfinite N",
-                   out.loss, t + 1, epoch + 1);
-      }
-    }
-    bool last = t + 1 == total_steps;
-    if ((t + 1) % c.log_every == 0 && !last && c.time_limit > 0) {
-      // Every data rank must stop at the same step: the ranks agree through the same
-      // collective as the loss (strategies without one, like asynchronous parameter
-      // servers, decide per worker).
-      last = strategy->sum_over_data_ranks(train_s >= c.time_limit ? 1.0 : 0.0) > 0;
-      if (last && leader) log::info("--time-limit {} s reached after {} steps", c.time_limit, t + 1);
-    }
-    if ((t + 1) % c.log_every == 0 || last) {
-      // The global mean loss: each data rank's mean weighted by its share, summed.
-      // (A window of only skipped steps has no loss: NaN, written as null.)
-      last_window_loss = strategy->sum_over_data_ranks(window_loss) / static_cast<double>(window_steps);
-      const double sps = window_s > 0 ? window_samples / window_s : 0;
-      const int64_t steps_in_window = window_steps + window_skipped;
-      metrics.write(StepRecord{t + 1, epoch, last_window_loss, sps, c.lr, 1e3 * window_s / steps_in_window});
-      window_loss = window_s = window_samples = 0;
-      window_steps = window_skipped = 0;
-    }
-    progress.update(t + 1, epoch, out.loss, train_s > 0 ? samples / train_s : 0);
+    reweighting.after_step(t, out, strategy, *partitioner, epoch, leader);
+    window.add(t, epoch, out, step_s, global_batch, slot.reads_data, summary);
+    const bool last = t + 1 == total_steps || window.time_is_up(t, strategy);
+    window.maybe_record(t, epoch, last, strategy, metrics);
+    progress.update(t + 1, epoch, out.loss, window.samples_per_s());
     steps_done = t + 1;
     if (checkpointer.enabled() && (steps_done % c.checkpoint_every == 0 || last)) {
       auto span = tracer.span("checkpoint", "checkpoint");
-      checkpointer.save(steps_done, *strategy, local, *partitioner);
+      checkpointer.save(steps_done, strategy, local, *partitioner);
     }
     if (last) break;
-    if (in_epoch + 1 == steps_per_epoch && !last && c.eval && c.steps == 0) {
-      torch::nn::Sequential full = strategy->final_model();  // collective
+    if (in_epoch + 1 == steps_per_epoch && c.eval && c.steps == 0) {
+      torch::nn::Sequential full = strategy.final_model();  // collective
       evaluate_now(full, epoch, t + 1);
     }
   }
   progress.finish();
 
   summary.steps = steps_done;
-  summary.samples = samples;
-  summary.train_s = train_s;
-  summary.samples_per_s = train_s > 0 ? samples / train_s : 0;
-  summary.final_train_loss = last_window_loss;
-  torch::nn::Sequential full = strategy->final_model();  // collective; whole model on rank 0
+  summary.samples = window.samples();
+  summary.train_s = window.train_s();
+  summary.samples_per_s = window.samples_per_s();
+  summary.final_train_loss = window.last_loss();
+  torch::nn::Sequential full = strategy.final_model();  // collective; whole model on rank 0
   evaluate_now(full, (steps_done - 1) / steps_per_epoch, steps_done);
-  // A model with a NaN or an infinity is not written unless asked for (--save-nonfinite).
-  // The error is raised after the collective finish() below, so the other ranks end
-  // cleanly and the job ends with this one line.
-  std::string unsaved;
-  if (leader && !c.save.empty()) {
-    const StateDict state = state_dict(*full);
-    const std::string bad = c.save_nonfinite ? "" : describe_nonfinite(state);
-    if (bad.empty()) {
-      save_model_file(c.save, state);
-      log::info("saved the model to {}", c.save);
-    } else {
-      unsaved = fmt::format("--save {}: nothing written: the final model is not finite ({}); pass --save-nonfinite "
-                            "to write it anyway",
-                            c.save, bad);
-    }
-  }
-  if (!c.record_indices.empty() && slot.reads_data) {
-    // The same shape as one rank of `loom partition`: {"rank":r,"steps":[[...],...]}.
-    std::string json = fmt::format("{{\"rank\":{},\"steps\":[", slot.rank);
-    for (size_t i = 0; i < recorded.size(); ++i) json += fmt::format("{}[{}]", i ? "," : "", fmt::join(recorded[i], ","));
-    write_file_atomic(c.record_indices + "/rank-" + std::to_string(slot.rank) + ".json", json + "]}\n");
-  }
-  strategy->finish();
+  const std::string unsaved = leader ? save_final_model(c, full) : "";
+  if (slot.reads_data) recorder.write(slot.rank);
+  strategy.finish();
   LOOM_CHECK(unsaved.empty(), TrainingError, "{}", unsaved);
-  if (tracer.enabled()) {
-    // One file for the whole job: every rank's events, gathered on rank 0 via the store.
-    std::vector<std::string> bodies{tracer.events_json()};
-    if (context_ && world > 1) {
-      context_->store_set("loom/trace/" + std::to_string(rank), bodies[0]);
-      if (leader) {
-        for (int r = 1; r < world; ++r) bodies.push_back(context_->store_get("loom/trace/" + std::to_string(r)));
-      }
-    }
-    if (leader) trace::Tracer::write_file(c.trace, bodies);
-  }
+  write_job_trace(tracer, context_.get(), c.trace);
   if (context_ && world > 1) {
     const auto counts = context_->world().allreduce_counts();
     log::debug("group 'world': {} allreduce(s) through shared memory, {} through Gloo", counts.shared_memory,

@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "loom/core/error.h"
+#include "loom/strategies/strategy.h"
 #include "loom/train/model_io.h"
 #include "support/temp_path.h"
 
@@ -140,3 +142,90 @@ TEST(Trainer, DivergenceStopsWithANamedError) {
 }
 
 }  // namespace
+
+// The Trainer's loop driven through a fake strategy: what it calls, in which order, with
+// which batches and shares, and how it turns the strategy's losses into the summary.
+class FakeStrategy : public loom::strategies::Strategy {
+ public:
+  struct Log {
+    std::vector<std::string> calls;
+    std::vector<loom::strategies::StepInfo> steps;
+    std::vector<int64_t> batch_sizes;
+  };
+  FakeStrategy(Log& log, int data_ranks, std::vector<int64_t> skip = {})
+      : log_(log), data_ranks_(data_ranks), skip_(std::move(skip)) {}
+  std::string name() const override { return "fake"; }
+  void setup(const loom::strategies::StrategySetup& s) override {
+    log_.calls.push_back("setup");
+    model_ = s.model;
+  }
+  loom::strategies::DataSlot data_slot() const override { return {0, data_ranks_, true}; }
+  loom::strategies::StepOutput step(const loom::data::Batch& batch, const loom::strategies::StepInfo& info) override {
+    log_.calls.push_back("step");
+    log_.steps.push_back(info);
+    log_.batch_sizes.push_back(batch.size());
+    const bool skipped = std::find(skip_.begin(), skip_.end(), info.step) != skip_.end();
+    return {static_cast<double>(info.step), batch.size(), 0.001, skipped};  // loss = the step's index
+  }
+  // The other data ranks are this one's twins: the sum is data_ranks x this value.
+  double sum_over_data_ranks(double value) override { return data_ranks_ * value; }
+  torch::nn::Sequential final_model() override {
+    log_.calls.push_back("final_model");
+    return model_;
+  }
+  void finish() override { log_.calls.push_back("finish"); }
+
+ private:
+  Log& log_;
+  int data_ranks_;
+  std::vector<int64_t> skip_;
+  torch::nn::Sequential model_{nullptr};
+};
+
+TEST(Trainer, DrivesAStrategyStepByStepAndReportsTheWeightedWindowLoss) {
+  auto c = synthetic_config();
+  c.steps = 10;
+  c.log_every = 4;
+  c.eval = false;
+  FakeStrategy::Log log;
+  const Summary s = Trainer(c, nullptr, std::make_unique<FakeStrategy>(log, 2)).run();
+  // setup once, 10 steps, the final model, finish last.
+  ASSERT_EQ(log.calls.size(), 13u);
+  EXPECT_EQ(log.calls.front(), "setup");
+  EXPECT_EQ(log.calls[11], "final_model");
+  EXPECT_EQ(log.calls.back(), "finish");
+  for (int64_t t = 0; t < 10; ++t) {
+    EXPECT_EQ(log.steps[t].step, t);
+    EXPECT_EQ(log.steps[t].global_batch, 64);
+    EXPECT_DOUBLE_EQ(log.steps[t].share, 0.5);  // data rank 0 of 2, strided halves
+    EXPECT_EQ(log.batch_sizes[t], 32);
+  }
+  // The last window is steps 9 and 10 (losses 8 and 9): each rank's mean weighted by
+  // its share (0.5), summed over the 2 ranks, averaged over the window's steps.
+  EXPECT_EQ(s.steps, 10);
+  EXPECT_DOUBLE_EQ(s.final_train_loss, 8.5);
+  EXPECT_EQ(s.samples, 10 * 64);
+  EXPECT_EQ(s.skipped_steps, 0);
+}
+
+TEST(Trainer, CountsSkippedStepsAndStopsAfterTooManyInARow) {
+  auto c = synthetic_config();
+  c.steps = 10;
+  c.log_every = 4;
+  c.eval = false;
+  c.skip_nonfinite = 1;
+  FakeStrategy::Log log;
+  const Summary s = Trainer(c, nullptr, std::make_unique<FakeStrategy>(log, 1, std::vector<int64_t>{8})).run();
+  EXPECT_EQ(s.skipped_steps, 1);
+  EXPECT_DOUBLE_EQ(s.final_train_loss, 9.0);  // step 9 (index 8) skipped: only index 9 counts
+
+  FakeStrategy::Log log2;
+  Trainer twice(c, nullptr, std::make_unique<FakeStrategy>(log2, 1, std::vector<int64_t>{3, 4}));
+  try {
+    twice.run();
+    FAIL() << "two skipped steps in a row passed --skip-nonfinite 1";
+  } catch (const loom::TrainingError& e) {
+    EXPECT_NE(std::string(e.what()).find("not finite for 2 steps in a row (steps 4 to 5"), std::string::npos)
+        << e.what();
+  }
+}
