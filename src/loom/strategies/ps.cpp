@@ -64,7 +64,6 @@ StepOutput PsStrategy::step(const data::Batch& batch, const StepInfo& info) {
     worker_->wait(pushed);
     worker_->wait(pulled);
   }
-  steps_ = info.step + 1;
   last_share_ = info.share;
   return {c.loss, batch.size(), c.compute_s};
 }

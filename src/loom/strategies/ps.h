@@ -53,7 +53,6 @@ class PsStrategy : public Strategy {
   std::vector<at::Tensor> params_;
   std::vector<at::Tensor> grads_;  // zeros for parameters without a gradient (reused)
   trace::Tracer* tracer_ = nullptr;
-  int64_t steps_ = 0;
   double last_share_ = 0;
 };
 
