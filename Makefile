@@ -6,7 +6,7 @@ CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 LOOM = $(BUILD_DIR)/loom
 
-.PHONY: all deps configure build demo test layers test-unit test-integration test-asan test-tsan bench install clean fuzz
+.PHONY: all deps configure build demo test layers format format-check test-unit test-integration test-asan test-tsan bench install clean fuzz
 
 all: build
 
@@ -21,18 +21,29 @@ build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
 # The main job: train the CNN on Fashion-MNIST and print the test accuracy.
-demo: build
+# It builds only the library and the CLI (not the tests, benchmarks or examples).
+demo: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target loom_cli
 	@bash scripts/demo.sh $(LOOM)
 
 # Every test, through ctest (unit tests run ranks as threads; integration tests run
 # real processes through the real launcher), after the decoder's fuzz run (`fuzz`
 # below: FUZZ_SECONDS plus a small clang build; a crash fails `make test`) and the
-# layering check (an include from a lower layer to a higher one fails it).
-test: layers build fuzz
+# layering check (an include from a lower layer to a higher one fails it) and the
+# format check (scripts/check_format.sh).
+test: layers format-check build fuzz
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900 $(CTEST_FLAGS)
 
 layers:
 	@python3 scripts/check_layers.py
+
+# .clang-format's style: `make test` checks the C++ files changed since origin/main;
+# `make format` formats every tracked C++ file.
+format-check: deps
+	@bash scripts/check_format.sh
+
+format: deps
+	@git ls-files '*.cpp' '*.h' | xargs clang-format -i
 
 test-unit: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -L unit $(CTEST_FLAGS)

@@ -14,8 +14,8 @@
 // Each measurement runs in its own process (malloc settings are process-wide); the
 // driver alternates the order of the runs each round and prints the median and range of
 // the per-round ratios.
-#include <CLI/CLI.hpp>
 #include <torch/torch.h>
+#include <CLI/CLI.hpp>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -122,7 +122,8 @@ double loom_loop(const Args& a) {
   std::remove(metrics.c_str());
   rmdir(dir);
   const auto first = arrivals.find(a.warmup), last = arrivals.find(a.warmup + a.steps);
-  if (first == arrivals.end() || last == arrivals.end()) throw std::runtime_error("loom wrote no record of those steps");
+  if (first == arrivals.end() || last == arrivals.end())
+    throw std::runtime_error("loom wrote no record of those steps");
   return a.steps * a.batch / std::chrono::duration<double>(last->second - first->second).count();
 }
 

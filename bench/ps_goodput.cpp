@@ -24,8 +24,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <torch/torch.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -78,18 +78,19 @@ void read_all(int fd, char* p, size_t n) {
 // starting a thread per iteration: loom's ps::Worker keeps its I/O threads too.
 class Sender {
  public:
-  Sender(int fd, const char* data, size_t bytes) : thread_([this, fd, data, bytes] {
-      for (;;) {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return asked_ > sent_ || stop_; });
-        if (stop_ && asked_ == sent_) return;
-        lock.unlock();
-        write_all(fd, data, bytes);
-        lock.lock();
-        ++sent_;
-        cv_.notify_all();
-      }
-    }) {}
+  Sender(int fd, const char* data, size_t bytes)
+      : thread_([this, fd, data, bytes] {
+          for (;;) {
+            std::unique_lock<std::mutex> lock(mu_);
+            cv_.wait(lock, [this] { return asked_ > sent_ || stop_; });
+            if (stop_ && asked_ == sent_) return;
+            lock.unlock();
+            write_all(fd, data, bytes);
+            lock.lock();
+            ++sent_;
+            cv_.notify_all();
+          }
+        }) {}
   ~Sender() {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -253,9 +254,10 @@ int main(int argc, char** argv) {
   torch::set_num_threads(threads);
   loom::log::set_level(loom::log::Level::warn);  // the servers' start-up lines are noise here
   try {
-    std::printf("ps_goodput: 2 workers, push+pull per iteration, %d untimed + %d timed iterations on both sides, "
-                "%d rounds, order alternating (GB/s = 1e9 bytes/s)\n",
-                warmup, iters, rounds);
+    std::printf(
+        "ps_goodput: 2 workers, push+pull per iteration, %d untimed + %d timed iterations on both sides, "
+        "%d rounds, order alternating (GB/s = 1e9 bytes/s)\n",
+        warmup, iters, rounds);
     std::printf("%8s %8s %6s %10s %10s %8s\n", "size", "servers", "round", "ps GB/s", "tcp GB/s", "ps/tcp");
     for (int64_t mib : {4, 64}) {
       for (int servers : {1, 2}) {
@@ -282,8 +284,9 @@ int main(int argc, char** argv) {
     }
     std::vector<double> ops;
     for (int r = 0; r < rounds; ++r) ops.push_back(ps_run(256, 1, 2, warmup, small_iters, int64_t{4} << 20).ops_per_s);
-    std::printf("small messages (1 KiB key, 2 workers, 1 server, sync): median %.0f push+pull ops/s (range %.0f-%.0f)\n",
-                median(ops), *std::min_element(ops.begin(), ops.end()), *std::max_element(ops.begin(), ops.end()));
+    std::printf(
+        "small messages (1 KiB key, 2 workers, 1 server, sync): median %.0f push+pull ops/s (range %.0f-%.0f)\n",
+        median(ops), *std::min_element(ops.begin(), ops.end()), *std::max_element(ops.begin(), ops.end()));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ps_goodput: %s\n", e.what());
     return 1;

@@ -17,8 +17,8 @@ packages=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # the default data set
   dataset-fashion-mnist
-  # `make fuzz` (libFuzzer on the parameter-server decoder)
-  clang
+  # `make fuzz` (libFuzzer on the parameter-server decoder); `make format` and its check
+  clang clang-format
   # peer benchmarks and the Python interop checks (torch.load of our model files)
   python3 python3-torch
   # multi-host tests (network namespaces) and the launcher tests

@@ -10,6 +10,11 @@ cmake --install "$build" --prefix "$work/prefix" > "$work/install.log"
 test -f "$work/prefix/bin/loom"
 test -f "$work/prefix/lib/cmake/loom/loomConfig.cmake"
 test -f "$work/prefix/include/loom/train/trainer.h"
+# Private header-only dependencies stay private: the installed package must not ask for them.
+if grep -l 'CLI11\|tomlplusplus\|nlohmann\|TOML_' "$work/prefix/lib/cmake/loom/"*.cmake; then
+  echo "install_example: the installed package requires a private dependency (above)" >&2
+  exit 1
+fi
 launcher=()
 command -v ccache > /dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S "$src/examples/custom_loop" -B "$work/build" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" \

@@ -42,8 +42,7 @@ inline int compare_main(int argc, char** argv) {
   const std::string a = argv[2], b = argv[3];
   const double tolerance = argc > 4 ? std::stod(argv[4]) : 1e-5;
   const double d = max_abs_diff(a, b);
-  std::cout << "max |" << a << " - " << b << "| = " << d << (d <= tolerance ? " <= " : " > ") << tolerance
-            << std::endl;
+  std::cout << "max |" << a << " - " << b << "| = " << d << (d <= tolerance ? " <= " : " > ") << tolerance << std::endl;
   return d <= tolerance ? 0 : 1;
 }
 

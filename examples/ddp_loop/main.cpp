@@ -68,8 +68,8 @@ int main(int argc, char** argv) try {
       optimizer.zero_grad();
       auto out = model->forward(a.narrow(0, from, rows), b.narrow(0, from, rows));
       auto loss = torch::mse_loss(out, y.narrow(0, from, rows));  // mean over this rank's rows
-      loss.backward();  // gradient buckets are allreduced while backward runs
-      ddp.finish();     // waits: every param.grad now holds the whole batch's gradient
+      loss.backward();                                            // gradient buckets are allreduced while backward runs
+      ddp.finish();  // waits: every param.grad now holds the whole batch's gradient
       optimizer.step();
       loss_sum += loss.item<double>() * rows / batch;  // this rank's part of the batch's loss
     }

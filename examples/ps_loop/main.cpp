@@ -49,7 +49,7 @@ int main(int argc, char** argv) try {
   for (const auto& p : model->named_parameters()) specs.push_back({p.key(), p.value().sizes().vec()});
   loom::ps::WorkerOptions wo;
   wo.worker_id = rank;
-  wo.timeout = options.timeout;  // a silent server: TimeoutError naming it
+  wo.timeout = options.timeout;                                 // a silent server: TimeoutError naming it
   wo.van.limits = loom::ps::limits_for_slices(wo.slice_bytes);  // as the servers' (--ps-slice-mb)
   for (int i = 0; i < servers; ++i) wo.servers.push_back(ctx->store_get(loom::ps::server_store_key(i)));
 
@@ -79,7 +79,7 @@ int main(int argc, char** argv) try {
       std::vector<torch::Tensor> grads;
       for (const auto& p : params) grads.push_back(p.grad());
       auto pushed = ps->push(grads, double(rows) / batch, step);  // weighted by this worker's share
-      auto pulled = ps->pull(params, step + 1);  // answered once every worker's step is applied
+      auto pulled = ps->pull(params, step + 1);                   // answered once every worker's step is applied
       ps->wait(pushed);
       ps->wait(pulled);
     }

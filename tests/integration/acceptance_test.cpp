@@ -26,9 +26,9 @@ TEST(Acceptance, CnnOnFashionMnistOneEpoch) {
   fs::create_directories(dir);
   const auto metrics = (dir / "m.jsonl").string();
   loom::test::RunOptions o;
-  o.argv = {LOOM_BINARY, "train",     "--strategy", "single", "--model",    "cnn",  "--data",
-            "fashion-mnist", "--epochs", "1",         "--batch-size", "128", "--lr",  "0.05",
-            "--momentum", "0.9",      "--threads",   "2",      "--metrics",  metrics};
+  o.argv = {LOOM_BINARY, "train", "--strategy",   "single", "--model", "cnn",  "--data",     "fashion-mnist",
+            "--epochs",  "1",     "--batch-size", "128",    "--lr",    "0.05", "--momentum", "0.9",
+            "--threads", "2",     "--metrics",    metrics};
   o.unset_env = {"RANK", "WORLD_SIZE"};
   o.timeout = std::chrono::minutes(8);
   const auto r = loom::test::run(o);

@@ -62,8 +62,8 @@ std::pair<int64_t, int64_t> transport_counts(const std::string& err) {
 // LOOM_SHM_ALLREDUCE=0 really sends everything through Gloo; both equal single.
 TEST_F(AllreduceEquivalence, SharedMemoryCarriesTheAllreducesUnlessTurnedOff) {
   const auto dir = dir_for("transport");
-  const auto on = loom_train({"--strategy", "allreduce", "--nproc", "2", "--save", dir + "/on.pt", "--log-level",
-                              "debug"});
+  const auto on =
+      loom_train({"--strategy", "allreduce", "--nproc", "2", "--save", dir + "/on.pt", "--log-level", "debug"});
   ASSERT_TRUE(on.exited_with(0)) << on.describe();
   const auto [on_shm, on_gloo] = transport_counts(on.err);
   EXPECT_GE(on_shm, 20) << on.err;  // at least one bucket per step of 20
@@ -108,7 +108,13 @@ TEST(Allreduce, ModelAveragingEveryStepWithPlainSgdEqualsSingle) {
 TEST(Allreduce, AWorkerThatDiesEndsTheJobWithANamedError) {
   // Rank 1 cannot read its data directory: it fails, the launcher names it, rank 0 stops.
   loom::test::RunOptions o;
-  o.argv = {LOOM_BINARY, "run", "--nproc", "2", "--", "sh", "-c",
+  o.argv = {LOOM_BINARY,
+            "run",
+            "--nproc",
+            "2",
+            "--",
+            "sh",
+            "-c",
             std::string("if [ $RANK = 1 ]; then exec ") + LOOM_BINARY +
                 " train --strategy allreduce --data-dir /nonexistent --timeout 30; else exec " + LOOM_BINARY +
                 " train --strategy allreduce --model mlp --data synthetic --timeout 30; fi"};

@@ -29,14 +29,33 @@ TEST(AutoWeights, ASlowWorkerGetsFewerSamplesAndTheModelStillEqualsSingle) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   loom::test::RunOptions o;
-  const std::vector<std::string> job{LOOM_BINARY, "train", "--model", "mlp", "--data", "synthetic",
-                                     "--synthetic-samples", "4096", "--batch-size", "64", "--steps", "45",
-                                     "--lr", "0.05", "--momentum", "0.9", "--seed", "5",
-                                     "--no-eval", "--progress", "off", "--timeout", "60"};
+  const std::vector<std::string> job{LOOM_BINARY,
+                                     "train",
+                                     "--model",
+                                     "mlp",
+                                     "--data",
+                                     "synthetic",
+                                     "--synthetic-samples",
+                                     "4096",
+                                     "--batch-size",
+                                     "64",
+                                     "--steps",
+                                     "45",
+                                     "--lr",
+                                     "0.05",
+                                     "--momentum",
+                                     "0.9",
+                                     "--seed",
+                                     "5",
+                                     "--no-eval",
+                                     "--progress",
+                                     "off",
+                                     "--timeout",
+                                     "60"};
   o.argv = job;
-  o.argv.insert(o.argv.end(), {"--strategy", "allreduce", "--nproc", "2", "--partition", "proportional",
-                               "--shard-weights", "auto", "--bench-slowdown", "1:3", "--record-indices", dir.string(),
-                               "--save", (dir / "auto.pt").string()});
+  o.argv.insert(o.argv.end(),
+                {"--strategy", "allreduce", "--nproc", "2", "--partition", "proportional", "--shard-weights", "auto",
+                 "--bench-slowdown", "1:3", "--record-indices", dir.string(), "--save", (dir / "auto.pt").string()});
   o.unset_env = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
   o.timeout = std::chrono::seconds(240);
   const auto r = loom::test::run(o);

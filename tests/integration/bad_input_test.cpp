@@ -23,17 +23,17 @@ const std::string kFashion = "/usr/share/datasets/fashion-mnist";
 
 struct BadInput {
   std::string name;
-  std::vector<std::string> argv;                       // after `loom`; "@" is replaced by the case's directory
-  std::string expected;                                // must appear, whole, in one line of stderr
+  std::vector<std::string> argv;                      // after `loom`; "@" is replaced by the case's directory
+  std::string expected;                               // must appear, whole, in one line of stderr
   std::function<void(const std::string& dir)> setup;  // files the case needs
   std::vector<std::pair<std::string, std::string>> env;
 };
 
 // The equivalence job's quick settings, saving to @/out.pt.
 std::vector<std::string> train(std::vector<std::string> extra) {
-  std::vector<std::string> a{"train", "--model", "mlp", "--data", "synthetic", "--synthetic-samples", "512",
-                             "--batch-size", "32", "--steps", "6", "--no-eval", "--progress", "off", "--timeout",
-                             "10", "--save", "@/out.pt"};
+  std::vector<std::string> a{"train",      "--model",      "mlp",       "--data",  "synthetic", "--synthetic-samples",
+                             "512",        "--batch-size", "32",        "--steps", "6",         "--no-eval",
+                             "--progress", "off",          "--timeout", "10",      "--save",    "@/out.pt"};
   a.insert(a.end(), extra.begin(), extra.end());
   return a;
 }
@@ -57,7 +57,8 @@ void write(const std::string& path, const std::string& text) { std::ofstream(pat
 
 void copy_fashion(const std::string& to) {
   fs::create_directories(to);
-  for (const auto& e : fs::directory_iterator(kFashion)) fs::copy_file(e.path(), to + "/" + e.path().filename().string());
+  for (const auto& e : fs::directory_iterator(kFashion))
+    fs::copy_file(e.path(), to + "/" + e.path().filename().string());
 }
 
 // A complete 6-step checkpoint of `args` in @/ckpt (made by a real run).
@@ -100,13 +101,15 @@ std::vector<BadInput> cases() {
                "/nowhere"});
   t.push_back({"truncated_idx",
                {"train", "--data", "fashion-mnist", "--data-dir", "@/fm", "--steps", "2", "--save", "@/out.pt"},
-               "train-images-idx3-ubyte.gz", [](const std::string& d) {
+               "train-images-idx3-ubyte.gz",
+               [](const std::string& d) {
                  copy_fashion(d + "/fm");
                  fs::resize_file(d + "/fm/train-images-idx3-ubyte.gz", 100000);
                }});
   t.push_back({"wrong_magic_idx",
                {"train", "--data", "fashion-mnist", "--data-dir", "@/fm", "--steps", "2", "--save", "@/out.pt"},
-               "magic", [](const std::string& d) {
+               "magic",
+               [](const std::string& d) {
                  copy_fashion(d + "/fm");
                  // A valid gzip stream of a labels file where images belong.
                  fs::copy_file(kFashion + "/train-labels-idx1-ubyte.gz", d + "/fm/train-images-idx3-ubyte.gz",
@@ -125,13 +128,12 @@ std::vector<BadInput> cases() {
                  f.seekp(static_cast<std::streamoff>(fs::file_size(part) / 2));
                  f.write(&c, 1);
                }});
-  t.push_back({"checkpoint_of_another_model",
-               train({"--model", "deep-mlp", "--checkpoint-dir", "@/ckpt", "--resume"}),
+  t.push_back({"checkpoint_of_another_model", train({"--model", "deep-mlp", "--checkpoint-dir", "@/ckpt", "--resume"}),
                "it was written with --model mlp, this run has deep-mlp", checkpoint_of({})});
   t.push_back({"world_size_mismatch_on_resume",
                train({"--strategy", "pipeline", "--nproc", "3", "--checkpoint-dir", "@/ckpt", "--resume"}),
-               "it was written by 2 processes and this run has 3", checkpoint_of({"--strategy", "pipeline", "--nproc",
-                                                                                 "2"})});
+               "it was written by 2 processes and this run has 3",
+               checkpoint_of({"--strategy", "pipeline", "--nproc", "2"})});
   t.push_back({"resume_without_checkpoint", train({"--checkpoint-dir", "@/empty", "--resume"}),
                "--resume: no complete checkpoint in"});
   t.push_back({"resume_without_dir", train({"--resume"}), "--resume needs --checkpoint-dir"});
@@ -151,35 +153,64 @@ std::vector<BadInput> cases() {
                "--checkpoint-every must be at least 1, got 0"});
   t.push_back({"batch_smaller_than_workers", train({"--strategy", "allreduce", "--nproc", "4", "--batch-size", "2"}),
                "--batch-size 2"});
-  t.push_back({"shard_weights_count", train({"--strategy", "allreduce", "--nproc", "2", "--partition",
-                                             "proportional", "--shard-weights", "1,2,3"}),
-               "--shard-weights has 3 weights for 2 data-parallel workers"});
-  t.push_back({"split_does_not_match_model", train({"--strategy", "pipeline", "--nproc", "2", "--split", "1,1"}),
-               "--split"});
+  t.push_back(
+      {"shard_weights_count",
+       train({"--strategy", "allreduce", "--nproc", "2", "--partition", "proportional", "--shard-weights", "1,2,3"}),
+       "--shard-weights has 3 weights for 2 data-parallel workers"});
+  t.push_back(
+      {"split_does_not_match_model", train({"--strategy", "pipeline", "--nproc", "2", "--split", "1,1"}), "--split"});
   t.push_back({"zero_micro_batches", train({"--strategy", "pipeline", "--nproc", "2", "--micro-batches", "0"}),
                "--micro-batches must be at least 1, got 0"});
   t.push_back({"mesh_does_not_match_nproc", train({"--strategy", "hybrid", "--dp", "2", "--pp", "2", "--nproc", "3"}),
                "--nproc 3"});
   t.push_back({"unknown_strategy", train({"--strategy", "magic"}), "--strategy: unknown value 'magic'"});
   t.push_back({"unknown_model", train({"--model", "resnet999"}), "resnet999"});
-  t.push_back({"unknown_schedule", train({"--strategy", "pipeline", "--nproc", "2", "--schedule", "zigzag"}),
-               "zigzag"});
+  t.push_back(
+      {"unknown_schedule", train({"--strategy", "pipeline", "--nproc", "2", "--schedule", "zigzag"}), "zigzag"});
   t.push_back({"unknown_optimizer", train({"--optimizer", "rmsprop"}), "--optimizer: unknown value 'rmsprop'"});
   t.push_back({"malformed_fault_plan", train({}), "LOOM_FAULT_INJECT must be", {}, {{"LOOM_FAULT_INJECT", "boom"}}});
   // ---- the job's processes and network --------------------------------------------
   t.push_back({"port_already_in_use",
-               {"run", "--nproc", "2", "--master-port", std::to_string(in_use), "--", LOOM_BINARY, "train", "--model",
-                "mlp", "--data", "synthetic", "--steps", "2", "--no-eval", "--strategy", "allreduce", "--nproc", "2",
-                "--timeout", "10", "--save", "@/out.pt"},
+               {"run",
+                "--nproc",
+                "2",
+                "--master-port",
+                std::to_string(in_use),
+                "--",
+                LOOM_BINARY,
+                "train",
+                "--model",
+                "mlp",
+                "--data",
+                "synthetic",
+                "--steps",
+                "2",
+                "--no-eval",
+                "--strategy",
+                "allreduce",
+                "--nproc",
+                "2",
+                "--timeout",
+                "10",
+                "--save",
+                "@/out.pt"},
                std::to_string(in_use)});
-  t.push_back({"unreachable_master", train({"--strategy", "allreduce", "--timeout", "3"}), "127.0.0.1:" + closed, {},
-               {{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "2"},
-                {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", closed}}});
-  t.push_back({"models_differ_across_ranks",
-               {"run", "--nproc", "2", "--", "bash", "-c",
-                std::string(LOOM_BINARY) + " train --model deep-mlp --depth 2 --data synthetic --steps 2 --no-eval --strategy "
-                                           "allreduce --timeout 10 --save @/out.pt --width $((64 + LOCAL_RANK * 8))"},
-               "model mismatch across ranks: parameter '1.weight' has shape 64x784 on rank 0 but 72x784 on rank 1"});
+  t.push_back({"unreachable_master",
+               train({"--strategy", "allreduce", "--timeout", "3"}),
+               "127.0.0.1:" + closed,
+               {},
+               {{"RANK", "1"},
+                {"WORLD_SIZE", "2"},
+                {"LOCAL_RANK", "1"},
+                {"LOCAL_WORLD_SIZE", "2"},
+                {"MASTER_ADDR", "127.0.0.1"},
+                {"MASTER_PORT", closed}}});
+  t.push_back(
+      {"models_differ_across_ranks",
+       {"run", "--nproc", "2", "--", "bash", "-c",
+        std::string(LOOM_BINARY) + " train --model deep-mlp --depth 2 --data synthetic --steps 2 --no-eval --strategy "
+                                   "allreduce --timeout 10 --save @/out.pt --width $((64 + LOCAL_RANK * 8))"},
+       "model mismatch across ranks: parameter '1.weight' has shape 64x784 on rank 0 but 72x784 on rank 1"});
   t.push_back({"nan_loss", train({"--lr", "1e30", "--steps", "50"}), "the training loss became"});
   t.push_back({"skip_nonfinite_with_ps", train({"--strategy", "ps", "--skip-nonfinite", "1"}),
                "--skip-nonfinite does not apply to --strategy ps"});

@@ -6,8 +6,8 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <iostream>
 #include <filesystem>
+#include <iostream>
 #include <random>
 
 #include "support/process.h"
@@ -99,8 +99,8 @@ TEST_P(KilledAndRestarted, EndsBitwiseWithTheUninterruptedParameters) {
     // A server counts its steps by the pushes it has applied, which may run ahead of the
     // workers' checkpoint: the newest checkpoint is then any of those before the kill.
     const std::string expected = "after " + std::to_string(step / 5 * 5) + " step(s)";
-    EXPECT_NE(after_restart.find(server ? "info: resuming from" : expected), std::string::npos)
-        << expected << "\n" << restarted.err;
+    EXPECT_NE(after_restart.find(server ? "info: resuming from" : expected), std::string::npos) << expected << "\n"
+                                                                                                << restarted.err;
   }
   EXPECT_EQ(max_abs_diff(dir + "/plain.pt", dir + "/restarted.pt"), 0.0);
   // Only the newest checkpoint is kept: the one of the last step.
@@ -114,17 +114,19 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(
         ::testing::Values(KillCase{"single", {"--strategy", "single"}, 1},
                           KillCase{"allreduce", {"--strategy", "allreduce", "--nproc", "2"}, 2},
-                          KillCase{"allreduce3", {"--strategy", "allreduce", "--nproc", "3", "--partition",
-                                                  "proportional", "--shard-weights", "2,1,1"}, 3},
+                          KillCase{"allreduce3",
+                                   {"--strategy", "allreduce", "--nproc", "3", "--partition", "proportional",
+                                    "--shard-weights", "2,1,1"},
+                                   3},
                           KillCase{"pipeline", {"--strategy", "pipeline", "--nproc", "2", "--micro-batches", "4"}, 2},
                           KillCase{"hybrid", {"--strategy", "hybrid", "--dp", "2", "--pp", "2"}, 4},
                           // Ranks 0-1 are the workers, rank 2 the server (killed when a key reaches the step).
                           KillCase{"ps_sync", {"--strategy", "ps", "--nproc", "2"}, 3, 1}),
         ::testing::Values(When::before_first_checkpoint, When::after_a_checkpoint)),
     [](const auto& info) {
-      return std::get<0>(info.param).name +
-             (std::get<1>(info.param) == When::before_first_checkpoint ? "_BeforeFirstCheckpoint"
-                                                                        : "_AfterACheckpoint");
+      return std::get<0>(info.param).name + (std::get<1>(info.param) == When::before_first_checkpoint
+                                                 ? "_BeforeFirstCheckpoint"
+                                                 : "_AfterACheckpoint");
     });
 
 // An interrupted job (no restarts) is finished later by --resume.
@@ -152,8 +154,8 @@ TEST(Resume, AllreduceContinuesWithAnotherNumberOfWorkers) {
   const auto dir = dir_for("resize");
   const auto single = job({"--strategy", "single", "--save", dir + "/single.pt"});
   ASSERT_TRUE(single.exited_with(0)) << single.describe();
-  const std::vector<std::string> ckpt{"--strategy", "allreduce", "--checkpoint-dir", dir + "/ckpt", "--checkpoint-every",
-                                      "10"};
+  const std::vector<std::string> ckpt{"--strategy",  "allreduce",          "--checkpoint-dir",
+                                      dir + "/ckpt", "--checkpoint-every", "10"};
   auto args = ckpt;
   args.insert(args.end(), {"--nproc", "2", "--steps", "10"});
   const auto first = job(args);

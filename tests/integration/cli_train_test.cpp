@@ -56,9 +56,28 @@ void expect_one_line_error(const loom::test::RunResult& r, const std::string& ne
 
 TEST(CliTrain, SyntheticRunWritesMetricsAndModel) {
   const auto dir = temp_dir("ok");
-  const auto r = loom_cmd({"train", "--model", "mlp", "--data", "synthetic", "--synthetic-samples",
-                              "1024", "--epochs", "2", "--batch-size", "32", "--lr", "0.05", "--momentum", "0.9", "--metrics",
-                              dir + "/m.jsonl", "--save", dir + "/model.pt", "--trace", dir + "/trace.json"}, 120);
+  const auto r = loom_cmd({"train",
+                           "--model",
+                           "mlp",
+                           "--data",
+                           "synthetic",
+                           "--synthetic-samples",
+                           "1024",
+                           "--epochs",
+                           "2",
+                           "--batch-size",
+                           "32",
+                           "--lr",
+                           "0.05",
+                           "--momentum",
+                           "0.9",
+                           "--metrics",
+                           dir + "/m.jsonl",
+                           "--save",
+                           dir + "/model.pt",
+                           "--trace",
+                           dir + "/trace.json"},
+                          120);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto summary = last_record(dir + "/m.jsonl");
   EXPECT_EQ(summary["event"], "summary");
@@ -73,8 +92,7 @@ TEST(CliTrain, ConfigFileAndFlagOverride) {
   const auto dir = temp_dir("config");
   std::ofstream(dir + "/job.toml") << "model = \"mlp\"\ndata = \"synthetic\"\nsynthetic-samples = 512\n"
                                       "steps = 3\nbatch-size = 16\neval = false\n";
-  const auto r = loom_cmd({"train", "--config", dir + "/job.toml", "--steps", "5", "--metrics",
-                              dir + "/m.jsonl"}, 60);
+  const auto r = loom_cmd({"train", "--config", dir + "/job.toml", "--steps", "5", "--metrics", dir + "/m.jsonl"}, 60);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(last_record(dir + "/m.jsonl")["steps"], 5);
 }
@@ -107,8 +125,9 @@ TEST(CliTrain, BadInputsGiveOneLineErrors) {
 }
 
 TEST(CliTrain, SaveFailsCleanlyWhenTheDirectoryIsMissing) {
-  const auto r = loom_cmd({"train", "--model", "mlp", "--data", "synthetic", "--synthetic-samples",
-                              "256", "--steps", "2", "--batch-size", "16", "--save", "/nonexistent-dir/m.pt"}, 60);
+  const auto r = loom_cmd({"train", "--model", "mlp", "--data", "synthetic", "--synthetic-samples", "256", "--steps",
+                           "2", "--batch-size", "16", "--save", "/nonexistent-dir/m.pt"},
+                          60);
   expect_one_line_error(r, "/nonexistent-dir/m.pt");
 }
 

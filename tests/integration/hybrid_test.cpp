@@ -31,8 +31,9 @@ TEST_P(HybridEquivalence, TwoByTwoEqualsSingle) {
   const auto [schedule, proportional] = GetParam();
   const auto dir = dir_for(fmt::format("{}_{}", schedule, proportional ? "prop" : "equal"));
   const auto reference = loom::test::single_reference("hybrid", {"--steps", "10"});
-  std::vector<std::string> args{"--strategy", "hybrid", "--dp", "2", "--pp", "2", "--micro-batches", "4",
-                                "--schedule", schedule, "--save", dir + "/h.pt", "--trace", dir + "/t.json"};
+  std::vector<std::string> args{
+      "--strategy", "hybrid",     "--dp",   "2",      "--pp",        "2",       "--micro-batches",
+      "4",          "--schedule", schedule, "--save", dir + "/h.pt", "--trace", dir + "/t.json"};
   if (proportional) args.insert(args.end(), {"--partition", "proportional", "--shard-weights", "2,1"});
   const auto r = loom_train(args);
   ASSERT_TRUE(r.exited_with(0)) << r.describe();
@@ -73,8 +74,8 @@ TEST(Hybrid, FusedFileLoadsInPythonAndContinuesTrainingIdenticallyThroughInit) {
   // From that file, single and hybrid continue to the same parameters.
   const auto s = loom_train({"--strategy", "single", "--init", dir + "/h.pt", "--save", dir + "/s2.pt"});
   ASSERT_TRUE(s.exited_with(0)) << s.describe();
-  const auto h2 = loom_train({"--strategy", "hybrid", "--dp", "2", "--pp", "2", "--init", dir + "/h.pt", "--save",
-                              dir + "/h2.pt"});
+  const auto h2 =
+      loom_train({"--strategy", "hybrid", "--dp", "2", "--pp", "2", "--init", dir + "/h.pt", "--save", dir + "/h2.pt"});
   ASSERT_TRUE(h2.exited_with(0)) << h2.describe();
   EXPECT_LT(max_abs_diff(dir + "/s2.pt", dir + "/h2.pt"), 1e-5);
   EXPECT_GT(max_abs_diff(dir + "/h.pt", dir + "/h2.pt"), 1e-4);  // it did train

@@ -25,8 +25,8 @@ RunOptions loom_options(std::vector<std::string> args, std::chrono::milliseconds
   o.argv = {LOOM_BINARY};
   o.argv.insert(o.argv.end(), args.begin(), args.end());
   // An outer launcher (or a developer's shell) must not leak into what we check.
-  o.unset_env = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-                 "GROUP_RANK", "NODE_RANK", "LOOM_RESTART_COUNT", "LOOM_LAUNCHED"};
+  o.unset_env = {"RANK",        "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE",   "MASTER_ADDR",
+                 "MASTER_PORT", "GROUP_RANK", "NODE_RANK",  "LOOM_RESTART_COUNT", "LOOM_LAUNCHED"};
   o.timeout = timeout;
   return o;
 }
@@ -107,14 +107,13 @@ TEST(LoomRun, AWorkerKilledBySignalIsNamedWithTheSignal) {
   const RunResult r = loom_run({"run", "--nproc", "2", "--", "sh", "-c", "test $RANK = 0 && kill -KILL $$; sleep 60"});
   EXPECT_TRUE(r.exited_with(128 + SIGKILL)) << r.describe();
   EXPECT_LT(r.elapsed, 10s);
-  EXPECT_EQ(error_lines(r),
-            std::vector<std::string>{"loom: launch error: rank 0 was killed by signal 9 (SIGKILL)"})
+  EXPECT_EQ(error_lines(r), std::vector<std::string>{"loom: launch error: rank 0 was killed by signal 9 (SIGKILL)"})
       << r.err;
 }
 
 TEST(LoomRun, NoWorkerOutlivesAFailure) {
-  const RunResult r = loom_run(
-      {"run", "--nproc", "3", "--", "sh", "-c", "echo pid $$; test $RANK = 1 && { sleep 0.3; exit 3; }; exec sleep 60"});
+  const RunResult r = loom_run({"run", "--nproc", "3", "--", "sh", "-c",
+                                "echo pid $$; test $RANK = 1 && { sleep 0.3; exit 3; }; exec sleep 60"});
   EXPECT_TRUE(r.exited_with(3)) << r.describe();
   const std::vector<pid_t> pids = pids_in(r.out, "pid");
   EXPECT_EQ(pids.size(), 3u) << r.out;
@@ -152,8 +151,7 @@ TEST(LoomRun, OutputLinesArePrefixedWholeAndInOrder) {
   for (int rank = 0; rank < 3; ++rank) {
     EXPECT_EQ(last_line[rank], kLines) << "rank " << rank;
     EXPECT_EQ(tails[rank], 1) << "rank " << rank << "'s partial last line";
-    EXPECT_NE(r.err.find("[" + std::to_string(rank) + "]: to stderr " + std::to_string(rank) + "\n"),
-              std::string::npos)
+    EXPECT_NE(r.err.find("[" + std::to_string(rank) + "]: to stderr " + std::to_string(rank) + "\n"), std::string::npos)
         << r.err;
   }
   EXPECT_EQ(r.out.find("to stderr"), std::string::npos) << "stderr went to stdout";
@@ -193,8 +191,8 @@ TEST(LoomRun, SetsTorchrunEnvironmentForEachRank) {
 }
 
 TEST(LoomRun, OneNodeOfAMultiNodeJobGetsGlobalRanks) {
-  const RunResult r = loom_run({"run", "--nproc", "2", "--nnodes", "3", "--node-rank", "2", "--master-addr",
-                                "10.0.0.7", "--master-port", "29555", "--", "sh", "-c", kPrintEnv});
+  const RunResult r = loom_run({"run", "--nproc", "2", "--nnodes", "3", "--node-rank", "2", "--master-addr", "10.0.0.7",
+                                "--master-port", "29555", "--", "sh", "-c", kPrintEnv});
   ASSERT_TRUE(r.exited_with(0)) << r.describe();
   auto env = env_by_rank(r.out);
   ASSERT_EQ(env.size(), 2u) << r.out;
@@ -232,7 +230,8 @@ void expect_signal_stops_workers(int signal, const std::vector<std::string>& ext
   const auto lines = error_lines(r);
   ASSERT_EQ(lines.size(), 1u) << r.err;
   EXPECT_NE(lines[0].find(signal == SIGINT ? "SIGINT" : "SIGTERM"), std::string::npos) << lines[0];
-  for (pid_t pid : pids) EXPECT_TRUE(loom::test::wait_until_gone(pid, 3s)) << "worker " << pid << " outlived the launcher";
+  for (pid_t pid : pids)
+    EXPECT_TRUE(loom::test::wait_until_gone(pid, 3s)) << "worker " << pid << " outlived the launcher";
 }
 
 TEST(LoomRun, SigtermToTheLauncherStopsTheWorkers) {
@@ -267,8 +266,7 @@ TEST(LoomRun, GivesUpWhenRestartsAreUsedUp) {
                                 "echo attempt $LOOM_RESTART_COUNT; test $RANK = 0 && exit 5; sleep 60"});
   EXPECT_TRUE(r.exited_with(5)) << r.describe();
   EXPECT_LT(r.elapsed, 10s);
-  EXPECT_EQ(error_lines(r),
-            std::vector<std::string>{"loom: launch error: rank 0 exited with code 5 after 1 restart"})
+  EXPECT_EQ(error_lines(r), std::vector<std::string>{"loom: launch error: rank 0 exited with code 5 after 1 restart"})
       << r.err;
   EXPECT_NE(r.out.find("[0]: attempt 1\n"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("attempt 2"), std::string::npos) << r.out;

@@ -55,16 +55,38 @@ class TwoHosts {
 RunOptions node(const TwoHosts& hosts, int node_rank, const std::string& master, int port) {
   RunOptions o;
   o.argv = node_rank == 0 ? hosts.on_a() : hosts.on_b();
-  for (const std::string a : {std::string(LOOM_BINARY), std::string("run"), std::string("--nnodes"), std::string("2"),
-                              std::string("--node-rank"), std::to_string(node_rank), std::string("--nproc"),
-                              std::string("1"), std::string("--master-addr"), master, std::string("--master-port"),
-                              std::to_string(port), std::string("--"), std::string(LOOM_BINARY),
-                              std::string("train"), std::string("--strategy"), std::string("allreduce"),
-                              std::string("--model"), std::string("mlp"), std::string("--data"),
-                              std::string("synthetic"), std::string("--batch-size"), std::string("32"),
-                              std::string("--epochs"), std::string("1000"), std::string("--no-eval"),
-                              std::string("--progress"), std::string("lines"), std::string("--log-every"),
-                              std::string("20"), std::string("--timeout"), std::string("5")}) {
+  for (const std::string a : {std::string(LOOM_BINARY),
+                              std::string("run"),
+                              std::string("--nnodes"),
+                              std::string("2"),
+                              std::string("--node-rank"),
+                              std::to_string(node_rank),
+                              std::string("--nproc"),
+                              std::string("1"),
+                              std::string("--master-addr"),
+                              master,
+                              std::string("--master-port"),
+                              std::to_string(port),
+                              std::string("--"),
+                              std::string(LOOM_BINARY),
+                              std::string("train"),
+                              std::string("--strategy"),
+                              std::string("allreduce"),
+                              std::string("--model"),
+                              std::string("mlp"),
+                              std::string("--data"),
+                              std::string("synthetic"),
+                              std::string("--batch-size"),
+                              std::string("32"),
+                              std::string("--epochs"),
+                              std::string("1000"),
+                              std::string("--no-eval"),
+                              std::string("--progress"),
+                              std::string("lines"),
+                              std::string("--log-every"),
+                              std::string("20"),
+                              std::string("--timeout"),
+                              std::string("5")}) {
     o.argv.push_back(a);
   }
   o.unset_env = loom::test::job_env_names();
@@ -109,8 +131,9 @@ TEST(MultiHost, CutLinkEndsBothNodesWithANamedErrorWithinTheTimeout) {
   // Node 0 hosts the store: it names rank 1. Node 1 cannot reach anything on node 0.
   EXPECT_TRUE(has_line_with(ra.err, {"rank 0", "timed out", "silent: ", "rank 1 (last heard"})) << ra.err;
   EXPECT_TRUE(has_line_with(rb.err, {"rank 1", "timed out", "silent: ", "rank 0 (the job's store"})) << rb.err;
-  std::cout << "link cut; both nodes ended after " << took << " s\n--- node 0:\n" << ra.err.substr(ra.err.rfind("loom: rank"))
-            << "--- node 1:\n" << rb.err.substr(rb.err.rfind("loom: rank"));
+  std::cout << "link cut; both nodes ended after " << took << " s\n--- node 0:\n"
+            << ra.err.substr(ra.err.rfind("loom: rank")) << "--- node 1:\n"
+            << rb.err.substr(rb.err.rfind("loom: rank"));
 }
 
 }  // namespace

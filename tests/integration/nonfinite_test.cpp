@@ -49,9 +49,9 @@ TEST_F(SkipNonfinite, AllreduceSkipsOnEveryRankWhenOneRankSeesNan) {
 
 TEST_F(SkipNonfinite, PipelineStagesAgreeToSkip) {
   const auto path = dir_for("pipeline") + "/m.pt";
-  const auto r = job({"--strategy", "pipeline", "--nproc", "2", "--micro-batches", "4", "--skip-nonfinite", "1",
-                      "--save", path},
-                     "nan:0:7");
+  const auto r =
+      job({"--strategy", "pipeline", "--nproc", "2", "--micro-batches", "4", "--skip-nonfinite", "1", "--save", path},
+          "nan:0:7");
   ASSERT_TRUE(r.exited_with(0)) << r.describe();
   EXPECT_LT(max_abs_diff(reference_, path), 1e-5);
 }
@@ -94,7 +94,8 @@ TEST_P(SaveNonfinite, IsRefusedUnlessAskedForAndThenDiffersInfinitelyFromTheRefe
   EXPECT_FALSE(refused.timed_out) << refused.describe();
   EXPECT_NE(refused.exit_code, 0) << refused.describe();
   EXPECT_EQ(refused.signal, 0) << refused.describe();
-  EXPECT_NE(refused.err.find("--save " + dir + "/refused.pt: nothing written: the final model is not finite ('1.weight'"
+  EXPECT_NE(refused.err.find("--save " + dir +
+                             "/refused.pt: nothing written: the final model is not finite ('1.weight'"
                              " holds 200704 NaN or infinite values of 200704); pass --save-nonfinite"),
             std::string::npos)
       << refused.err;
@@ -114,12 +115,11 @@ TEST_P(SaveNonfinite, IsRefusedUnlessAskedForAndThenDiffersInfinitelyFromTheRefe
 
 INSTANTIATE_TEST_SUITE_P(
     Strategies, SaveNonfinite,
-    ::testing::Values(std::make_pair(std::string("single"), std::vector<std::string>{"--strategy", "single"}),
-                      std::make_pair(std::string("allreduce"),
-                                     std::vector<std::string>{"--strategy", "allreduce", "--nproc", "2"}),
-                      // The fused model: stage 0 (rank 0) holds the poisoned layer.
-                      std::make_pair(std::string("pipeline"),
-                                     std::vector<std::string>{"--strategy", "pipeline", "--nproc", "2"})),
+    ::testing::Values(
+        std::make_pair(std::string("single"), std::vector<std::string>{"--strategy", "single"}),
+        std::make_pair(std::string("allreduce"), std::vector<std::string>{"--strategy", "allreduce", "--nproc", "2"}),
+        // The fused model: stage 0 (rank 0) holds the poisoned layer.
+        std::make_pair(std::string("pipeline"), std::vector<std::string>{"--strategy", "pipeline", "--nproc", "2"})),
     [](const auto& info) { return info.param.first; });
 
 }  // namespace

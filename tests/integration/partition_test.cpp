@@ -35,16 +35,37 @@ TEST_P(PartitionUnderLaunch, WorkersReceiveWhatLoomPartitionPrints) {
   const auto dir = fs::path(loom::test::temp_path("partition_" + s.name));
   fs::remove_all(dir);
   fs::create_directories(dir);
-  std::vector<std::string> train = {"train", "--strategy", "allreduce", "--nproc", "3", "--model", "mlp",
-                                    "--data", "synthetic", "--synthetic-samples", "600", "--batch-size", "24",
-                                    "--steps", "6", "--seed", "11", "--no-eval", "--progress", "off",
-                                    "--timeout", "60", "--record-indices", dir.string()};
+  std::vector<std::string> train = {"train",
+                                    "--strategy",
+                                    "allreduce",
+                                    "--nproc",
+                                    "3",
+                                    "--model",
+                                    "mlp",
+                                    "--data",
+                                    "synthetic",
+                                    "--synthetic-samples",
+                                    "600",
+                                    "--batch-size",
+                                    "24",
+                                    "--steps",
+                                    "6",
+                                    "--seed",
+                                    "11",
+                                    "--no-eval",
+                                    "--progress",
+                                    "off",
+                                    "--timeout",
+                                    "60",
+                                    "--record-indices",
+                                    dir.string()};
   train.insert(train.end(), s.train_flags.begin(), s.train_flags.end());
   const auto t = loom(train);
   ASSERT_TRUE(t.exited_with(0)) << t.describe();
 
   std::vector<std::string> part = {"partition", "--world-size", "3", "--num-samples", "600", "--batch-size",
-                                   "24", "--epoch", "0", "--seed", "11", "--steps", "6"};
+                                   "24",        "--epoch",      "0", "--seed",        "11",  "--steps",
+                                   "6"};
   part.insert(part.end(), s.partition_flags.begin(), s.partition_flags.end());
   const auto p = loom(part);
   ASSERT_TRUE(p.exited_with(0)) << p.describe();
@@ -58,12 +79,12 @@ TEST_P(PartitionUnderLaunch, WorkersReceiveWhatLoomPartitionPrints) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Schemes, PartitionUnderLaunch,
-    ::testing::Values(Scheme{"strided", {"--partition", "strided"}, {"--scheme", "strided"}},
-                      Scheme{"random", {"--partition", "random"}, {"--scheme", "random"}},
-                      Scheme{"proportional", {"--partition", "proportional", "--shard-weights", "3,2,1"},
-                             {"--scheme", "proportional", "--shard-weights", "3,2,1"}}),
-    [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Schemes, PartitionUnderLaunch,
+                         ::testing::Values(Scheme{"strided", {"--partition", "strided"}, {"--scheme", "strided"}},
+                                           Scheme{"random", {"--partition", "random"}, {"--scheme", "random"}},
+                                           Scheme{"proportional",
+                                                  {"--partition", "proportional", "--shard-weights", "3,2,1"},
+                                                  {"--scheme", "proportional", "--shard-weights", "3,2,1"}}),
+                         [](const auto& info) { return info.param.name; });
 
 }  // namespace

@@ -56,8 +56,8 @@ TEST(Pipeline, FusedModelLoadsInPythonWithTheSingleProcessKeys) {
   const auto dir = dir_for("python");
   auto single = loom_train({"--strategy", "single", "--save", dir + "/s.pt"});
   ASSERT_TRUE(single.exited_with(0)) << single.describe();
-  auto pipe = loom_train({"--strategy", "pipeline", "--nproc", "3", "--split", "1,3,2", "--schedule", "gpipe",
-                          "--save", dir + "/p.pt"});
+  auto pipe = loom_train(
+      {"--strategy", "pipeline", "--nproc", "3", "--split", "1,3,2", "--schedule", "gpipe", "--save", dir + "/p.pt"});
   ASSERT_TRUE(pipe.exited_with(0)) << pipe.describe();
   EXPECT_NE(pipe.err.find("split 1,3,2 = layers 0-0"), std::string::npos) << pipe.err;
   loom::test::RunOptions o;
@@ -77,8 +77,8 @@ TEST(Pipeline, FusedModelLoadsInPythonWithTheSingleProcessKeys) {
 
 TEST(Pipeline, TraceShowsEveryStagesMicroBatchesMessagesAndWaits) {
   const auto dir = dir_for("trace");
-  const auto r = loom_train({"--strategy", "pipeline", "--nproc", "2", "--micro-batches", "4", "--trace",
-                             dir + "/t.json"});
+  const auto r =
+      loom_train({"--strategy", "pipeline", "--nproc", "2", "--micro-batches", "4", "--trace", dir + "/t.json"});
   ASSERT_TRUE(r.exited_with(0)) << r.describe();
   const auto trace = nlohmann::json::parse(std::ifstream(dir + "/t.json"));
   std::set<std::pair<int, std::string>> seen;
@@ -114,9 +114,10 @@ TEST(Pipeline, ExplicitAndBalancedSplitsAreLoggedAndRepeatable) {
       if (run == 0) first = line;
       EXPECT_EQ(line, first);
     }
-    EXPECT_EQ(first, balance == "uniform"
-                         ? "split 3,3,2 = layers 0-2 (4.019e+05 params) | 3-5 (5.253e+05 params) | 6-7 (5130 params)"
-                         : "split 2,3,3 = layers 0-1 (4.019e+05 params) | 2-4 (2.627e+05 params) | 5-7 (2.678e+05 params)")
+    EXPECT_EQ(first,
+              balance == "uniform"
+                  ? "split 3,3,2 = layers 0-2 (4.019e+05 params) | 3-5 (5.253e+05 params) | 6-7 (5130 params)"
+                  : "split 2,3,3 = layers 0-1 (4.019e+05 params) | 2-4 (2.627e+05 params) | 5-7 (2.678e+05 params)")
         << balance;
   }
   const auto t = loom_train({"--strategy", "pipeline", "--nproc", "2", "--balance", "time", "--steps", "2"});

@@ -1,9 +1,9 @@
 // --strategy ps through the real CLI and launcher: workers and parameter servers as real
 // processes over real ZeroMQ sockets.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
-#include <arpa/inet.h>
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -42,8 +42,8 @@ std::string PsSync::reference_;
 TEST_F(PsSync, TwoWorkersTwoServersEqualSingle) {
   const auto dir = dir_for("w2s2");
   // A small slice size splits the first layer across both servers.
-  const auto r = loom_train({"--strategy", "ps", "--nproc", "2", "--servers", "2", "--ps-slice-mb", "0.25",
-                             "--save", dir + "/m.pt", "--metrics", dir + "/m.jsonl"});
+  const auto r = loom_train({"--strategy", "ps", "--nproc", "2", "--servers", "2", "--ps-slice-mb", "0.25", "--save",
+                             dir + "/m.pt", "--metrics", dir + "/m.jsonl"});
   ASSERT_TRUE(r.exited_with(0)) << r.describe();
   EXPECT_LT(max_abs_diff(reference_, dir + "/m.pt"), 1e-5);
   const auto s = summary_of(dir + "/m.jsonl");
@@ -95,8 +95,13 @@ TEST_F(PsSync, OffLoopbackTheJobAuthenticatesAndEncryptsWithItsOwnKey) {
   EXPECT_LT(max_abs_diff(reference_, dir + "/m.pt"), 1e-5);
 
   loom::test::RunOptions server;
-  server.argv = {LOOM_BINARY, "ps-server", "--index", "0", "--workers", "2", "--servers", "1", "--master-port",
-                 std::to_string(loom::launch::pick_free_port()), "--ps-host", address, "--timeout", "20"};
+  server.argv = {LOOM_BINARY,     "ps-server",
+                 "--index",       "0",
+                 "--workers",     "2",
+                 "--servers",     "1",
+                 "--master-port", std::to_string(loom::launch::pick_free_port()),
+                 "--ps-host",     address,
+                 "--timeout",     "20"};
   server.unset_env = loom::test::job_env_names();
   server.unset_env.insert(server.unset_env.end(), {"LOOM_PS_CURVE_SECRET", "LOOM_PS_CURVE_KEY_FILE"});
   server.timeout = std::chrono::seconds(60);
@@ -136,8 +141,8 @@ TEST(Ps, ServersCheckpointTheirShardsAndStartFromThem) {
 
 TEST(Ps, TooManyServersForTheJobIsAConfigError) {
   loom::test::RunOptions o;
-  o.argv = {LOOM_BINARY, "run", "--nproc", "2", "--", LOOM_BINARY, "train", "--strategy", "ps", "--servers", "2",
-            "--model", "mlp", "--data", "synthetic", "--timeout", "20"};
+  o.argv = {LOOM_BINARY, "run", "--nproc", "2",   "--",     LOOM_BINARY, "train",     "--strategy", "ps",
+            "--servers", "2",   "--model", "mlp", "--data", "synthetic", "--timeout", "20"};
   o.unset_env = loom::test::job_env_names();
   o.timeout = std::chrono::seconds(60);
   const auto r = loom::test::run(o);
@@ -152,17 +157,49 @@ TEST(Ps, ExternalServerStartedOnItsOwn) {
   const auto dir = dir_for("external");
   const std::string port = std::to_string(loom::launch::pick_free_port());
   loom::test::RunOptions server;
-  server.argv = {LOOM_BINARY, "ps-server", "--index", "0", "--workers", "2", "--servers", "1", "--master-port", port,
-                 "--lr", "0.05", "--momentum", "0.9", "--timeout", "60"};
+  server.argv = {LOOM_BINARY,     "ps-server", "--index", "0",    "--workers",  "2",   "--servers", "1",
+                 "--master-port", port,        "--lr",    "0.05", "--momentum", "0.9", "--timeout", "60"};
   server.unset_env = loom::test::job_env_names();
   server.timeout = std::chrono::seconds(120);
   loom::test::Process server_process(server);
   loom::test::RunOptions workers;
-  workers.argv = {LOOM_BINARY, "run", "--nproc", "2", "--master-port", port, "--", LOOM_BINARY, "train",
-                  "--strategy", "ps", "--servers", "1", "--ps-external-servers", "--model", "mlp", "--data",
-                  "synthetic", "--synthetic-samples", "2048", "--batch-size", "48", "--lr", "0.05", "--momentum",
-                  "0.9", "--steps", "20", "--seed", "3", "--no-eval", "--progress", "off", "--timeout", "60",
-                  "--save", dir + "/m.pt"};
+  workers.argv = {LOOM_BINARY,
+                  "run",
+                  "--nproc",
+                  "2",
+                  "--master-port",
+                  port,
+                  "--",
+                  LOOM_BINARY,
+                  "train",
+                  "--strategy",
+                  "ps",
+                  "--servers",
+                  "1",
+                  "--ps-external-servers",
+                  "--model",
+                  "mlp",
+                  "--data",
+                  "synthetic",
+                  "--synthetic-samples",
+                  "2048",
+                  "--batch-size",
+                  "48",
+                  "--lr",
+                  "0.05",
+                  "--momentum",
+                  "0.9",
+                  "--steps",
+                  "20",
+                  "--seed",
+                  "3",
+                  "--no-eval",
+                  "--progress",
+                  "off",
+                  "--timeout",
+                  "60",
+                  "--save",
+                  dir + "/m.pt"};
   workers.unset_env = server.unset_env;
   workers.timeout = std::chrono::seconds(120);
   const auto w = loom::test::run(workers);
@@ -179,17 +216,43 @@ TEST(Ps, ExternalServerStartedOnItsOwn) {
 TEST(PsFaults, AsyncJobGoesOnWithoutAKilledWorker) {
   const auto dir = dir_for("kill_async");
   loom::test::RunOptions o;
-  o.argv = {LOOM_BINARY, "train", "--strategy", "ps", "--nproc", "3", "--servers", "1", "--consistency", "async",
-            "--model", "mlp", "--data", "synthetic", "--synthetic-samples", "4096", "--batch-size", "48",
-            "--steps", "60", "--lr", "0.05", "--progress", "off", "--timeout", "10", "--save", dir + "/m.pt",
-            "--metrics", dir + "/m.jsonl"};
+  o.argv = {LOOM_BINARY,
+            "train",
+            "--strategy",
+            "ps",
+            "--nproc",
+            "3",
+            "--servers",
+            "1",
+            "--consistency",
+            "async",
+            "--model",
+            "mlp",
+            "--data",
+            "synthetic",
+            "--synthetic-samples",
+            "4096",
+            "--batch-size",
+            "48",
+            "--steps",
+            "60",
+            "--lr",
+            "0.05",
+            "--progress",
+            "off",
+            "--timeout",
+            "10",
+            "--save",
+            dir + "/m.pt",
+            "--metrics",
+            dir + "/m.jsonl"};
   o.env = {{"LOOM_FAULT_INJECT", "kill:1:5"}};
   o.unset_env = loom::test::job_env_names();
   o.timeout = std::chrono::seconds(120);
   const auto r = loom::test::run(o);
   ASSERT_TRUE(r.exited_with(0)) << r.describe();
-  EXPECT_NE(r.err.find("rank 1 was killed by signal 9 (SIGKILL); the other ranks go on without it"),
-            std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("rank 1 was killed by signal 9 (SIGKILL); the other ranks go on without it"), std::string::npos)
+      << r.err;
   EXPECT_NE(r.err.find("worker 1 sent nothing for 5 s: dropped"), std::string::npos) << r.err;
   EXPECT_TRUE(fs::exists(dir + "/m.pt"));
   EXPECT_EQ(summary_of(dir + "/m.jsonl")["steps"], 60);
@@ -197,8 +260,8 @@ TEST(PsFaults, AsyncJobGoesOnWithoutAKilledWorker) {
 
 TEST(PsFaults, SyncJobEndsWithANamedErrorWhenAWorkerDies) {
   loom::test::RunOptions o;
-  o.argv = {LOOM_BINARY, "train", "--strategy", "ps", "--nproc", "2", "--servers", "1", "--model", "mlp", "--data",
-            "synthetic", "--steps", "40", "--progress", "off", "--timeout", "20"};
+  o.argv = {LOOM_BINARY, "train",     "--strategy", "ps", "--nproc",    "2",   "--servers", "1", "--model", "mlp",
+            "--data",    "synthetic", "--steps",    "40", "--progress", "off", "--timeout", "20"};
   o.env = {{"LOOM_FAULT_INJECT", "kill:1:5"}};
   o.unset_env = loom::test::job_env_names();
   o.timeout = std::chrono::seconds(90);
@@ -217,12 +280,17 @@ void expect_accuracy(const std::string& name, std::vector<std::string> mode, dou
                      int kill_server_at = 0) {
   const auto dir = dir_for(name);
   loom::test::RunOptions o;
-  o.argv = {LOOM_BINARY, "train", "--strategy", "ps", "--nproc", "2", "--servers", "1", "--model", "cnn",
-            "--data", "fashion-mnist", "--epochs", "2", "--batch-size", "128", "--lr", "0.03", "--momentum", "0.9",
-            "--threads", "1", "--progress", "off", "--timeout", "120", "--metrics", dir + "/m.jsonl"};
+  o.argv = {LOOM_BINARY, "train", "--strategy",   "ps",
+            "--nproc",   "2",     "--servers",    "1",
+            "--model",   "cnn",   "--data",       "fashion-mnist",
+            "--epochs",  "2",     "--batch-size", "128",
+            "--lr",      "0.03",  "--momentum",   "0.9",
+            "--threads", "1",     "--progress",   "off",
+            "--timeout", "120",   "--metrics",    dir + "/m.jsonl"};
   o.argv.insert(o.argv.end(), mode.begin(), mode.end());
   if (kill_server_at > 0) {
-    o.argv.insert(o.argv.end(), {"--checkpoint-dir", dir + "/ckpt", "--checkpoint-every", "100", "--max-restarts", "1"});
+    o.argv.insert(o.argv.end(),
+                  {"--checkpoint-dir", dir + "/ckpt", "--checkpoint-every", "100", "--max-restarts", "1"});
     o.env = {{"LOOM_FAULT_INJECT", "kill:2:" + std::to_string(kill_server_at)}};
   }
   o.unset_env = loom::test::job_env_names();
@@ -230,7 +298,8 @@ void expect_accuracy(const std::string& name, std::vector<std::string> mode, dou
   const auto r = loom::test::run(o);
   ASSERT_TRUE(r.exited_with(0)) << r.describe();
   if (kill_server_at > 0) {
-    EXPECT_NE(r.err.find("rank 2 was killed by signal 9 (SIGKILL); restarting all workers"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("rank 2 was killed by signal 9 (SIGKILL); restarting all workers"), std::string::npos)
+        << r.err;
     EXPECT_NE(r.err.find("parameter server 0: resuming from"), std::string::npos) << r.err;
   }
   const auto s = summary_of(dir + "/m.jsonl");
@@ -239,9 +308,7 @@ void expect_accuracy(const std::string& name, std::vector<std::string> mode, dou
 
 TEST(PsAccuracy, AsyncCnnReaches088InTwoEpochs) { expect_accuracy("async", {"--consistency", "async"}); }
 
-TEST(PsAccuracy, SspCnnReaches088InTwoEpochs) {
-  expect_accuracy("ssp", {"--consistency", "ssp", "--staleness", "2"});
-}
+TEST(PsAccuracy, SspCnnReaches088InTwoEpochs) { expect_accuracy("ssp", {"--consistency", "ssp", "--staleness", "2"}); }
 
 // The fault test for asynchronous training: the server dies halfway (a key's
 // version counts both workers' pushes: 900 is about step 450 of 936); the restarted job

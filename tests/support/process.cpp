@@ -175,8 +175,7 @@ Process::Process(RunOptions options) : options_(std::move(options)) {
     reaped_ = true;
     ::close(out_fd_);
     ::close(err_fd_);
-    throw std::runtime_error("loom::test::Process: cannot execute '" + options_.argv[0] +
-                             "': " + std::strerror(error));
+    throw std::runtime_error("loom::test::Process: cannot execute '" + options_.argv[0] + "': " + std::strerror(error));
   }
 }
 

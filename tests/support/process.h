@@ -34,8 +34,8 @@ struct RunOptions {
 };
 
 struct RunResult {
-  std::string out;  // everything written to stdout
-  std::string err;  // everything written to stderr
+  std::string out;     // everything written to stdout
+  std::string err;     // everything written to stderr
   int exit_code = -1;  // the exit code when it exited normally, else -1
   int signal = 0;      // the terminating signal (SIGKILL after a timeout), else 0
   bool timed_out = false;

@@ -4,8 +4,8 @@
 #pragma once
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -15,8 +15,8 @@
 
 #include "loom/train/model_io.h"
 #include "support/process.h"
-#include "support/tensor_compare.h"
 #include "support/temp_path.h"
+#include "support/tensor_compare.h"
 
 namespace loom::test {
 
@@ -43,9 +43,10 @@ inline RunResult train_equivalence_job(std::vector<std::string> args, int timeou
   RunOptions o;
   o.env = std::move(env);
   if (!fault.empty()) o.env.emplace_back("LOOM_FAULT_INJECT", fault);
-  o.argv = {LOOM_BINARY, "train", "--model", "mlp", "--data", "synthetic", "--synthetic-samples", "2048",
-            "--batch-size", "48", "--lr", "0.05", "--momentum", "0.9", "--steps", "20", "--seed", "3",
-            "--no-eval", "--progress", "off", "--timeout", "60"};
+  o.argv = {LOOM_BINARY,           "train",      "--model",      "mlp",       "--data", "synthetic",
+            "--synthetic-samples", "2048",       "--batch-size", "48",        "--lr",   "0.05",
+            "--momentum",          "0.9",        "--steps",      "20",        "--seed", "3",
+            "--no-eval",           "--progress", "off",          "--timeout", "60"};
   o.argv.insert(o.argv.end(), args.begin(), args.end());
   o.unset_env = job_env_names();
   o.timeout = std::chrono::seconds(timeout_s);
@@ -69,8 +70,8 @@ inline std::string single_reference(const std::string& prefix, std::vector<std::
 // with a named error" tests.
 inline RunResult train_with_killed_rank(std::vector<std::string> args, int rank) {
   RunOptions o;
-  o.argv = {LOOM_BINARY, "train", "--model", "mlp", "--data", "synthetic", "--steps", "50", "--batch-size", "48",
-            "--no-eval", "--progress", "off", "--timeout", "30"};
+  o.argv = {LOOM_BINARY,    "train", "--model",   "mlp",        "--data", "synthetic", "--steps", "50",
+            "--batch-size", "48",    "--no-eval", "--progress", "off",    "--timeout", "30"};
   o.argv.insert(o.argv.end(), args.begin(), args.end());
   o.env = {{"LOOM_FAULT_INJECT", "kill:" + std::to_string(rank) + ":3"}};
   o.unset_env = job_env_names();

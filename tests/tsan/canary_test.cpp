@@ -29,7 +29,7 @@ void count_beside_callbacks(Context& ctx, at::ScalarType type, bool racy) {
     std::vector<at::Tensor> t{torch::ones({1 << 16}, torch::TensorOptions().dtype(type))};
     auto work = ctx.world().allreduce(t);
     work.on_completion([count] { *count += 1; });  // TSAN-CANARY-CALLBACK
-    if (racy) *count += 1;  // concurrent with the callback
+    if (racy) *count += 1;                         // concurrent with the callback
     work.wait();
     if (!racy) *count += 1;  // after wait(): ordered
   }

@@ -19,9 +19,10 @@ Command add_ps_keygen_command(CLI::App& app) {
   sub->add_option("FILE", *path, "the key file to create (an existing file is an error)")->required();
   return {sub, [path] {
             ps::write_curve_key_file(*path);
-            fmt::print("loom ps-keygen: wrote a new key pair to {} (mode 0600); start every process of the job with "
-                       "{}={}\n",
-                       *path, ps::kCurveKeyFileEnv, *path);
+            fmt::print(
+                "loom ps-keygen: wrote a new key pair to {} (mode 0600); start every process of the job with "
+                "{}={}\n",
+                *path, ps::kCurveKeyFileEnv, *path);
             return 0;
           }};
 }

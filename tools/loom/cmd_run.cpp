@@ -27,17 +27,13 @@ Command add_run_command(CLI::App& app) {
   sub->add_option("--node-rank", o.node_rank, "this node's rank, in [0, nnodes)")->default_val(0);
   sub->add_option("--master-addr", o.master_addr, "address of the node running global rank 0")
       ->default_val("127.0.0.1");
-  sub->add_option("--master-port", o.master_port,
-                  "rendezvous port; 0 picks a free one (single node only)")
+  sub->add_option("--master-port", o.master_port, "rendezvous port; 0 picks a free one (single node only)")
       ->default_val(0);
-  sub->add_option("--max-restarts", o.max_restarts,
-                  "after a failure, restart all local workers up to this many times")
+  sub->add_option("--max-restarts", o.max_restarts, "after a failure, restart all local workers up to this many times")
       ->default_val(0);
-  sub->add_option("--stop-grace", flags->stop_grace_s,
-                  "seconds between SIGTERM and SIGKILL when stopping workers")
+  sub->add_option("--stop-grace", flags->stop_grace_s, "seconds between SIGTERM and SIGKILL when stopping workers")
       ->default_val(5.0);
-  sub->add_flag("--no-prefix", flags->no_prefix,
-                "do not prefix worker output lines with \"[<rank>]: \"");
+  sub->add_flag("--no-prefix", flags->no_prefix, "do not prefix worker output lines with \"[<rank>]: \"");
   sub->add_option("command", o.command, "the program to run and its arguments (after --)");
 
   return {sub, [flags] {

@@ -15,8 +15,8 @@
 #include "loom/launch/launcher.h"
 #include "loom/launch/self_executable.h"
 #include "loom/ps/job_layout.h"
-#include "loom/train/ps_server_process.h"
 #include "loom/ps/van.h"
+#include "loom/train/ps_server_process.h"
 #include "loom/train/train_config.h"
 #include "loom/train/trainer.h"
 
@@ -50,9 +50,9 @@ int spawn_workers(const TrainCommand& cmd) {
   give_the_job_a_curve_key(cmd.config);
   launch::LaunchOptions lo;
   // --strategy ps: the parameter servers are the last --servers ranks of the job.
-  lo.nproc = cmd.config.strategy == "ps" ? ps::job_size(cmd.config.nproc, static_cast<int>(cmd.config.servers),
-                                                         cmd.config.ps_external_servers)
-                                        : cmd.config.nproc;
+  lo.nproc = cmd.config.strategy == "ps"
+                 ? ps::job_size(cmd.config.nproc, static_cast<int>(cmd.config.servers), cmd.config.ps_external_servers)
+                 : cmd.config.nproc;
   lo.command = cmd.argv;
   lo.max_restarts = cmd.config.max_restarts;  // restarted workers resume from --checkpoint-dir
   if (cmd.config.strategy == "ps" && cmd.config.consistency != "sync") {

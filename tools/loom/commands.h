@@ -13,7 +13,7 @@
 namespace loom::cli {
 
 struct Command {
-  CLI::App* app;           // the registered subcommand
+  CLI::App* app;             // the registered subcommand
   std::function<int()> run;  // runs it after parsing; returns the exit code
 };
 

@@ -6,13 +6,13 @@
 #include <CLI/CLI.hpp>
 
 #include <iostream>
-#include <vector>
 #include <string>
+#include <vector>
 
+#include "commands.h"
 #include "loom/core/error.h"
 #include "loom/core/log.h"
 #include "loom/core/process.h"
-#include "commands.h"
 
 int main(int argc, char** argv) {
   loom::init_process();
@@ -21,10 +21,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "loom 0.1.0");
   const std::vector<std::string> args(argv, argv + argc);
   const std::vector<loom::cli::Command> commands = {
-      loom::cli::add_train_command(app, args),
-      loom::cli::add_run_command(app),
-      loom::cli::add_partition_command(app),
-      loom::cli::add_ps_server_command(app),
+      loom::cli::add_train_command(app, args), loom::cli::add_run_command(app),
+      loom::cli::add_partition_command(app),   loom::cli::add_ps_server_command(app),
       loom::cli::add_ps_keygen_command(app),
   };
   try {

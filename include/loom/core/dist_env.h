@@ -21,7 +21,7 @@ struct DistEnv {
   int local_world_size = 1;
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
-  int restart_count = 0;     // LOOM_RESTART_COUNT, set by the launcher on restarts
+  int restart_count = 0;        // LOOM_RESTART_COUNT, set by the launcher on restarts
   std::string source = "none";  // "torchrun", "slurm", "openmpi" or "none"
 
   // Reads the process environment. Throws ConfigError on malformed or inconsistent

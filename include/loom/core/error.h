@@ -27,18 +27,18 @@ class Error : public std::runtime_error {
   int line_;
 };
 
-#define LOOM_DEFINE_ERROR(Name, Base, Kind)                          \
-  class Name : public Base {                                         \
-   public:                                                           \
-    using Base::Base;                                                \
-    const char* kind() const noexcept override { return Kind; }     \
+#define LOOM_DEFINE_ERROR(Name, Base, Kind)                     \
+  class Name : public Base {                                    \
+   public:                                                      \
+    using Base::Base;                                           \
+    const char* kind() const noexcept override { return Kind; } \
   }
 
-LOOM_DEFINE_ERROR(ConfigError, Error, "config error");      // bad flag, key, value
-LOOM_DEFINE_ERROR(DataError, Error, "data error");          // missing / corrupt data set
-LOOM_DEFINE_ERROR(ModelError, Error, "model error");        // unknown model, mismatch
+LOOM_DEFINE_ERROR(ConfigError, Error, "config error");       // bad flag, key, value
+LOOM_DEFINE_ERROR(DataError, Error, "data error");           // missing / corrupt data set
+LOOM_DEFINE_ERROR(ModelError, Error, "model error");         // unknown model, mismatch
 LOOM_DEFINE_ERROR(CommError, Error, "communication error");  // peer gone, collective failed
-LOOM_DEFINE_ERROR(TimeoutError, CommError, "timeout");      // a blocking call ran out of time
+LOOM_DEFINE_ERROR(TimeoutError, CommError, "timeout");       // a blocking call ran out of time
 LOOM_DEFINE_ERROR(CheckpointError, Error, "checkpoint error");
 LOOM_DEFINE_ERROR(LaunchError, Error, "launch error");      // spawning / supervising workers
 LOOM_DEFINE_ERROR(ProtocolError, Error, "protocol error");  // malformed message on the wire
@@ -56,8 +56,7 @@ inline std::string format_message(const std::string& s) { return s; }
 
 // LOOM_THROW(ConfigError, "--batch-size must be positive, got {}", n);
 // (Inside namespace loom the error type may be unqualified; elsewhere write loom::ConfigError.)
-#define LOOM_THROW(ErrorType, ...) \
-  throw ErrorType(::loom::detail::format_message(__VA_ARGS__), __FILE__, __LINE__)
+#define LOOM_THROW(ErrorType, ...) throw ErrorType(::loom::detail::format_message(__VA_ARGS__), __FILE__, __LINE__)
 
 // LOOM_CHECK(n > 0, ConfigError, "--batch-size must be positive, got {}", n);
 #define LOOM_CHECK(cond, ErrorType, ...)  \

@@ -18,9 +18,9 @@ enum class Split { train, test };
 const char* to_string(Split split);  // "train" | "test"
 
 struct Dataset {
-  at::Tensor inputs;   // float32 [N, sample_shape...], contiguous, on the CPU
-  at::Tensor targets;  // int64 [N] class indices in [0, num_classes), contiguous
-  std::string name;    // e.g. "fashion-mnist", "synthetic"
+  at::Tensor inputs;                  // float32 [N, sample_shape...], contiguous, on the CPU
+  at::Tensor targets;                 // int64 [N] class indices in [0, num_classes), contiguous
+  std::string name;                   // e.g. "fashion-mnist", "synthetic"
   std::vector<int64_t> sample_shape;  // one input's shape, e.g. {1, 28, 28}
   int64_t num_classes = 0;
 

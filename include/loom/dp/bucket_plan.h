@@ -47,8 +47,7 @@ struct BucketPlan {
 };
 
 // `order` must be a permutation of 0..params.size()-1 (else ConfigError).
-BucketPlan plan_buckets(const std::vector<ParamInfo>& params, const std::vector<size_t>& order,
-                        const BucketCaps& caps);
+BucketPlan plan_buckets(const std::vector<ParamInfo>& params, const std::vector<size_t>& order, const BucketCaps& caps);
 
 // n-1, n-2, ..., 0.
 std::vector<size_t> reverse_order(size_t n);

@@ -13,8 +13,8 @@ namespace loom::optim {
 struct OptimizerOptions {
   std::string name = "sgd";  // sgd | adam
   double lr = 0.01;
-  double momentum = 0.0;      // sgd
-  double weight_decay = 0.0;  // sgd and adam (L2, as in libtorch)
+  double momentum = 0.0;                          // sgd
+  double weight_decay = 0.0;                      // sgd and adam (L2, as in libtorch)
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adam
 };
 

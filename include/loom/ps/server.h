@@ -54,8 +54,8 @@
 #include <string_view>
 #include <vector>
 
-#include "loom/ps/van_options.h"
 #include "loom/optim/optimizer.h"
+#include "loom/ps/van_options.h"
 
 namespace loom::ps {
 

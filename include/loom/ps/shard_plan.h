@@ -27,16 +27,16 @@ struct TensorSpec {
 
 struct Slice {
   uint64_t key = 0;
-  size_t param = 0;     // index into the tensor list
-  int64_t offset = 0;   // first element of the flattened parameter
+  size_t param = 0;    // index into the tensor list
+  int64_t offset = 0;  // first element of the flattened parameter
   int64_t numel = 0;
   int server = 0;
 };
 
 struct ShardPlan {
-  std::vector<Slice> slices;           // by key
+  std::vector<Slice> slices;  // by key
   std::vector<std::vector<uint64_t>> keys_of_param;
-  std::vector<int64_t> server_bytes;   // bytes held by each server
+  std::vector<int64_t> server_bytes;  // bytes held by each server
 };
 
 // ConfigError when num_servers < 1 or slice_bytes < element size.

@@ -64,7 +64,7 @@ struct VanOptions {
   // refuses for an endpoint off this machine unless `insecure` (--insecure).
   CurveKeys curve;
   bool insecure = false;
-  int io_threads = 1;  // for the van's own context (ignored when `context` is given)
+  int io_threads = 1;                   // for the van's own context (ignored when `context` is given)
   std::shared_ptr<VanContext> context;  // null: the van makes its own
 
   // Defaults, with `token` from LOOM_PS_TOKEN and `curve` from kCurveSecretEnv or

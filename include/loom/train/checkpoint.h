@@ -30,10 +30,10 @@ namespace loom::train {
 
 // The run's identity and position, stored in every part and checked on resume.
 struct CheckpointMeta {
-  int64_t step = 0;        // steps done: training resumes at this 0-based step
-  int rank = 0;            // the job rank that wrote the part
-  int world_size = 1;      // processes that train (not parameter servers)
-  bool replicated = false; // every data rank holds the same state (allreduce --sync grads)
+  int64_t step = 0;          // steps done: training resumes at this 0-based step
+  int rank = 0;              // the job rank that wrote the part
+  int world_size = 1;        // processes that train (not parameter servers)
+  bool replicated = false;   // every data rank holds the same state (allreduce --sync grads)
   bool rank0_alone = false;  // only rank 0 wrote a part (asynchronous parameter-server workers)
   std::string strategy, model, data, optimizer, partition, layout;
   int64_t width = 0, depth = 0, batch_size = 0, seed = 0, dp = 1, pp = 1;
@@ -43,10 +43,10 @@ struct CheckpointMeta {
 // One rank's part of a checkpoint.
 struct CheckpointPart {
   CheckpointMeta meta;
-  StateDict model;            // the parameters and buffers this rank keeps
-  std::string optimizer;      // the optimizer's torch::serialize archive
-  at::Tensor rng;             // the default CPU generator's state
-  std::string source;         // the file it was read from (for messages)
+  StateDict model;        // the parameters and buffers this rank keeps
+  std::string optimizer;  // the optimizer's torch::serialize archive
+  at::Tensor rng;         // the default CPU generator's state
+  std::string source;     // the file it was read from (for messages)
 };
 
 // Serialises `part` and writes it atomically to `path`.

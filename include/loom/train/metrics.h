@@ -42,8 +42,8 @@ struct Summary {
   int64_t epochs = 0;
   int64_t batch_size = 0;
   int threads = 1;
-  double wall_s = 0;   // the whole run, start-up included
-  double train_s = 0;  // training steps only
+  double wall_s = 0;         // the whole run, start-up included
+  double train_s = 0;        // training steps only
   double samples_per_s = 0;  // samples / train_s, all workers together
   double final_train_loss = 0;
   int64_t skipped_steps = 0;  // --skip-nonfinite: steps without an update

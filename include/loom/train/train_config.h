@@ -25,29 +25,29 @@ struct TrainConfig {
   int64_t synthetic_samples = 8192;
   // schedule
   int64_t epochs = 1;
-  int64_t steps = 0;  // > 0: run exactly this many steps instead of --epochs
-  double time_limit = 0;  // > 0: stop at the first log step after this many seconds of training
+  int64_t steps = 0;           // > 0: run exactly this many steps instead of --epochs
+  double time_limit = 0;       // > 0: stop at the first log step after this many seconds of training
   int64_t skip_nonfinite = 0;  // > 0: skip steps with NaN/inf gradients, up to this many in a row (nonfinite.h)
-  int64_t batch_size = 64;  // GLOBAL batch per step, all workers together
+  int64_t batch_size = 64;     // GLOBAL batch per step, all workers together
   // data partitioning among data-parallel workers (data/partitioner.h)
   std::string partition = "strided";  // strided | random | proportional
   std::string shard_weights;          // proportional: "3,1,1" or "auto"; empty = equal
   bool drop_last = true;
   // data parallelism (--strategy allreduce)
-  double bucket_mb = 25;                 // gradient bucket cap
-  std::string sync = "grads";            // grads | params (local SGD / model averaging)
-  int64_t sync_every = 1;                // --sync params: steps between averages
+  double bucket_mb = 25;                  // gradient bucket cap
+  std::string sync = "grads";             // grads | params (local SGD / model averaging)
+  int64_t sync_every = 1;                 // --sync params: steps between averages
   std::string grad_compression = "none";  // none | fp16 | bf16
   // ps
-  int64_t servers = 1;                   // parameter-server processes (beside --nproc workers)
-  std::string consistency = "sync";      // sync | async | ssp
-  int64_t staleness = 2;                 // ssp: how many steps a worker may run ahead
-  double ps_slice_mb = 4;                // tensors larger than this are split across servers
-  std::string ps_host = "127.0.0.1";     // address the servers bind to and announce
-  std::string ps_save;                   // at the end, each server writes <prefix>.server<i>
-  std::string ps_load;                   // servers start from <prefix>.server<i>
-  bool ps_external_servers = false;      // servers run as `loom ps-server`: every rank is a worker
-  bool insecure = false;                 // ps: plain TCP off loopback (no CURVE key)
+  int64_t servers = 1;                // parameter-server processes (beside --nproc workers)
+  std::string consistency = "sync";   // sync | async | ssp
+  int64_t staleness = 2;              // ssp: how many steps a worker may run ahead
+  double ps_slice_mb = 4;             // tensors larger than this are split across servers
+  std::string ps_host = "127.0.0.1";  // address the servers bind to and announce
+  std::string ps_save;                // at the end, each server writes <prefix>.server<i>
+  std::string ps_load;                // servers start from <prefix>.server<i>
+  bool ps_external_servers = false;   // servers run as `loom ps-server`: every rank is a worker
+  bool insecure = false;              // ps: plain TCP off loopback (no CURVE key)
   bool find_unused_parameters = false;
   // hybrid: a --dp x --pp mesh of processes (--nproc defaults to dp * pp)
   int64_t dp = 1;  // data-parallel replicas (pipelines)
@@ -67,19 +67,19 @@ struct TrainConfig {
   double eps = 1e-8;
   // process
   int64_t seed = 0;
-  int threads = 1;  // intra-op threads per worker
-  double timeout = 300;  // seconds, every blocking communication call
+  int threads = 1;        // intra-op threads per worker
+  double timeout = 300;   // seconds, every blocking communication call
   std::string interface;  // Gloo network interface; empty: automatic
   // outputs
   std::string save;
   bool save_nonfinite = false;  // write --save even when the final model holds a NaN or an infinity
   std::string init;
   // checkpoints and restarts (train/checkpoint.h)
-  std::string checkpoint_dir;    // empty: no checkpoints
+  std::string checkpoint_dir;      // empty: no checkpoints
   int64_t checkpoint_every = 100;  // steps between checkpoints
-  bool resume = false;           // continue from the newest complete checkpoint (one must exist)
-  bool resume_if_any = false;    // not a flag: set on a launcher restart (resume when one exists)
-  int max_restarts = 0;          // restart every worker after a failure, this many times
+  bool resume = false;             // continue from the newest complete checkpoint (one must exist)
+  bool resume_if_any = false;      // not a flag: set on a launcher restart (resume when one exists)
+  int max_restarts = 0;            // restart every worker after a failure, this many times
   std::string metrics;
   std::string trace;
   std::string bench_slowdown;  // BENCHMARK AID "RANK:FACTOR": that data rank computes FACTOR x slower

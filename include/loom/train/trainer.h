@@ -28,8 +28,7 @@ class Trainer {
   Trainer(TrainConfig config, std::shared_ptr<comm::Context> context);
   // Drives `strategy` instead of the one config.strategy names (tests drive a fake one
   // through the loop; callers need src/loom/strategies/strategy.h).
-  Trainer(TrainConfig config, std::shared_ptr<comm::Context> context,
-          std::unique_ptr<strategies::Strategy> strategy);
+  Trainer(TrainConfig config, std::shared_ptr<comm::Context> context, std::unique_ptr<strategies::Strategy> strategy);
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;

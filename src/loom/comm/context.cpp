@@ -91,18 +91,17 @@ c10::intrusive_ptr<c10d::Store> make_store(const DistEnv& env, const ContextOpti
     std::string cause = e.what();
     cause = cause.substr(0, cause.find('\n'));
     if (so.isServer) {
-      LOOM_THROW(CommError, "cannot host the rendezvous store on port {} (MASTER_PORT): {}", env.master_port,
-                 cause);
+      LOOM_THROW(CommError, "cannot host the rendezvous store on port {} (MASTER_PORT): {}", env.master_port, cause);
     }
-    LOOM_THROW(CommError, "cannot join the rendezvous store at {}:{} within {} s: {}", env.master_addr,
-               env.master_port, opts.timeout.count() / 1000.0, cause);
+    LOOM_THROW(CommError, "cannot join the rendezvous store at {}:{} within {} s: {}", env.master_addr, env.master_port,
+               opts.timeout.count() / 1000.0, cause);
   }
 }
 
 std::shared_ptr<Group> make_group(c10::intrusive_ptr<c10d::Store> store,
                                   std::shared_ptr<::gloo::transport::Device> device, int rank,
-                                  std::vector<int> global_ranks, std::string name,
-                                  std::chrono::milliseconds timeout, std::shared_ptr<Liveness> liveness) {
+                                  std::vector<int> global_ranks, std::string name, std::chrono::milliseconds timeout,
+                                  std::shared_ptr<Liveness> liveness) {
   auto opts = c10d::ProcessGroupGloo::Options::create();
   opts->timeout = timeout;
   opts->devices.push_back(std::move(device));
@@ -112,8 +111,8 @@ std::shared_ptr<Group> make_group(c10::intrusive_ptr<c10d::Store> store,
   impl->timeout = timeout;
   impl->liveness = std::move(liveness);
   try {
-    impl->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, static_cast<int>(impl->global_ranks.size()),
-                                                          opts);
+    impl->pg =
+        c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, static_cast<int>(impl->global_ranks.size()), opts);
     impl->shm = ShmAllreduce::connect(*store, rank, static_cast<int>(impl->global_ranks.size()), impl->name,
                                       impl->global_ranks, timeout, {});
   } catch (const std::exception&) {
@@ -160,14 +159,13 @@ std::shared_ptr<Group> Context::new_group(const std::vector<int>& ranks, const s
   LOOM_CHECK(impl_->device != nullptr, ConfigError, "rank {} joined only the rendezvous store: it cannot build groups",
              rank());
   LOOM_CHECK(!ranks.empty(), ConfigError, "group '{}' has no ranks", name);
-  LOOM_CHECK(std::is_sorted(ranks.begin(), ranks.end()) &&
-                 std::adjacent_find(ranks.begin(), ranks.end()) == ranks.end(),
-             ConfigError, "group '{}': ranks must be sorted and unique", name);
+  LOOM_CHECK(
+      std::is_sorted(ranks.begin(), ranks.end()) && std::adjacent_find(ranks.begin(), ranks.end()) == ranks.end(),
+      ConfigError, "group '{}': ranks must be sorted and unique", name);
   LOOM_CHECK(ranks.front() >= 0 && ranks.back() < world_size(), ConfigError,
              "group '{}': rank {} is outside the world of {}", name, ranks.back(), world_size());
   const auto it = std::find(ranks.begin(), ranks.end(), rank());
-  LOOM_CHECK(it != ranks.end(), ConfigError, "group '{}' was built on rank {}, which is not a member", name,
-             rank());
+  LOOM_CHECK(it != ranks.end(), ConfigError, "group '{}' was built on rank {}, which is not a member", name, rank());
   const int group_rank = static_cast<int>(it - ranks.begin());
   auto store = c10::make_intrusive<c10d::PrefixStore>("loom/group/" + name, impl_->store);
   return make_group(store, impl_->device, group_rank, ranks, name, options_.timeout, impl_->liveness);

@@ -64,8 +64,8 @@ Work Group::allreduce(std::vector<at::Tensor>& tensors, ReduceOp op) {
 }
 
 Work Group::broadcast(std::vector<at::Tensor>& tensors, int root) {
-  LOOM_CHECK(root >= 0 && root < size(), CommError, "broadcast: root {} is outside group '{}' of size {}",
-             root, name(), size());
+  LOOM_CHECK(root >= 0 && root < size(), CommError, "broadcast: root {} is outside group '{}' of size {}", root, name(),
+             size());
   if (size() == 1) return Work::done();
   c10d::BroadcastOptions opts;
   opts.rootRank = root;

@@ -124,9 +124,8 @@ std::string Liveness::silent(const std::vector<int>& global_ranks) {
       answer->set_exception(std::current_exception());
     }
   }).detach();
-  const std::string store_silent =
-      fmt::format("rank 0 (the job's store, which it hosts at {}:{}, does not answer either)", env_.master_addr,
-                  env_.master_port);
+  const std::string store_silent = fmt::format(
+      "rank 0 (the job's store, which it hosts at {}:{}, does not answer either)", env_.master_addr, env_.master_port);
   if (result.wait_for(kQueryTimeout) != std::future_status::ready) return store_silent;
   try {
     return result.get();

@@ -240,9 +240,9 @@ ShmAllreduce::~ShmAllreduce() {
   impl_->cv.notify_all();
   impl_->thread.join();
   for (auto& op : impl_->queue) {
-    op.work->complete(std::make_exception_ptr(CommError(
-        fmt::format("allreduce on group '{}' (shared memory): the group was destroyed", impl_->group), __FILE__,
-        __LINE__)));
+    op.work->complete(std::make_exception_ptr(
+        CommError(fmt::format("allreduce on group '{}' (shared memory): the group was destroyed", impl_->group),
+                  __FILE__, __LINE__)));
   }
 }
 

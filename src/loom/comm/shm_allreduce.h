@@ -43,8 +43,8 @@ class ShmAllreduce {
   // ranks are not all on this machine or shared memory is unavailable.
   // `global_ranks` name the members in errors. Set LOOM_SHM_ALLREDUCE=0 to keep Gloo.
   static std::unique_ptr<ShmAllreduce> connect(c10d::Store& store, int rank, int size, const std::string& group_name,
-                                               const std::vector<int>& global_ranks,
-                                               std::chrono::milliseconds timeout, Options options);
+                                               const std::vector<int>& global_ranks, std::chrono::milliseconds timeout,
+                                               Options options);
   ~ShmAllreduce();
 
   // Whether allreduce() takes these tensors (dense contiguous CPU float32 / float64).

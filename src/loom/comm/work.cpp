@@ -20,8 +20,7 @@ void rethrow_as_comm_error(const std::string& what) {
   // c10d messages carry source paths in brackets; keep the first line only.
   const auto nl = cause.find('\n');
   if (nl != std::string::npos) cause = cause.substr(0, nl);
-  const bool timed_out = cause.find("imed out") != std::string::npos ||
-                         cause.find("imeout") != std::string::npos;
+  const bool timed_out = cause.find("imed out") != std::string::npos || cause.find("imeout") != std::string::npos;
   if (timed_out) LOOM_THROW(TimeoutError, "{} timed out: {}", what, cause);
   LOOM_THROW(CommError, "{} failed: {}", what, cause);
 }
@@ -32,7 +31,7 @@ void Work::wait() {
   if (impl_->waited) return;
   try {
     impl_->work->wait(impl_->timeout);
-    tsan::acquire(impl_->work.get());  // what the shared-memory engine wrote (ShmWork)
+    tsan::acquire(impl_->work.get());                                   // what the shared-memory engine wrote (ShmWork)
     if (impl_->callback_future) tsan::acquire(impl_->callback_future);  // what on_completion callbacks wrote
     impl_->source_rank = impl_->what.rfind("recv from any", 0) == 0 ? impl_->work->sourceRank() : -1;
   } catch (...) {

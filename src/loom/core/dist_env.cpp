@@ -13,8 +13,7 @@ int parse_int(const std::string& name, const std::string& value) {
     size_t used = 0;
     const long v = std::stol(value, &used);
     if (used == value.size() && v >= 0 && v <= 1 << 30) return static_cast<int>(v);
-  } catch (const std::exception&) {
-  }
+  } catch (const std::exception&) {}
   LOOM_THROW(ConfigError, "environment variable {}='{}' is not a non-negative integer", name, value);
 }
 
@@ -34,8 +33,7 @@ DistEnv DistEnv::from_lookup(const std::function<std::optional<std::string>(cons
   const char* size_var = "WORLD_SIZE";
   if (get("RANK") || get("WORLD_SIZE")) {
     env.source = "torchrun";
-    LOOM_CHECK(get("RANK") && get("WORLD_SIZE"), ConfigError,
-               "environment: RANK and WORLD_SIZE must be set together");
+    LOOM_CHECK(get("RANK") && get("WORLD_SIZE"), ConfigError, "environment: RANK and WORLD_SIZE must be set together");
     read("RANK", env.rank);
     read("WORLD_SIZE", env.world_size);
     env.local_rank = env.rank;
@@ -68,11 +66,10 @@ DistEnv DistEnv::from_lookup(const std::function<std::optional<std::string>(cons
     read("OMPI_COMM_WORLD_LOCAL_SIZE", env.local_world_size);
   }
   LOOM_CHECK(env.world_size >= 1, ConfigError, "environment: {} must be at least 1", size_var);
-  LOOM_CHECK(env.rank < env.world_size, ConfigError, "environment: {}={} is not below {}={}", rank_var,
-             env.rank, size_var, env.world_size);
+  LOOM_CHECK(env.rank < env.world_size, ConfigError, "environment: {}={} is not below {}={}", rank_var, env.rank,
+             size_var, env.world_size);
   LOOM_CHECK(env.local_world_size >= 1 && env.local_rank < env.local_world_size, ConfigError,
-             "environment: local rank {} is not below local world size {}", env.local_rank,
-             env.local_world_size);
+             "environment: local rank {} is not below local world size {}", env.local_rank, env.local_world_size);
 
   if (auto addr = get("MASTER_ADDR")) {
     LOOM_CHECK(!addr->empty(), ConfigError, "environment: MASTER_ADDR is empty");

@@ -40,8 +40,7 @@ Level parse_level(const std::string& name) {
   if (name == "warn" || name == "warning") return Level::warn;
   if (name == "error") return Level::error;
   if (name == "off") return Level::off;
-  LOOM_THROW(ConfigError, "--log-level: unknown level '{}' (expected debug, info, warn, error or off)",
-             name);
+  LOOM_THROW(ConfigError, "--log-level: unknown level '{}' (expected debug, info, warn, error or off)", name);
 }
 
 void write(Level l, std::string_view message) {

@@ -1,7 +1,7 @@
 #include "loom/core/options.h"
 
-#include <CLI/CLI.hpp>
 #include <toml++/toml.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <functional>
@@ -37,19 +37,16 @@ template <typename T>
 std::function<void(const toml::node&, const std::string&)> toml_setter(T* field) {
   return [field](const toml::node& node, const std::string& where) {
     if constexpr (std::is_same_v<T, bool>) {
-      LOOM_CHECK(node.is_boolean(), ConfigError, "{} must be true or false, got {}", where,
-                 toml_type_name(node));
+      LOOM_CHECK(node.is_boolean(), ConfigError, "{} must be true or false, got {}", where, toml_type_name(node));
       *field = node.as_boolean()->get();
     } else if constexpr (std::is_integral_v<T>) {
-      LOOM_CHECK(node.is_integer(), ConfigError, "{} must be an integer, got {}", where,
-                 toml_type_name(node));
+      LOOM_CHECK(node.is_integer(), ConfigError, "{} must be an integer, got {}", where, toml_type_name(node));
       const int64_t v = node.as_integer()->get();
-      LOOM_CHECK(v >= std::numeric_limits<T>::min() && v <= std::numeric_limits<T>::max(),
-                 ConfigError, "{} = {} is out of range", where, v);
+      LOOM_CHECK(v >= std::numeric_limits<T>::min() && v <= std::numeric_limits<T>::max(), ConfigError,
+                 "{} = {} is out of range", where, v);
       *field = static_cast<T>(v);
     } else if constexpr (std::is_floating_point_v<T>) {
-      LOOM_CHECK(node.is_number(), ConfigError, "{} must be a number, got {}", where,
-                 toml_type_name(node));
+      LOOM_CHECK(node.is_number(), ConfigError, "{} must be a number, got {}", where, toml_type_name(node));
       *field = node.is_integer() ? static_cast<T>(node.as_integer()->get())
                                  : static_cast<T>(node.as_floating_point()->get());
     } else {
@@ -57,18 +54,20 @@ std::function<void(const toml::node&, const std::string&)> toml_setter(T* field)
       if (node.is_array()) {
         std::string joined;
         for (const auto& item : *node.as_array()) {
-          LOOM_CHECK(item.is_number() || item.is_string(), ConfigError,
-                     "{} must be a string or a list of numbers", where);
+          LOOM_CHECK(item.is_number() || item.is_string(), ConfigError, "{} must be a string or a list of numbers",
+                     where);
           if (!joined.empty()) joined += ",";
-          if (item.is_integer()) joined += std::to_string(item.as_integer()->get());
-          else if (item.is_floating_point()) joined += fmt::format("{}", item.as_floating_point()->get());
-          else joined += item.as_string()->get();
+          if (item.is_integer())
+            joined += std::to_string(item.as_integer()->get());
+          else if (item.is_floating_point())
+            joined += fmt::format("{}", item.as_floating_point()->get());
+          else
+            joined += item.as_string()->get();
         }
         *field = joined;
         return;
       }
-      LOOM_CHECK(node.is_string(), ConfigError, "{} must be a string, got {}", where,
-                 toml_type_name(node));
+      LOOM_CHECK(node.is_string(), ConfigError, "{} must be a string, got {}", where, toml_type_name(node));
       *field = node.as_string()->get();
     }
   };
@@ -98,22 +97,30 @@ void OptionTable::add(const std::string& name, bool* field, const std::string& h
 }
 void OptionTable::add(const std::string& name, int* field, const std::string& help) {
   entries_.push_back(make_entry(name, field, help, [=](CLI::App& app) {
-    return app.add_option("--" + name, *field, help)->capture_default_str()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    return app.add_option("--" + name, *field, help)
+        ->capture_default_str()
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }));
 }
 void OptionTable::add(const std::string& name, int64_t* field, const std::string& help) {
   entries_.push_back(make_entry(name, field, help, [=](CLI::App& app) {
-    return app.add_option("--" + name, *field, help)->capture_default_str()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    return app.add_option("--" + name, *field, help)
+        ->capture_default_str()
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }));
 }
 void OptionTable::add(const std::string& name, double* field, const std::string& help) {
   entries_.push_back(make_entry(name, field, help, [=](CLI::App& app) {
-    return app.add_option("--" + name, *field, help)->capture_default_str()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    return app.add_option("--" + name, *field, help)
+        ->capture_default_str()
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }));
 }
 void OptionTable::add(const std::string& name, std::string* field, const std::string& help) {
   entries_.push_back(make_entry(name, field, help, [=](CLI::App& app) {
-    return app.add_option("--" + name, *field, help)->capture_default_str()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    return app.add_option("--" + name, *field, help)
+        ->capture_default_str()
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }));
 }
 

@@ -46,7 +46,7 @@ class OptionTable {
   // Names of all options, in declaration order.
   std::vector<std::string> names() const;
 
- struct Entry;  // defined in options.cpp (keeps CLI11 and toml++ out of this header)
+  struct Entry;  // defined in options.cpp (keeps CLI11 and toml++ out of this header)
 
  private:
   Entry* find(const std::string& key) const;

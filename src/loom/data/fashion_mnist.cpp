@@ -23,13 +23,9 @@ const char* file_prefix(Split split) { return split == Split::train ? "train" : 
 
 std::string default_fashion_mnist_dir() { return "/usr/share/datasets/fashion-mnist"; }
 
-std::string fashion_mnist_images_file(Split split) {
-  return std::string(file_prefix(split)) + "-images-idx3-ubyte.gz";
-}
+std::string fashion_mnist_images_file(Split split) { return std::string(file_prefix(split)) + "-images-idx3-ubyte.gz"; }
 
-std::string fashion_mnist_labels_file(Split split) {
-  return std::string(file_prefix(split)) + "-labels-idx1-ubyte.gz";
-}
+std::string fashion_mnist_labels_file(Split split) { return std::string(file_prefix(split)) + "-labels-idx1-ubyte.gz"; }
 
 Dataset load_fashion_mnist(const std::string& dir, Split split) {
   const std::filesystem::path root = dir.empty() ? default_fashion_mnist_dir() : dir;
@@ -37,19 +33,17 @@ Dataset load_fashion_mnist(const std::string& dir, Split split) {
   const std::string labels_path = (root / fashion_mnist_labels_file(split)).string();
 
   IdxArray images = read_idx(images_path, kInstallHint);
-  LOOM_CHECK(images.dims.size() == 3, DataError,
-             "{}: expected a 3-D IDX file of images, got {} dimensions", images_path,
-             images.dims.size());
+  LOOM_CHECK(images.dims.size() == 3, DataError, "{}: expected a 3-D IDX file of images, got {} dimensions",
+             images_path, images.dims.size());
   LOOM_CHECK(images.dims[1] == kSide && images.dims[2] == kSide, DataError,
-             "{}: expected images of {}x{} pixels, got {}x{}", images_path, kSide, kSide,
-             images.dims[1], images.dims[2]);
+             "{}: expected images of {}x{} pixels, got {}x{}", images_path, kSide, kSide, images.dims[1],
+             images.dims[2]);
   IdxArray labels = read_idx(labels_path, kInstallHint);
-  LOOM_CHECK(labels.dims.size() == 1, DataError,
-             "{}: expected a 1-D IDX file of labels, got {} dimensions", labels_path,
-             labels.dims.size());
+  LOOM_CHECK(labels.dims.size() == 1, DataError, "{}: expected a 1-D IDX file of labels, got {} dimensions",
+             labels_path, labels.dims.size());
   const int64_t n = images.dims[0];
-  LOOM_CHECK(labels.dims[0] == n, DataError, "{} holds {} images but {} holds {} labels",
-             images_path, n, labels_path, labels.dims[0]);
+  LOOM_CHECK(labels.dims[0] == n, DataError, "{} holds {} images but {} holds {} labels", images_path, n, labels_path,
+             labels.dims[0]);
   if (n > 0) {
     const at::Tensor bad = (labels.data >= kFashionMnistClasses).nonzero();
     if (bad.size(0) > 0) {
@@ -60,11 +54,8 @@ Dataset load_fashion_mnist(const std::string& dir, Split split) {
   }
 
   Dataset dataset;
-  dataset.inputs = images.data.to(at::kFloat)
-                       .div_(255.0)
-                       .sub_(kFashionMnistMean)
-                       .div_(kFashionMnistStd)
-                       .view({n, 1, kSide, kSide});
+  dataset.inputs =
+      images.data.to(at::kFloat).div_(255.0).sub_(kFashionMnistMean).div_(kFashionMnistStd).view({n, 1, kSide, kSide});
   dataset.targets = labels.data.to(at::kLong);
   dataset.name = "fashion-mnist";
   dataset.sample_shape = {1, kSide, kSide};

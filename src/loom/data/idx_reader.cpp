@@ -91,9 +91,7 @@ size_t read_up_to(gzFile f, uint8_t* dst, size_t n, const std::string& path) {
   return got;
 }
 
-std::string truncation_note(gzFile f) {
-  return stream_cut_short(f) ? " (the gzip stream ends early)" : "";
-}
+std::string truncation_note(gzFile f) { return stream_cut_short(f) ? " (the gzip stream ends early)" : ""; }
 
 uint32_t big_endian_u32(const uint8_t* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
@@ -107,19 +105,17 @@ IdxArray read_idx(const std::string& path, const std::string& open_hint) {
 
   uint8_t word[4];
   size_t got = read_up_to(f, word, 4, path);
-  LOOM_CHECK(got == 4, DataError, "{}: truncated: expected a 4-byte IDX header, got {} bytes{}",
-             path, got, truncation_note(f));
+  LOOM_CHECK(got == 4, DataError, "{}: truncated: expected a 4-byte IDX header, got {} bytes{}", path, got,
+             truncation_note(f));
   const uint32_t magic = big_endian_u32(word);
-  LOOM_CHECK((magic >> 16) == 0, DataError, "{}: bad magic 0x{:08x} (not an IDX file)", path,
-             magic);
+  LOOM_CHECK((magic >> 16) == 0, DataError, "{}: bad magic 0x{:08x} (not an IDX file)", path, magic);
   const uint32_t type = (magic >> 8) & 0xff;
   LOOM_CHECK(type == kUnsignedByte, DataError,
              "{}: unsupported IDX element type 0x{:02x} in magic 0x{:08x} (only unsigned bytes, "
              "0x08, are supported)",
              path, type, magic);
   const size_t ndims = magic & 0xff;
-  LOOM_CHECK(ndims > 0, DataError,
-             "{}: bad magic 0x{:08x}: an IDX file needs at least 1 dimension", path, magic);
+  LOOM_CHECK(ndims > 0, DataError, "{}: bad magic 0x{:08x}: an IDX file needs at least 1 dimension", path, magic);
 
   std::vector<uint8_t> header(4 * ndims);
   got = read_up_to(f, header.data(), header.size(), path);
@@ -152,17 +148,15 @@ IdxArray read_idx(const std::string& path, const std::string& open_hint) {
     have += r;
     if (r < want) break;
   }
-  LOOM_CHECK(have == count, DataError, "{}: truncated: expected {} bytes of {}, got {}{}", path,
-             count, noun, have, truncation_note(f));
+  LOOM_CHECK(have == count, DataError, "{}: truncated: expected {} bytes of {}, got {}{}", path, count, noun, have,
+             truncation_note(f));
 
   // Reading on to the end also makes zlib verify the gzip trailer (CRC and length).
   size_t extra = 0;
   uint8_t scratch[4096];
   while (const size_t r = read_up_to(f, scratch, sizeof scratch, path)) extra += r;
-  LOOM_CHECK(extra == 0, DataError, "{}: {} unexpected bytes after the {} bytes of {}", path,
-             extra, count, noun);
-  LOOM_CHECK(!stream_cut_short(f), DataError,
-             "{}: truncated: the gzip stream ends before its trailer", path);
+  LOOM_CHECK(extra == 0, DataError, "{}: {} unexpected bytes after the {} bytes of {}", path, extra, count, noun);
+  LOOM_CHECK(!stream_cut_short(f), DataError, "{}: truncated: the gzip stream ends before its trailer", path);
 
   result.data = at::empty(result.dims, at::TensorOptions().dtype(at::kByte));
   if (count > 0) std::memcpy(result.data.data_ptr<uint8_t>(), payload.data(), count);

@@ -19,17 +19,13 @@ constexpr uint64_t kTrainStream = 0x73796e7468740000ULL;      // "syntht"
 constexpr uint64_t kTestStream = 0x73796e7468760000ULL;       // "synthv"
 
 void validate(const SyntheticOptions& o) {
-  LOOM_CHECK(o.num_samples > 0, ConfigError,
-             "synthetic data: num_samples must be positive, got {}", o.num_samples);
-  LOOM_CHECK(o.num_test_samples > 0, ConfigError,
-             "synthetic data: num_test_samples must be positive, got {}", o.num_test_samples);
-  LOOM_CHECK(o.num_classes >= 2, ConfigError,
-             "synthetic data: num_classes must be at least 2, got {}", o.num_classes);
-  LOOM_CHECK(!o.sample_shape.empty(), ConfigError,
-             "synthetic data: sample_shape must have at least one dimension");
+  LOOM_CHECK(o.num_samples > 0, ConfigError, "synthetic data: num_samples must be positive, got {}", o.num_samples);
+  LOOM_CHECK(o.num_test_samples > 0, ConfigError, "synthetic data: num_test_samples must be positive, got {}",
+             o.num_test_samples);
+  LOOM_CHECK(o.num_classes >= 2, ConfigError, "synthetic data: num_classes must be at least 2, got {}", o.num_classes);
+  LOOM_CHECK(!o.sample_shape.empty(), ConfigError, "synthetic data: sample_shape must have at least one dimension");
   for (const int64_t d : o.sample_shape) {
-    LOOM_CHECK(d > 0, ConfigError,
-               "synthetic data: sample_shape dimensions must be positive, got {}", d);
+    LOOM_CHECK(d > 0, ConfigError, "synthetic data: sample_shape dimensions must be positive, got {}", d);
   }
   LOOM_CHECK(std::isfinite(o.noise) && o.noise >= 0, ConfigError,
              "synthetic data: noise must be a finite number >= 0, got {}", o.noise);

@@ -12,8 +12,8 @@ namespace loom::dp {
 
 BucketPlan plan_buckets(const std::vector<ParamInfo>& params, const std::vector<size_t>& order,
                         const BucketCaps& caps) {
-  LOOM_CHECK(order.size() == params.size(), ConfigError, "bucket order has {} entries for {} parameters",
-             order.size(), params.size());
+  LOOM_CHECK(order.size() == params.size(), ConfigError, "bucket order has {} entries for {} parameters", order.size(),
+             params.size());
   BucketPlan plan;
   plan.order = order;
   plan.bucket_of.assign(params.size(), SIZE_MAX);
@@ -66,8 +66,8 @@ std::string describe(const BucketPlan& plan, const std::vector<ParamInfo>& param
 }
 
 BucketCaps caps_from_mb(double first_bucket_mb, double bucket_cap_mb) {
-  LOOM_CHECK(std::isfinite(bucket_cap_mb) && bucket_cap_mb > 0, ConfigError,
-             "bucket_cap_mb must be positive, got {}", bucket_cap_mb);
+  LOOM_CHECK(std::isfinite(bucket_cap_mb) && bucket_cap_mb > 0, ConfigError, "bucket_cap_mb must be positive, got {}",
+             bucket_cap_mb);
   LOOM_CHECK(std::isfinite(first_bucket_mb) && first_bucket_mb > 0, ConfigError,
              "first_bucket_mb must be positive, got {}", first_bucket_mb);
   BucketCaps caps;

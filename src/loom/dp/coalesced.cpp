@@ -59,8 +59,8 @@ void unflatten(const at::Tensor& flat, const std::vector<at::Tensor>& tensors, c
 }
 
 template <typename Issue>
-void run_chunked(comm::Group& group, const std::vector<at::Tensor>& tensors, int64_t chunk_bytes,
-                 Issue&& issue, double scale) {
+void run_chunked(comm::Group& group, const std::vector<at::Tensor>& tensors, int64_t chunk_bytes, Issue&& issue,
+                 double scale) {
   at::NoGradGuard no_grad;
   const auto chunks = chunk(tensors, chunk_bytes);
   std::vector<std::vector<at::Tensor>> flats(chunks.size());
@@ -79,11 +79,10 @@ void run_chunked(comm::Group& group, const std::vector<at::Tensor>& tensors, int
 
 }  // namespace
 
-void broadcast_coalesced(comm::Group& group, const std::vector<at::Tensor>& tensors, int root,
-                         int64_t chunk_bytes) {
+void broadcast_coalesced(comm::Group& group, const std::vector<at::Tensor>& tensors, int root, int64_t chunk_bytes) {
   run_chunked(
-      group, tensors, chunk_bytes,
-      [root](comm::Group& g, std::vector<at::Tensor>& t) { return g.broadcast(t, root); }, 1.0);
+      group, tensors, chunk_bytes, [root](comm::Group& g, std::vector<at::Tensor>& t) { return g.broadcast(t, root); },
+      1.0);
 }
 
 void allreduce_coalesced(comm::Group& group, const std::vector<at::Tensor>& tensors, double scale,

@@ -50,8 +50,7 @@ void DistributedDataParallel::set_sync(bool sync) { reducer_->set_sync(sync); }
 bool DistributedDataParallel::sync() const { return reducer_->sync(); }
 void DistributedDataParallel::finish() { reducer_->finish(); }
 
-DistributedDataParallel::NoSyncGuard::NoSyncGuard(DistributedDataParallel& ddp)
-    : ddp_(ddp), previous_(ddp.sync()) {
+DistributedDataParallel::NoSyncGuard::NoSyncGuard(DistributedDataParallel& ddp) : ddp_(ddp), previous_(ddp.sync()) {
   ddp_.set_sync(false);
 }
 
@@ -67,8 +66,6 @@ void DistributedDataParallel::broadcast_buffers(int root) {
 
 const BucketPlan& DistributedDataParallel::bucket_plan() const { return reducer_->plan(); }
 bool DistributedDataParallel::buckets_rebuilt() const { return reducer_->rebuilt(); }
-std::string DistributedDataParallel::describe_buckets() const {
-  return describe(reducer_->plan(), reducer_->params());
-}
+std::string DistributedDataParallel::describe_buckets() const { return describe(reducer_->plan(), reducer_->params()); }
 
 }  // namespace loom::dp

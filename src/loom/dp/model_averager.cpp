@@ -11,8 +11,7 @@
 
 namespace loom::dp {
 
-ModelAverager::ModelAverager(comm::Group& group, ModelAveragerOptions options)
-    : group_(group), options_(options) {
+ModelAverager::ModelAverager(comm::Group& group, ModelAveragerOptions options) : group_(group), options_(options) {
   LOOM_CHECK(options_.period >= 1, ConfigError, "model averaging period must be >= 1, got {}", options_.period);
 }
 

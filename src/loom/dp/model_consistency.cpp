@@ -86,9 +86,9 @@ std::vector<std::string> split(const std::string& s) {
   if (a_text.empty() || b_text.empty()) {
     const int present_on = a_text.empty() ? rb : ra;
     const auto p = split(a_text.empty() ? b_text : a_text);
-    LOOM_THROW(ModelError, "{}rank {} has {} parameters and buffers but rank {} has {} ({} '{}' exists only on rank {})",
-               prefix, ra, counts[0], rb, counts[static_cast<size_t>(other)], p[0], p.size() > 1 ? p[1] : "",
-               present_on);
+    LOOM_THROW(ModelError,
+               "{}rank {} has {} parameters and buffers but rank {} has {} ({} '{}' exists only on rank {})", prefix,
+               ra, counts[0], rb, counts[static_cast<size_t>(other)], p[0], p.size() > 1 ? p[1] : "", present_on);
   }
   const auto a = split(a_text), b = split(b_text);
   if (a.size() < 4 || b.size() < 4 || a[0] != b[0] || a[1] != b[1]) {
@@ -99,8 +99,7 @@ std::vector<std::string> split(const std::string& s) {
     LOOM_THROW(ModelError, "{}{} '{}' has dtype {} on rank {} but {} on rank {}", prefix, a[0], a[1], a[2], ra, b[2],
                rb);
   }
-  LOOM_THROW(ModelError, "{}{} '{}' has shape {} on rank {} but {} on rank {}", prefix, a[0], a[1], a[3], ra, b[3],
-             rb);
+  LOOM_THROW(ModelError, "{}{} '{}' has shape {} on rank {} but {} on rank {}", prefix, a[0], a[1], a[3], ra, b[3], rb);
 }
 
 }  // namespace

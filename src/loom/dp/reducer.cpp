@@ -206,9 +206,9 @@ void Reducer::mark_ready(size_t index, bool fired) {
   fired_[index] = fired ? 1 : 0;
   --s.pending;
   if (grad.defined()) {
-    LOOM_CHECK(grad.layout() == at::kStrided && grad.scalar_type() == info_[index].dtype &&
-                   grad.numel() == info_[index].numel,
-               ModelError, "gradient of parameter '{}' is sparse or has the wrong dtype or size", names_[index]);
+    LOOM_CHECK(
+        grad.layout() == at::kStrided && grad.scalar_type() == info_[index].dtype && grad.numel() == info_[index].numel,
+        ModelError, "gradient of parameter '{}' is sparse or has the wrong dtype or size", names_[index]);
     contributed_[index] = 1;
     if (weight_ == 0) {
       slice.zero_();  // not 0 * grad: a NaN from an empty batch must not spread
@@ -237,8 +237,7 @@ void Reducer::launch(size_t b) {
     // find_unused_parameters, had any gradient for it). See Note [bucket launch order].
     const auto& flags = options_.find_unused_parameters ? contributed_ : fired_;
     std::vector<float> values(flags.begin(), flags.end());
-    s.flat.narrow(0, spec.numel, static_cast<int64_t>(values.size()))
-        .copy_(at::tensor(values, at::kFloat));
+    s.flat.narrow(0, spec.numel, static_cast<int64_t>(values.size())).copy_(at::tensor(values, at::kFloat));
   }
   if (auto dtype = wire_dtype(options_.compression); dtype && s.flat.scalar_type() != *dtype) {
     s.wire = s.flat.to(*dtype);

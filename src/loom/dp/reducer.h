@@ -71,8 +71,7 @@ struct ReducerOptions {
 class Reducer {
  public:
   // `params` are leaf tensors that require grad; `names` name them in errors.
-  Reducer(std::vector<std::string> names, std::vector<at::Tensor> params, comm::Group& group,
-          ReducerOptions options);
+  Reducer(std::vector<std::string> names, std::vector<at::Tensor> params, comm::Group& group, ReducerOptions options);
   ~Reducer();
   Reducer(const Reducer&) = delete;
   Reducer& operator=(const Reducer&) = delete;

@@ -11,8 +11,8 @@
 namespace loom::hybrid {
 
 Mesh::Mesh(comm::Context& context, MeshShape shape) : shape_(shape) {
-  LOOM_CHECK(shape.dp >= 1 && shape.pp >= 1, ConfigError, "a mesh needs --dp >= 1 and --pp >= 1, got {} x {}",
-             shape.dp, shape.pp);
+  LOOM_CHECK(shape.dp >= 1 && shape.pp >= 1, ConfigError, "a mesh needs --dp >= 1 and --pp >= 1, got {} x {}", shape.dp,
+             shape.pp);
   LOOM_CHECK(context.world_size() == shape.dp * shape.pp, ConfigError,
              "--dp {} x --pp {} needs {} processes, but the job has {}", shape.dp, shape.pp, shape.dp * shape.pp,
              context.world_size());

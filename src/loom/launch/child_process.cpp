@@ -60,8 +60,7 @@ UniqueFd above_stdio(UniqueFd fd, const char* what, const std::string& program) 
 
 void make_pipe(UniqueFd& read_end, UniqueFd& write_end, const std::string& program) {
   int fds[2];
-  LOOM_CHECK(::pipe2(fds, O_CLOEXEC) == 0, LaunchError, "cannot start '{}': pipe: {}", program,
-             std::strerror(errno));
+  LOOM_CHECK(::pipe2(fds, O_CLOEXEC) == 0, LaunchError, "cannot start '{}': pipe: {}", program, std::strerror(errno));
   read_end = above_stdio(UniqueFd(fds[0]), "pipe", program);
   write_end = above_stdio(UniqueFd(fds[1]), "pipe", program);
 }
@@ -96,8 +95,7 @@ ChildProcess ChildProcess::spawn(const SpawnOptions& options) {
   sigemptyset(&default_action.sa_mask);
 
   UniqueFd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  LOOM_CHECK(dev_null.valid(), LaunchError, "cannot start '{}': /dev/null: {}", program,
-             std::strerror(errno));
+  LOOM_CHECK(dev_null.valid(), LaunchError, "cannot start '{}': /dev/null: {}", program, std::strerror(errno));
   dev_null = above_stdio(std::move(dev_null), "/dev/null", program);
   UniqueFd out_read, out_write, err_read, err_write, report_read, report_write;
   if (options.capture_output) {
@@ -148,8 +146,8 @@ ChildProcess ChildProcess::spawn(const SpawnOptions& options) {
   if (n == static_cast<ssize_t>(sizeof failure)) {
     child.try_wait();  // it exits right after reporting; the destructor reaps it otherwise
     if (failure.stage == kStageChdir) {
-      LOOM_THROW(LaunchError, "cannot start '{}': cannot change to directory '{}': {}", program,
-                 options.cwd, std::strerror(failure.error));
+      LOOM_THROW(LaunchError, "cannot start '{}': cannot change to directory '{}': {}", program, options.cwd,
+                 std::strerror(failure.error));
     }
     LOOM_THROW(LaunchError, "cannot execute '{}': {}", program, std::strerror(failure.error));
   }

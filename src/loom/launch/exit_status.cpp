@@ -18,9 +18,7 @@ std::string ExitStatus::describe() const {
   return fmt::format("exited with code {}", code);
 }
 
-bool operator==(const ExitStatus& a, const ExitStatus& b) {
-  return a.code == b.code && a.signal == b.signal;
-}
+bool operator==(const ExitStatus& a, const ExitStatus& b) { return a.code == b.code && a.signal == b.signal; }
 
 std::string signal_name(int signal) {
   if (const char* abbrev = sigabbrev_np(signal)) return std::string("SIG") + abbrev;

@@ -18,11 +18,11 @@ int pick_free_port() {
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_ANY);
   address.sin_port = 0;
-  LOOM_CHECK(::bind(socket_fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0,
-             LaunchError, "cannot pick a free port: bind: {}", std::strerror(errno));
+  LOOM_CHECK(::bind(socket_fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0, LaunchError,
+             "cannot pick a free port: bind: {}", std::strerror(errno));
   socklen_t length = sizeof address;
-  LOOM_CHECK(::getsockname(socket_fd.get(), reinterpret_cast<sockaddr*>(&address), &length) == 0,
-             LaunchError, "cannot pick a free port: getsockname: {}", std::strerror(errno));
+  LOOM_CHECK(::getsockname(socket_fd.get(), reinterpret_cast<sockaddr*>(&address), &length) == 0, LaunchError,
+             "cannot pick a free port: getsockname: {}", std::strerror(errno));
   return ntohs(address.sin_port);
 }
 

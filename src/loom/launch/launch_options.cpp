@@ -13,10 +13,8 @@ void validate(const LaunchOptions& o) {
   LOOM_CHECK(o.master_port >= 0 && o.master_port <= 65535, ConfigError,
              "--master-port must be in [1, 65535] (or 0 to pick a free port), got {}", o.master_port);
   LOOM_CHECK(o.master_port != 0 || o.nnodes == 1, ConfigError,
-             "--master-port is required when --nnodes is {}: every node must use the same port",
-             o.nnodes);
-  LOOM_CHECK(o.max_restarts >= 0, ConfigError, "--max-restarts must not be negative, got {}",
-             o.max_restarts);
+             "--master-port is required when --nnodes is {}: every node must use the same port", o.nnodes);
+  LOOM_CHECK(o.max_restarts >= 0, ConfigError, "--max-restarts must not be negative, got {}", o.max_restarts);
   LOOM_CHECK(o.stop_grace.count() >= 0, ConfigError, "--stop-grace must not be negative");
   LOOM_CHECK(!o.command.empty() && !o.command.front().empty(), ConfigError,
              "no command to launch: give it after '--', e.g. loom run --nproc 2 -- ./my_program");

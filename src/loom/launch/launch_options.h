@@ -13,9 +13,9 @@
 namespace loom::launch {
 
 struct LaunchOptions {
-  int nproc = 1;       // --nproc: local workers on this node
-  int nnodes = 1;      // --nnodes: nodes in the job, each running one launcher
-  int node_rank = 0;   // --node-rank: this node, in [0, nnodes)
+  int nproc = 1;                          // --nproc: local workers on this node
+  int nnodes = 1;                         // --nnodes: nodes in the job, each running one launcher
+  int node_rank = 0;                      // --node-rank: this node, in [0, nnodes)
   std::string master_addr = "127.0.0.1";  // --master-addr: host of global rank 0
   // --master-port: the rendezvous port; 0 picks a free local port per attempt (only
   // valid when nnodes == 1: every node of a multi-node job must use the same port).

@@ -34,8 +34,7 @@ LaunchResult supervise(const LaunchOptions& options) {
     }
     const int port = options.master_port != 0 ? options.master_port : pick_free_port();
     log::debug("starting ranks {}..{} of {} (attempt {}), master {}:{}", options.global_rank(0),
-               options.global_rank(options.nproc - 1), options.world_size(), attempt,
-               options.master_addr, port);
+               options.global_rank(options.nproc - 1), options.world_size(), attempt, options.master_addr, port);
     const AttemptResult attempt_result = WorkerGroup(options, signals, attempt, port).run();
     result.restarts = attempt;
     if (attempt_result.success) return result;
@@ -52,7 +51,8 @@ LaunchResult supervise(const LaunchOptions& options) {
     }
     result.exit_code = result.failed_status.exit_code();
     if (result.exit_code == 0) result.exit_code = 1;  // cannot happen for a failure; stay safe
-    result.message = attempt > 0 ? fmt::format("{} after {} restart{}", cause, attempt, attempt == 1 ? "" : "s") : cause;
+    result.message =
+        attempt > 0 ? fmt::format("{} after {} restart{}", cause, attempt, attempt == 1 ? "" : "s") : cause;
     return result;
   }
 }

@@ -31,8 +31,8 @@ extern "C" void on_signal(int signal) {
 
 SignalWatcher::SignalWatcher(std::vector<int> watched, std::vector<int> ignored) {
   int fds[2];
-  LOOM_CHECK(::pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0, LaunchError,
-             "cannot watch signals: pipe: {}", std::strerror(errno));
+  LOOM_CHECK(::pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0, LaunchError, "cannot watch signals: pipe: {}",
+             std::strerror(errno));
   read_end_.reset(fds[0]);
   write_end_.reset(fds[1]);
   int expected = -1;

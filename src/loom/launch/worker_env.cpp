@@ -28,8 +28,7 @@ EnvVars worker_env(const LaunchOptions& options, const WorkerIdentity& worker) {
   return env;
 }
 
-std::vector<std::string> merge_environment(const std::vector<std::string>& base,
-                                           const EnvVars& overrides) {
+std::vector<std::string> merge_environment(const std::vector<std::string>& base, const EnvVars& overrides) {
   std::vector<std::string> out = base;
   std::unordered_map<std::string, std::size_t> index;  // name -> position in out
   for (std::size_t i = 0; i < out.size(); ++i) {

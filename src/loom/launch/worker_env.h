@@ -28,8 +28,7 @@ EnvVars worker_env(const LaunchOptions& options, const WorkerIdentity& worker);
 
 // `base` ("NAME=value" strings, e.g. from environ) with `overrides` applied: a name in
 // `overrides` replaces the entry of `base`, new names are appended, later overrides win.
-std::vector<std::string> merge_environment(const std::vector<std::string>& base,
-                                           const EnvVars& overrides);
+std::vector<std::string> merge_environment(const std::vector<std::string>& base, const EnvVars& overrides);
 
 // The current process environment as "NAME=value" strings.
 std::vector<std::string> current_environment();

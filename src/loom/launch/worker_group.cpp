@@ -39,8 +39,7 @@ struct WorkerGroup::Worker {
   std::vector<OutputRelay> relays;  // stdout and stderr, when prefixing
 };
 
-WorkerGroup::WorkerGroup(const LaunchOptions& options, SignalWatcher& signals, int restart_count,
-                         int master_port)
+WorkerGroup::WorkerGroup(const LaunchOptions& options, SignalWatcher& signals, int restart_count, int master_port)
     : options_(options), signals_(signals), restart_count_(restart_count), master_port_(master_port) {}
 
 WorkerGroup::~WorkerGroup() = default;  // each ChildProcess kills and reaps what still runs
@@ -76,8 +75,7 @@ AttemptResult WorkerGroup::run() {
     if (stopping_ && !killed_ && Clock::now() >= kill_at_) kill_all();
     if (killed_ && !give_up_at) give_up_at = Clock::now() + kReapAfterKill;
     if (give_up_at && Clock::now() >= *give_up_at) {
-      log::warn("some workers did not exit {} ms after SIGKILL; leaving them behind",
-                kReapAfterKill.count());
+      log::warn("some workers did not exit {} ms after SIGKILL; leaving them behind", kReapAfterKill.count());
       break;
     }
     int timeout_ms = static_cast<int>(kPollInterval.count());
@@ -173,8 +171,7 @@ void WorkerGroup::pump_output(int timeout_ms) {
 }
 
 bool WorkerGroup::all_reaped() const {
-  return std::all_of(workers_.begin(), workers_.end(),
-                     [](const auto& w) { return w->process->reaped(); });
+  return std::all_of(workers_.begin(), workers_.end(), [](const auto& w) { return w->process->reaped(); });
 }
 
 bool WorkerGroup::any_output_open() const {

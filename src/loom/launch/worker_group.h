@@ -26,8 +26,7 @@ struct AttemptResult {
 
 class WorkerGroup {
  public:
-  WorkerGroup(const LaunchOptions& options, SignalWatcher& signals, int restart_count,
-              int master_port);
+  WorkerGroup(const LaunchOptions& options, SignalWatcher& signals, int restart_count, int master_port);
   ~WorkerGroup();
   WorkerGroup(const WorkerGroup&) = delete;
   WorkerGroup& operator=(const WorkerGroup&) = delete;

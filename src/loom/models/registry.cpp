@@ -1,6 +1,5 @@
 #include "loom/models/registry.h"
 
-
 #include <torch/torch.h>
 
 #include <functional>
@@ -19,9 +18,8 @@ int64_t product(const std::vector<int64_t>& v) {
 }
 
 torch::nn::Sequential mlp(const ModelOptions& o) {
-  return torch::nn::Sequential(torch::nn::Flatten(), torch::nn::Linear(product(o.sample_shape), 256),
-                               torch::nn::ReLU(), torch::nn::Linear(256, 128), torch::nn::ReLU(),
-                               torch::nn::Linear(128, o.num_classes));
+  return torch::nn::Sequential(torch::nn::Flatten(), torch::nn::Linear(product(o.sample_shape), 256), torch::nn::ReLU(),
+                               torch::nn::Linear(256, 128), torch::nn::ReLU(), torch::nn::Linear(128, o.num_classes));
 }
 
 torch::nn::Sequential cnn(const ModelOptions& o) {

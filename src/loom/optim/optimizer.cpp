@@ -6,8 +6,7 @@
 
 namespace loom::optim {
 
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(std::vector<at::Tensor> parameters,
-                                                        const OptimizerOptions& o) {
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(std::vector<at::Tensor> parameters, const OptimizerOptions& o) {
   if (o.name == "sgd") {
     return std::make_unique<torch::optim::SGD>(
         std::move(parameters), torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay));

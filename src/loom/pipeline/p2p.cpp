@@ -24,8 +24,7 @@ P2p::~P2p() {
   for (auto& s : sends_) {
     try {
       s.work.wait();
-    } catch (...) {
-    }
+    } catch (...) {}
   }
 }
 
@@ -60,8 +59,8 @@ void P2p::receive_header(Pool& pool, int peer) {
   std::vector<at::Tensor> t{torch::zeros({2 + kMaxDims}, torch::kInt64)};
   group_.recv(t, peer, kHeaderTag).wait();
   const int64_t dims = t[0][0].item<int64_t>();
-  LOOM_CHECK(dims >= 0 && dims <= kMaxDims, ProtocolError, "pipeline stage {}: bad shape header from rank {}",
-             stage(), group_.global_rank(peer));
+  LOOM_CHECK(dims >= 0 && dims <= kMaxDims, ProtocolError, "pipeline stage {}: bad shape header from rank {}", stage(),
+             group_.global_rank(peer));
   pool.dtype = static_cast<int>(t[0][1].item<int64_t>());
   pool.sample_shape.clear();
   for (int64_t i = 0; i < dims; ++i) pool.sample_shape.push_back(t[0][2 + i].item<int64_t>());
@@ -92,8 +91,7 @@ void P2p::send_gradient(int micro, const at::Tensor& gradient) {
 
 void P2p::post(Pool& pool, int peer, int tag, int micro, int64_t rows, const char* what) {
   if (!pool.known || pool.posted.count(micro)) return;
-  LOOM_CHECK(!pool.in_use.count(micro), ConfigError, "pipeline: {} {} received twice before its release", what,
-             micro);
+  LOOM_CHECK(!pool.in_use.count(micro), ConfigError, "pipeline: {} {} received twice before its release", what, micro);
   at::Tensor buffer;
   for (auto it = pool.free.begin(); it != pool.free.end(); ++it) {
     if (it->size(0) >= rows) {

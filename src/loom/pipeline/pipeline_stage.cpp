@@ -7,8 +7,8 @@
 
 #include "loom/comm/group.h"
 #include "loom/core/error.h"
-#include "loom/pipeline/p2p.h"
 #include "loom/models/loss.h"
+#include "loom/pipeline/p2p.h"
 #include "loom/trace/tracer.h"
 
 namespace loom::pipeline {

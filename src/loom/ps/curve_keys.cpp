@@ -75,8 +75,7 @@ CurveKeys curve_keys_from_file(const std::string& path) {
   char buffer[128];
   const ssize_t n = stat_ok ? ::read(fd, buffer, sizeof buffer) : -1;
   ::close(fd);
-  LOOM_CHECK(stat_ok && n >= 0, ConfigError, "{}={}: cannot read it: {}", kCurveKeyFileEnv, path,
-             std::strerror(errno));
+  LOOM_CHECK(stat_ok && n >= 0, ConfigError, "{}={}: cannot read it: {}", kCurveKeyFileEnv, path, std::strerror(errno));
   LOOM_CHECK((st.st_mode & 077) == 0, ConfigError,
              "{}={}: the key file has mode {:03o}, others may read it: make it 0600 (chmod 600)", kCurveKeyFileEnv,
              path, st.st_mode & 0777);

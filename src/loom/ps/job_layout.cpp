@@ -9,8 +9,8 @@ JobLayout job_layout(int world_size, int servers, bool external_servers) {
   l.servers = servers;
   l.external_servers = external_servers;
   l.workers = world_size - (external_servers ? 0 : servers);
-  LOOM_CHECK(l.workers >= 1, ConfigError, "--strategy ps: a job of {} processes has no room for {} servers and a worker",
-             world_size, servers);
+  LOOM_CHECK(l.workers >= 1, ConfigError,
+             "--strategy ps: a job of {} processes has no room for {} servers and a worker", world_size, servers);
   return l;
 }
 

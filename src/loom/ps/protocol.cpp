@@ -113,16 +113,15 @@ std::string dtype_name(DType dtype) {
 
 Limits limits_for_slices(int64_t slice_bytes) {
   Limits limits;
-  limits.max_payload_bytes = std::max<uint64_t>(slice_bytes > 0 ? static_cast<uint64_t>(slice_bytes) : 0,
-                                                kMinPayloadLimit);
+  limits.max_payload_bytes =
+      std::max<uint64_t>(slice_bytes > 0 ? static_cast<uint64_t>(slice_bytes) : 0, kMinPayloadLimit);
   return limits;
 }
 
 bool operator==(const Header& a, const Header& b) {
-  return a.version == b.version && a.op == b.op && a.dtype == b.dtype && a.ndim == b.ndim &&
-         a.worker == b.worker && a.key == b.key && a.seq == b.seq && a.clock == b.clock &&
-         a.weight == b.weight && a.flags == b.flags && a.shape == b.shape &&
-         a.payload_bytes == b.payload_bytes;
+  return a.version == b.version && a.op == b.op && a.dtype == b.dtype && a.ndim == b.ndim && a.worker == b.worker &&
+         a.key == b.key && a.seq == b.seq && a.clock == b.clock && a.weight == b.weight && a.flags == b.flags &&
+         a.shape == b.shape && a.payload_bytes == b.payload_bytes;
 }
 
 void encode_header(const Header& h, uint8_t* out) {
@@ -143,29 +142,26 @@ void encode_header(const Header& h, uint8_t* out) {
 }
 
 uint64_t tensor_bytes(const Header& h) {
-  LOOM_CHECK(h.ndim <= kMaxDims, ProtocolError, "ndim {} exceeds the maximum of {} dimensions", h.ndim,
-             kMaxDims);
+  LOOM_CHECK(h.ndim <= kMaxDims, ProtocolError, "ndim {} exceeds the maximum of {} dimensions", h.ndim, kMaxDims);
   if (h.dtype == DType::none) return 0;
   uint64_t bytes = dtype_size(h.dtype);
   for (int i = 0; i < h.ndim; ++i) {
     LOOM_CHECK(h.shape[i] >= 0, ProtocolError, "negative dimension shape[{}] = {}", i, h.shape[i]);
     if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(h.shape[i]), &bytes)) {
-      LOOM_THROW(ProtocolError, "shape {} of {} overflows a 64-bit byte count", shape_string(h),
-                 dtype_name(h.dtype));
+      LOOM_THROW(ProtocolError, "shape {} of {} overflows a 64-bit byte count", shape_string(h), dtype_name(h.dtype));
     }
   }
   return bytes;
 }
 
 void check_header(const Header& h, const Limits& limits) {
-  LOOM_CHECK(h.version == kProtocolVersion, ProtocolError, "protocol version {}, this process speaks {}",
-             h.version, kProtocolVersion);
+  LOOM_CHECK(h.version == kProtocolVersion, ProtocolError, "protocol version {}, this process speaks {}", h.version,
+             kProtocolVersion);
   const auto op = static_cast<uint8_t>(h.op);
   LOOM_CHECK(op >= 1 && op <= kMaxOp, ProtocolError, "unknown op {}", op);
   const auto dtype = static_cast<uint8_t>(h.dtype);
   LOOM_CHECK(dtype <= kMaxDType, ProtocolError, "unknown dtype {}", dtype);
-  LOOM_CHECK(h.ndim <= kMaxDims, ProtocolError, "ndim {} exceeds the maximum of {} dimensions", h.ndim,
-             kMaxDims);
+  LOOM_CHECK(h.ndim <= kMaxDims, ProtocolError, "ndim {} exceeds the maximum of {} dimensions", h.ndim, kMaxDims);
   for (int i = 0; i < kMaxDims; ++i) {
     if (i < h.ndim) {
       LOOM_CHECK(h.shape[i] >= 0, ProtocolError, "negative dimension shape[{}] = {}", i, h.shape[i]);
@@ -176,8 +172,8 @@ void check_header(const Header& h, const Limits& limits) {
   LOOM_CHECK(h.dtype != DType::none || h.ndim == 0, ProtocolError,
              "a shape {} without a dtype (dtype none needs ndim 0)", shape_string(h));
   LOOM_CHECK(std::isfinite(h.weight), ProtocolError, "weight {} is not finite", h.weight);
-  LOOM_CHECK(h.payload_bytes <= limits.max_payload_bytes, ProtocolError,
-             "message of {} bytes exceeds the limit of {}", h.payload_bytes, limits.max_payload_bytes);
+  LOOM_CHECK(h.payload_bytes <= limits.max_payload_bytes, ProtocolError, "message of {} bytes exceeds the limit of {}",
+             h.payload_bytes, limits.max_payload_bytes);
   if (h.dtype != DType::none) {
     const uint64_t expected = tensor_bytes(h);
     LOOM_CHECK(expected == h.payload_bytes, ProtocolError,
@@ -188,25 +184,21 @@ void check_header(const Header& h, const Limits& limits) {
 
 Header decode_header(const uint8_t* data, size_t size, const Limits& limits) {
   LOOM_CHECK(data != nullptr || size == 0, ProtocolError, "header frame without data");
-  LOOM_CHECK(size >= kPrefixBytes, ProtocolError, "truncated header: {} bytes, a header is {}", size,
-             kHeaderBytes);
+  LOOM_CHECK(size >= kPrefixBytes, ProtocolError, "truncated header: {} bytes, a header is {}", size, kHeaderBytes);
   const uint32_t magic = get<uint32_t>(data, kOffMagic);
   LOOM_CHECK(magic == kMagic, ProtocolError, "bad magic 0x{:08x} (not a loom message)", magic);
   const uint16_t version = get<uint16_t>(data, kOffVersion);
-  LOOM_CHECK(version == kProtocolVersion, ProtocolError, "protocol version {}, this process speaks {}",
-             version, kProtocolVersion);
-  LOOM_CHECK(size >= kHeaderBytes, ProtocolError, "truncated header: {} bytes, a header is {}", size,
-             kHeaderBytes);
-  LOOM_CHECK(size == kHeaderBytes, ProtocolError, "header frame of {} bytes has {} extra bytes (a header is {})",
-             size, size - kHeaderBytes, kHeaderBytes);
+  LOOM_CHECK(version == kProtocolVersion, ProtocolError, "protocol version {}, this process speaks {}", version,
+             kProtocolVersion);
+  LOOM_CHECK(size >= kHeaderBytes, ProtocolError, "truncated header: {} bytes, a header is {}", size, kHeaderBytes);
+  LOOM_CHECK(size == kHeaderBytes, ProtocolError, "header frame of {} bytes has {} extra bytes (a header is {})", size,
+             size - kHeaderBytes, kHeaderBytes);
 
   for (size_t i = 0; i < 3; ++i) {
-    LOOM_CHECK(data[kOffReserved1 + i] == 0, ProtocolError, "reserved header byte {} is not zero",
-               kOffReserved1 + i);
+    LOOM_CHECK(data[kOffReserved1 + i] == 0, ProtocolError, "reserved header byte {} is not zero", kOffReserved1 + i);
   }
   for (size_t i = 0; i < 4; ++i) {
-    LOOM_CHECK(data[kOffReserved2 + i] == 0, ProtocolError, "reserved header byte {} is not zero",
-               kOffReserved2 + i);
+    LOOM_CHECK(data[kOffReserved2 + i] == 0, ProtocolError, "reserved header byte {} is not zero", kOffReserved2 + i);
   }
 
   Header h;
@@ -229,8 +221,8 @@ Header decode_header(const uint8_t* data, size_t size, const Limits& limits) {
 }
 
 void check_payload(const Header& h, size_t actual_payload_bytes) {
-  LOOM_CHECK(actual_payload_bytes == h.payload_bytes, ProtocolError,
-             "payload of {} bytes, the header declares {}", actual_payload_bytes, h.payload_bytes);
+  LOOM_CHECK(actual_payload_bytes == h.payload_bytes, ProtocolError, "payload of {} bytes, the header declares {}",
+             actual_payload_bytes, h.payload_bytes);
 }
 
 std::string describe(const Header& h) {

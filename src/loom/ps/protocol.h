@@ -93,7 +93,6 @@ inline bool operator!=(const Header& a, const Header& b) { return !(a == b); }
 
 constexpr size_t kHeaderBytes = 128;
 
-
 // Writes exactly kHeaderBytes to `out` (any alignment). Writes the fields as given, even
 // invalid ones (so tests can craft bad headers): validate with check_header first when
 // the header comes from somewhere untrusted. Never throws.

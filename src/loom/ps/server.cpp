@@ -55,8 +55,8 @@ SavePrefix split_save_prefix(const std::string& prefix) {
   out.dir = path.has_parent_path() ? path.parent_path().string() : std::string(".");
   const std::string problem = checkpoint_name_problem(out.name);
   LOOM_CHECK(problem.empty(), ConfigError,
-             "--ps-save {}: '{}' cannot name the servers' files: {} (the directory goes before the last '/')",
-             prefix, out.name, problem);
+             "--ps-save {}: '{}' cannot name the servers' files: {} (the directory goes before the last '/')", prefix,
+             out.name, problem);
   return out;
 }
 
@@ -163,8 +163,8 @@ struct Server::Impl {
     // In sync mode no update of this key can happen before every worker has pushed this
     // step, which a worker does only after receiving this reply: the bytes are stable
     // while ZeroMQ sends them, so they go without a copy. Otherwise, a snapshot.
-    const at::Tensor values = options.consistency == Consistency::sync ? slot.param.detach()
-                                                                        : slot.param.detach().clone();
+    const at::Tensor values =
+        options.consistency == Consistency::sync ? slot.param.detach() : slot.param.detach().clone();
     van.send(peer, h, tensor_payload(values, h));
   }
 
@@ -188,14 +188,10 @@ struct Server::Impl {
         w.peer = m.peer;
         log::debug("{}: worker {} connected", who(), h.worker);
         return;
-      case Op::push:
-        return push(m);
-      case Op::pull:
-        return pull(m);
-      case Op::command:
-        return command(m, w);
-      default:
-        refuse(m, fmt::format("a server does not accept {} messages", op_name(h.op)));
+      case Op::push: return push(m);
+      case Op::pull: return pull(m);
+      case Op::command: return command(m, w);
+      default: refuse(m, fmt::format("a server does not accept {} messages", op_name(h.op)));
     }
   }
 
@@ -216,8 +212,8 @@ struct Server::Impl {
     }
     const auto shape = header_shape(h);
     if (at::IntArrayRef(shape) != slot.param.sizes()) {
-      refuse(m, fmt::format("key {} has shape {}, got {}", h.key, shape_string(slot.param.sizes()),
-                            shape_string(shape)));
+      refuse(m,
+             fmt::format("key {} has shape {}, got {}", h.key, shape_string(slot.param.sizes()), shape_string(shape)));
       return false;
     }
     return true;
@@ -266,8 +262,8 @@ struct Server::Impl {
     }
     if (options.consistency == Consistency::sync) {
       if (h.clock != slot->version) {
-        refuse(m, fmt::format("key {}: push for step {} while the server is at step {} (sync mode)", h.key,
-                              h.clock, slot->version));
+        refuse(m, fmt::format("key {}: push for step {} while the server is at step {} (sync mode)", h.key, h.clock,
+                              slot->version));
         return;
       }
       if (slot->pushed[h.worker]) {
@@ -312,10 +308,8 @@ struct Server::Impl {
 
   bool ready(const Slot& slot, int64_t clock) const {
     switch (options.consistency) {
-      case Consistency::sync:
-        return slot.version >= clock;
-      case Consistency::async:
-        return true;
+      case Consistency::sync: return slot.version >= clock;
+      case Consistency::async: return true;
       case Consistency::ssp:
         for (size_t w = 0; w < workers.size(); ++w) {
           // Workers that are done or dropped no longer hold anyone back.

@@ -57,12 +57,12 @@ ShardPlan plan_shards(const std::vector<TensorSpec>& tensors, int num_servers, i
 std::string describe(const ShardPlan& plan) {
   std::vector<int> counts(plan.server_bytes.size(), 0);
   for (const Slice& s : plan.slices) ++counts[s.server];
-  std::string out = fmt::format("{} server{}, {} slice{}:", plan.server_bytes.size(),
-                                plan.server_bytes.size() == 1 ? "" : "s", plan.slices.size(),
-                                plan.slices.size() == 1 ? "" : "s");
+  std::string out =
+      fmt::format("{} server{}, {} slice{}:", plan.server_bytes.size(), plan.server_bytes.size() == 1 ? "" : "s",
+                  plan.slices.size(), plan.slices.size() == 1 ? "" : "s");
   for (size_t i = 0; i < plan.server_bytes.size(); ++i) {
-    out += fmt::format("{} server {} {:.2f} MiB ({} slice{})", i ? "," : "", i,
-                       plan.server_bytes[i] / double(1 << 20), counts[i], counts[i] == 1 ? "" : "s");
+    out += fmt::format("{} server {} {:.2f} MiB ({} slice{})", i ? "," : "", i, plan.server_bytes[i] / double(1 << 20),
+                       counts[i], counts[i] == 1 ? "" : "s");
   }
   return out;
 }

@@ -39,8 +39,9 @@ at::Tensor payload_as_float_tensor(const Payload& payload, at::IntArrayRef shape
              payload.size, bytes);
   if (reinterpret_cast<uintptr_t>(payload.data) % alignof(float) == 0 && payload.owner) {
     auto owner = payload.owner;
-    return at::from_blob(const_cast<void*>(payload.data), shape, [owner](void*) mutable { owner.reset(); },
-                         at::TensorOptions().dtype(at::kFloat));
+    return at::from_blob(
+        const_cast<void*>(payload.data), shape, [owner](void*) mutable { owner.reset(); },
+        at::TensorOptions().dtype(at::kFloat));
   }
   at::Tensor t = at::empty(shape, at::kFloat);
   copy_payload(payload, t);

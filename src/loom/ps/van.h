@@ -12,9 +12,9 @@
 // nothing) as payload; the ServerVan answers hello_ack, or Op::error naming the cause
 // (wrong protocol version, wrong or missing token), and serves a peer only after its
 // hello (a ClientVan's identity, "w<worker>-<random>", survives reconnects, so a dropped
-// TCP connection does not need a new hello). Every message a ServerVan cannot accept is answered with Op::error (payload =
-// the one-line reason, seq and key echoed when the header decoded), logged, counted in
-// rejected() and never returned; a peer's bad input never throws on the server.
+// TCP connection does not need a new hello). Every message a ServerVan cannot accept is answered with Op::error
+// (payload = the one-line reason, seq and key echoed when the header decoded), logged, counted in rejected() and never
+// returned; a peer's bad input never throws on the server.
 //
 // The token is a guard against connecting the wrong jobs, not encryption. Security is
 // CURVE (VanOptions::curve, ZeroMQ's authenticated encryption): every process of a job

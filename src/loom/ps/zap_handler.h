@@ -42,7 +42,7 @@ class ZapHandler {
   std::unordered_map<std::string, std::string> allowed_;  // domain -> client public key (binary)
   uint64_t next_domain_ = 0;
   int64_t refused_ = 0;  // the ZAP thread's own
-  std::thread thread_;  // last: starts after everything it uses exists
+  std::thread thread_;   // last: starts after everything it uses exists
 };
 
 }  // namespace loom::ps

@@ -64,9 +64,8 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
 }
 
 std::string describe_peer(const std::string& peer) {
-  const bool printable = !peer.empty() && std::all_of(peer.begin(), peer.end(), [](char c) {
-    return c > ' ' && c < 127;
-  });
+  const bool printable =
+      !peer.empty() && std::all_of(peer.begin(), peer.end(), [](char c) { return c > ' ' && c < 127; });
   if (printable) return peer;
   std::string hex = "0x";
   for (unsigned char c : peer) hex += fmt::format("{:02x}", c);
@@ -121,8 +120,7 @@ zmq::message_t payload_frame(const Payload& payload) {
 
 // Waits until `socket` has a message or `deadline` passes; true when readable. `role`
 // and `endpoint` name the van in the CommError thrown when ZeroMQ fails.
-bool wait_readable(zmq::socket_t& socket, Clock::time_point deadline, const char* role,
-                   const std::string& endpoint) {
+bool wait_readable(zmq::socket_t& socket, Clock::time_point deadline, const char* role, const std::string& endpoint) {
   for (;;) {
     // Rounded up, so that a sub-millisecond remainder waits instead of spinning.
     const auto left = std::max(milliseconds(0), std::chrono::ceil<milliseconds>(deadline - Clock::now()));
@@ -200,7 +198,8 @@ std::string client_identity(uint32_t worker_id) {
 
 struct ServerVan::Impl {
   Impl(std::string requested, VanOptions opts)
-      : options(std::move(opts)), context(context_for(options)),
+      : options(std::move(opts)),
+        context(context_for(options)),
         socket(context->impl().context, zmq::socket_type::router) {
     socket.set(zmq::sockopt::linger, 0);
     socket.set(zmq::sockopt::router_mandatory, 1);
@@ -245,16 +244,14 @@ struct ServerVan::Impl {
   std::vector<zmq::message_t> frames;
 };
 
-bool ServerVan::Impl::send(const std::string& peer, const Header& header, const Payload& payload,
-                           bool dontwait) {
+bool ServerVan::Impl::send(const std::string& peer, const Header& header, const Payload& payload, bool dontwait) {
   Header h = header;
   h.version = kProtocolVersion;
   h.payload_bytes = payload.size;
   try {
     check_header(h, options.limits);
   } catch (const ProtocolError& e) {
-    LOOM_THROW(ProtocolError, "refusing to send an invalid {} to {}: {}", op_name(h.op), describe_peer(peer),
-               e.what());
+    LOOM_THROW(ProtocolError, "refusing to send an invalid {} to {}: {}", op_name(h.op), describe_peer(peer), e.what());
   }
   try {
     zmq::message_t parts[3] = {zmq::message_t(peer.data(), peer.size()), header_frame(h), payload_frame(payload)};
@@ -296,8 +293,7 @@ void ServerVan::Impl::reject(const std::string& peer, const Header* header, cons
 std::optional<Message> ServerVan::Impl::accept(std::vector<zmq::message_t>& parts, size_t count) {
   const std::string peer = parts[0].to_string();
   if (count != 3) {
-    reject(peer, nullptr,
-           fmt::format("expected 2 frames (header, payload), got {}", count - 1));
+    reject(peer, nullptr, fmt::format("expected 2 frames (header, payload), got {}", count - 1));
     return std::nullopt;
   }
   Header header;
@@ -348,8 +344,8 @@ std::optional<Message> ServerVan::Impl::accept(std::vector<zmq::message_t>& part
   }
   if (known->second != header.worker) {
     reject(peer, &header,
-           fmt::format("{} claims worker {}, but this peer said hello as worker {}", op_name(header.op),
-                       header.worker, known->second));
+           fmt::format("{} claims worker {}, but this peer said hello as worker {}", op_name(header.op), header.worker,
+                       known->second));
     return std::nullopt;
   }
   return Message{header, payload_of(std::move(parts[2])), peer};
@@ -393,8 +389,11 @@ void ServerVan::send(const std::string& peer, const Header& header, Payload payl
 
 struct ClientVan::Impl {
   Impl(std::string ep, uint32_t id, VanOptions opts)
-      : options(std::move(opts)), context(context_for(options)),
-        socket(context->impl().context, zmq::socket_type::dealer), endpoint(std::move(ep)), worker_id(id) {
+      : options(std::move(opts)),
+        context(context_for(options)),
+        socket(context->impl().context, zmq::socket_type::dealer),
+        endpoint(std::move(ep)),
+        worker_id(id) {
     socket.set(zmq::sockopt::linger, 0);
     socket.set(zmq::sockopt::routing_id, client_identity(worker_id));
     socket.set(zmq::sockopt::maxmsgsize, frame_limit(options.limits));

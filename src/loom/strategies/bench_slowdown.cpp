@@ -16,8 +16,7 @@ double bench_slowdown_for(const std::string& spec, int rank) {
   try {
     target = std::stoi(spec.substr(0, colon));
     factor = std::stod(spec.substr(colon + 1));
-  } catch (const std::exception&) {
-  }
+  } catch (const std::exception&) {}
   LOOM_CHECK(colon != std::string::npos && target >= 0 && factor >= 1, ConfigError,
              "--bench-slowdown: '{}' is not RANK:FACTOR with FACTOR >= 1", spec);
   if (target != rank) return 1.0;

@@ -46,9 +46,10 @@ void HybridStrategy::setup(const StrategySetup& s) {
     const int m = options_.micro_batches;
     log::info("{}: --schedule {}, {} micro-batch(es) per pipeline", name(), pipeline::schedule_name(o.schedule), m);
     if (m < pp) {
-      log::warn("{}: --micro-batches {} < {} stages leaves bubbles: each stage idles about {:.0f}% of every step; "
-                "use --micro-batches >= {}",
-                name(), m, pp, 100 * pipeline::theoretical_bubble(pp, m), 4 * pp);
+      log::warn(
+          "{}: --micro-batches {} < {} stages leaves bubbles: each stage idles about {:.0f}% of every step; "
+          "use --micro-batches >= {}",
+          name(), m, pp, 100 * pipeline::theoretical_bubble(pp, m), 4 * pp);
     }
   }
 }
@@ -104,11 +105,13 @@ torch::nn::Sequential HybridStrategy::final_model() {
 }
 
 void HybridStrategy::finish() {
-  const std::string who = options_.pp == 0 ? fmt::format("pipeline stage {}", mesh_->stage())
-                                           : fmt::format("hybrid replica {} stage {}", mesh_->replica(), mesh_->stage());
-  log::info("{}: peak stashed activations {} bytes ({} micro-batch(es) in flight), compute {:.2f} s, waiting on "
-            "neighbours {:.2f} s",
-            who, stage_->peak_stash_bytes(), peak_in_flight_, busy_s_, wait_s_);
+  const std::string who = options_.pp == 0
+                              ? fmt::format("pipeline stage {}", mesh_->stage())
+                              : fmt::format("hybrid replica {} stage {}", mesh_->replica(), mesh_->stage());
+  log::info(
+      "{}: peak stashed activations {} bytes ({} micro-batch(es) in flight), compute {:.2f} s, waiting on "
+      "neighbours {:.2f} s",
+      who, stage_->peak_stash_bytes(), peak_in_flight_, busy_s_, wait_s_);
 }
 
 }  // namespace loom::strategies

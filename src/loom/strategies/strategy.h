@@ -57,7 +57,7 @@ struct DataSlot {
 };
 
 struct StepInfo {
-  int64_t step = 0;          // 0-based global step
+  int64_t step = 0;  // 0-based global step
   int64_t epoch = 0;
   int64_t global_batch = 0;  // samples in the whole global batch (all data-parallel ranks)
   double share = 1.0;        // this rank's samples / global_batch: its gradient's weight

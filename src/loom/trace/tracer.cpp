@@ -33,10 +33,16 @@ std::string Tracer::events_json() const {
     if (!out.empty()) out += ",\n";
     out += j.dump();
   };
-  append({{"name", "process_name"}, {"ph", "M"}, {"pid", rank_}, {"args", {{"name", "rank " + std::to_string(rank_)}}}});
+  append(
+      {{"name", "process_name"}, {"ph", "M"}, {"pid", rank_}, {"args", {{"name", "rank " + std::to_string(rank_)}}}});
   for (const auto& e : events_) {
-    append({{"name", e.name}, {"cat", e.category}, {"ph", "X"}, {"ts", e.start_us}, {"dur", e.dur_us},
-            {"pid", rank_}, {"tid", e.lane}});
+    append({{"name", e.name},
+            {"cat", e.category},
+            {"ph", "X"},
+            {"ts", e.start_us},
+            {"dur", e.dur_us},
+            {"pid", rank_},
+            {"tid", e.lane}});
   }
   return out;
 }

@@ -42,12 +42,24 @@ uint64_t get_u64(const std::string& in, size_t at) {
 }
 
 nlohmann::json to_json(const CheckpointMeta& m) {
-  return {{"step", m.step},         {"rank", m.rank},           {"world_size", m.world_size},
-          {"replicated", m.replicated}, {"rank0_alone", m.rank0_alone}, {"strategy", m.strategy}, {"model", m.model},
-          {"data", m.data},         {"optimizer", m.optimizer}, {"partition", m.partition},
-          {"layout", m.layout},     {"width", m.width},         {"depth", m.depth},
-          {"batch_size", m.batch_size}, {"seed", m.seed},       {"dp", m.dp},
-          {"pp", m.pp},             {"weights", m.weights}};
+  return {{"step", m.step},
+          {"rank", m.rank},
+          {"world_size", m.world_size},
+          {"replicated", m.replicated},
+          {"rank0_alone", m.rank0_alone},
+          {"strategy", m.strategy},
+          {"model", m.model},
+          {"data", m.data},
+          {"optimizer", m.optimizer},
+          {"partition", m.partition},
+          {"layout", m.layout},
+          {"width", m.width},
+          {"depth", m.depth},
+          {"batch_size", m.batch_size},
+          {"seed", m.seed},
+          {"dp", m.dp},
+          {"pp", m.pp},
+          {"weights", m.weights}};
 }
 
 CheckpointMeta from_json(const nlohmann::json& j) {
@@ -199,9 +211,10 @@ std::string checkpoint_mismatch(const CheckpointMeta& got, const CheckpointMeta&
   if (got.dp != want.dp) return differs("--dp", got.dp, want.dp);
   if (got.pp != want.pp) return differs("--pp", got.pp, want.pp);
   if (got.world_size != want.world_size && !(got.replicated && want.replicated)) {
-    return fmt::format("it was written by {} processes and this run has {}; only --strategy allreduce --sync grads "
-                       "(whose ranks all hold the same state) can resume with another number of workers",
-                       got.world_size, want.world_size);
+    return fmt::format(
+        "it was written by {} processes and this run has {}; only --strategy allreduce --sync grads "
+        "(whose ranks all hold the same state) can resume with another number of workers",
+        got.world_size, want.world_size);
   }
   return "";
 }

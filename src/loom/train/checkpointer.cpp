@@ -83,7 +83,8 @@ std::optional<CheckpointPart> Checkpointer::load_for_resume() {
   return part;
 }
 
-void Checkpointer::restore(const CheckpointPart& part, const strategies::LocalState& local, data::Partitioner& partitioner) const {
+void Checkpointer::restore(const CheckpointPart& part, const strategies::LocalState& local,
+                           data::Partitioner& partitioner) const {
   const std::string why = checkpoint_mismatch(part.meta, expected_meta(&local));
   LOOM_CHECK(why.empty(), CheckpointError, "{} cannot be resumed by this run: {}", part.source, why);
   LOOM_CHECK(part.meta.layout == local.layout, CheckpointError,

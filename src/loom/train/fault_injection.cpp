@@ -36,11 +36,12 @@ std::optional<FaultPlan> parse_fault_plan(const std::string& spec) {
       ok = false;
     }
   }
-  LOOM_CHECK(ok && plan.rank >= 0 && plan.step >= 0, ConfigError,
-             "LOOM_FAULT_INJECT must be kill:RANK:STEP, stop:RANK:STEP, nan:RANK:STEP or nanmodel:RANK:STEP (optionally "
-             ":always), "
-             "got '{}'",
-             spec);
+  LOOM_CHECK(
+      ok && plan.rank >= 0 && plan.step >= 0, ConfigError,
+      "LOOM_FAULT_INJECT must be kill:RANK:STEP, stop:RANK:STEP, nan:RANK:STEP or nanmodel:RANK:STEP (optionally "
+      ":always), "
+      "got '{}'",
+      spec);
   return plan;
 }
 

@@ -36,13 +36,21 @@ void MetricsWriter::line(const std::string& json) {
 }
 
 void MetricsWriter::write(const StepRecord& r) {
-  line(nlohmann::json{{"event", "step"}, {"step", r.step}, {"epoch", r.epoch}, {"loss", num(r.loss)},
-                      {"samples_per_s", num(r.samples_per_s)}, {"lr", r.lr}, {"step_ms", num(r.step_ms)}}
+  line(nlohmann::json{{"event", "step"},
+                      {"step", r.step},
+                      {"epoch", r.epoch},
+                      {"loss", num(r.loss)},
+                      {"samples_per_s", num(r.samples_per_s)},
+                      {"lr", r.lr},
+                      {"step_ms", num(r.step_ms)}}
            .dump());
 }
 
 void MetricsWriter::write(const EvalRecord& r) {
-  line(nlohmann::json{{"event", "eval"}, {"epoch", r.epoch}, {"step", r.step}, {"test_loss", num(r.test_loss)},
+  line(nlohmann::json{{"event", "eval"},
+                      {"epoch", r.epoch},
+                      {"step", r.step},
+                      {"test_loss", num(r.test_loss)},
                       {"test_accuracy", num(r.test_accuracy)}}
            .dump());
 }
@@ -74,8 +82,8 @@ void MetricsWriter::finish(const Summary& s) {
   const bool ok = std::fclose(file_) == 0;
   file_ = nullptr;
   const std::string partial = path_ + ".partial";
-  LOOM_CHECK(ok && std::rename(partial.c_str(), path_.c_str()) == 0, Error, "--metrics: cannot write {}: {}",
-             path_, std::strerror(errno));
+  LOOM_CHECK(ok && std::rename(partial.c_str(), path_.c_str()) == 0, Error, "--metrics: cannot write {}: {}", path_,
+             std::strerror(errno));
 }
 
 }  // namespace loom::train

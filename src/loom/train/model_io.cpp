@@ -27,8 +27,9 @@ void load_state_dict(torch::nn::Module& module, const StateDict& state, const st
     const at::Tensor& value = it->second;
     LOOM_CHECK(value.sizes() == target.sizes(), ModelError, "{}: tensor '{}' has shape {} but the model needs {}",
                source, name, fmt::join(value.sizes(), "x"), fmt::join(target.sizes(), "x"));
-    LOOM_CHECK(value.scalar_type() == target.scalar_type(), ModelError, "{}: tensor '{}' has dtype {} but the model needs {}",
-               source, name, c10::toString(value.scalar_type()), c10::toString(target.scalar_type()));
+    LOOM_CHECK(value.scalar_type() == target.scalar_type(), ModelError,
+               "{}: tensor '{}' has dtype {} but the model needs {}", source, name, c10::toString(value.scalar_type()),
+               c10::toString(target.scalar_type()));
     target.copy_(value);
     given.erase(it);
   }
@@ -48,8 +49,7 @@ std::string describe_nonfinite(const StateDict& state) {
     if (!tensor.is_floating_point() || tensor.numel() == 0) continue;
     const int64_t bad = tensor.detach().isfinite().logical_not().sum().item<int64_t>();
     if (bad > 0) {
-      return fmt::format("'{}' holds {} NaN or infinite value{} of {}", name, bad, bad == 1 ? "" : "s",
-                         tensor.numel());
+      return fmt::format("'{}' holds {} NaN or infinite value{} of {}", name, bad, bad == 1 ? "" : "s", tensor.numel());
     }
   }
   return "";

@@ -30,7 +30,8 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
         "proportional: each worker's share of every global batch, e.g. 3,1,1, or auto (measured)");
   t.add("drop-last", &c.drop_last, "skip the samples that do not fill a whole step (random scheme)");
   t.add("bucket-mb", &c.bucket_mb, "allreduce: gradient bucket size cap in MiB");
-  t.add("sync", &c.sync, "allreduce: grads (average gradients every step) | params (average models every --sync-every steps)");
+  t.add("sync", &c.sync,
+        "allreduce: grads (average gradients every step) | params (average models every --sync-every steps)");
   t.add("sync-every", &c.sync_every, "allreduce --sync params: steps between model averages");
   t.add("grad-compression", &c.grad_compression, "allreduce: none | fp16 (communicate in half precision)");
   t.add("time-limit", &c.time_limit,
@@ -54,7 +55,8 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
   t.add("dp", &c.dp, "hybrid: data-parallel replicas, each a pipeline of --pp stages");
   t.add("pp", &c.pp, "hybrid: pipeline stages per replica");
   t.add("micro-batches", &c.micro_batches, "pipeline: micro-batches per global batch");
-  t.add("schedule", &c.schedule, "pipeline: gpipe (all forwards, then all backwards) | 1f1b (memory bounded by the stages)");
+  t.add("schedule", &c.schedule,
+        "pipeline: gpipe (all forwards, then all backwards) | 1f1b (memory bounded by the stages)");
   t.add("balance", &c.balance, "pipeline: how layers are cut into stages: uniform | params | time (profiled)");
   t.add("split", &c.split, "pipeline: layers per stage, e.g. 4,3,2 (overrides --balance)");
   t.add("optimizer", &c.optimizer, "sgd | adam");
@@ -81,7 +83,8 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
   t.add("metrics", &c.metrics, "write JSON-lines metrics here");
   t.add("trace", &c.trace, "write a Chrome trace (chrome://tracing, Perfetto) here");
   t.add("bench-slowdown", &c.bench_slowdown,
-        "BENCHMARK AID: RANK:FACTOR makes that worker's compute FACTOR times slower (sleeps), to test --shard-weights auto");
+        "BENCHMARK AID: RANK:FACTOR makes that worker's compute FACTOR times slower (sleeps), to test --shard-weights "
+        "auto");
   t.add("record-indices", &c.record_indices,
         "write, per data rank, the sample indices of every step to DIR/rank-<r>.json (to check partitioning)");
   t.add("log-every", &c.log_every, "steps between metric records and progress lines");
@@ -148,8 +151,7 @@ void validate(const TrainConfig& c) {
   LOOM_CHECK(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1, ConfigError,
              "--beta1 and --beta2 must be in [0, 1)");
   LOOM_CHECK(c.threads >= 1, ConfigError, "--threads must be at least 1, got {}", c.threads);
-  LOOM_CHECK(c.checkpoint_every >= 1, ConfigError, "--checkpoint-every must be at least 1, got {}",
-             c.checkpoint_every);
+  LOOM_CHECK(c.checkpoint_every >= 1, ConfigError, "--checkpoint-every must be at least 1, got {}", c.checkpoint_every);
   LOOM_CHECK(!c.resume || !c.checkpoint_dir.empty(), ConfigError, "--resume needs --checkpoint-dir");
   LOOM_CHECK(c.max_restarts >= 0, ConfigError, "--max-restarts must not be negative, got {}", c.max_restarts);
   LOOM_CHECK(c.checkpoint_dir.empty() || c.strategy != "allreduce" || c.sync != "params" ||

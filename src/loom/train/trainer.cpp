@@ -6,21 +6,21 @@
 #include <numeric>
 
 #include "loom/comm/context.h"
-#include "loom/train/fault_injection.h"
 #include "loom/core/atomic_file.h"
 #include "loom/core/error.h"
-#include "loom/core/process.h"
 #include "loom/core/log.h"
+#include "loom/core/process.h"
 #include "loom/data/partitioner.h"
 #include "loom/data/registry.h"
 #include "loom/models/registry.h"
+#include "loom/strategies/factory.h"
+#include "loom/trace/tracer.h"
 #include "loom/train/checkpointer.h"
 #include "loom/train/evaluate.h"
+#include "loom/train/fault_injection.h"
 #include "loom/train/model_io.h"
 #include "loom/train/progress.h"
-#include "loom/strategies/factory.h"
 #include "loom/train/strategy_options.h"
-#include "loom/trace/tracer.h"
 
 namespace loom::train {
 
@@ -89,7 +89,7 @@ class AutoReweighting {
       }
       if (leader) {
         log::debug("--shard-weights auto: throughput {} -> parts {}", fmt::join(rates, ","),
-                    fmt::join(partitioner.part_sizes(epoch, 0), ","));
+                   fmt::join(partitioner.part_sizes(epoch, 0), ","));
       }
     }
     compute_s_ = 0;
@@ -207,9 +207,10 @@ std::string save_final_model(const TrainConfig& c, torch::nn::Sequential& full) 
   const StateDict state = state_dict(*full);
   const std::string bad = c.save_nonfinite ? "" : describe_nonfinite(state);
   if (!bad.empty()) {
-    return fmt::format("--save {}: nothing written: the final model is not finite ({}); pass --save-nonfinite to "
-                       "write it anyway",
-                       c.save, bad);
+    return fmt::format(
+        "--save {}: nothing written: the final model is not finite ({}); pass --save-nonfinite to "
+        "write it anyway",
+        c.save, bad);
   }
   save_model_file(c.save, state);
   log::info("saved the model to {}", c.save);
@@ -224,7 +225,8 @@ void write_job_trace(const trace::Tracer& tracer, comm::Context* context, const 
   if (context && context->world_size() > 1) {
     context->store_set("loom/trace/" + std::to_string(rank), bodies[0]);
     if (rank == 0) {
-      for (int r = 1; r < context->world_size(); ++r) bodies.push_back(context->store_get("loom/trace/" + std::to_string(r)));
+      for (int r = 1; r < context->world_size(); ++r)
+        bodies.push_back(context->store_get("loom/trace/" + std::to_string(r)));
     }
   }
   if (rank == 0) trace::Tracer::write_file(path, bodies);
@@ -306,9 +308,10 @@ Summary Trainer::run() {
   MetricsWriter metrics(leader ? c.metrics : "");
   Progress progress(leader ? c.progress : "off", total_steps, steps_per_epoch, epochs, c.log_every);
   if (leader) {
-    log::info("training {} on {} ({} samples) with --strategy {}: {} process(es), global batch {}, {} steps/epoch, "
-              "{} step(s), {} thread(s) each",
-              c.model, c.data, n, c.strategy, world, c.batch_size, steps_per_epoch, total_steps, c.threads);
+    log::info(
+        "training {} on {} ({} samples) with --strategy {}: {} process(es), global batch {}, {} steps/epoch, "
+        "{} step(s), {} thread(s) each",
+        c.model, c.data, n, c.strategy, world, c.batch_size, steps_per_epoch, total_steps, c.threads);
   }
 
   Summary summary;

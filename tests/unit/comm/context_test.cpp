@@ -45,7 +45,7 @@ void run_ranks(int world, const std::function<void(Context&)>& fn,
 }
 
 TEST(Context, WorldSizeOneNeedsNoNetwork) {
-  loom::DistEnv env;  // rank 0 of 1
+  loom::DistEnv env;    // rank 0 of 1
   env.master_port = 1;  // would fail if anything tried to connect
   auto ctx = Context::create(env);
   std::vector<at::Tensor> t{torch::ones({3})};

@@ -27,8 +27,6 @@ TEST(AtomicFile, UnwritableDirectoryFailsAndLeavesNothing) {
   EXPECT_FALSE(std::filesystem::exists("/nonexistent-dir/x.bin"));
 }
 
-TEST(AtomicFile, MissingFileIsADataError) {
-  EXPECT_THROW(loom::read_file("/nonexistent-dir/x.bin"), loom::DataError);
-}
+TEST(AtomicFile, MissingFileIsADataError) { EXPECT_THROW(loom::read_file("/nonexistent-dir/x.bin"), loom::DataError); }
 
 }  // namespace

@@ -26,8 +26,12 @@ TEST(DistEnv, NoVariablesIsOneProcess) {
 }
 
 TEST(DistEnv, Torchrun) {
-  const auto env = parse({{"RANK", "3"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "2"},
-                          {"MASTER_ADDR", "10.1.2.3"}, {"MASTER_PORT", "1234"}});
+  const auto env = parse({{"RANK", "3"},
+                          {"WORLD_SIZE", "4"},
+                          {"LOCAL_RANK", "1"},
+                          {"LOCAL_WORLD_SIZE", "2"},
+                          {"MASTER_ADDR", "10.1.2.3"},
+                          {"MASTER_PORT", "1234"}});
   EXPECT_EQ(env.source, "torchrun");
   EXPECT_EQ(env.rank, 3);
   EXPECT_EQ(env.world_size, 4);
@@ -44,8 +48,8 @@ TEST(DistEnv, TorchrunWinsOverSlurm) {
 }
 
 TEST(DistEnv, Slurm) {
-  const auto env = parse({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"},
-                          {"SLURM_NTASKS_PER_NODE", "4(x2)"}});
+  const auto env =
+      parse({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"}, {"SLURM_NTASKS_PER_NODE", "4(x2)"}});
   EXPECT_EQ(env.source, "slurm");
   EXPECT_EQ(env.rank, 5);
   EXPECT_EQ(env.world_size, 8);
@@ -54,8 +58,10 @@ TEST(DistEnv, Slurm) {
 }
 
 TEST(DistEnv, OpenMpi) {
-  const auto env = parse({{"OMPI_COMM_WORLD_RANK", "2"}, {"OMPI_COMM_WORLD_SIZE", "3"},
-                          {"OMPI_COMM_WORLD_LOCAL_RANK", "0"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "1"}});
+  const auto env = parse({{"OMPI_COMM_WORLD_RANK", "2"},
+                          {"OMPI_COMM_WORLD_SIZE", "3"},
+                          {"OMPI_COMM_WORLD_LOCAL_RANK", "0"},
+                          {"OMPI_COMM_WORLD_LOCAL_SIZE", "1"}});
   EXPECT_EQ(env.source, "openmpi");
   EXPECT_EQ(env.rank, 2);
   EXPECT_EQ(env.world_size, 3);

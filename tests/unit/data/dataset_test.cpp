@@ -24,15 +24,13 @@ Dataset numbered(int64_t n) {
 
 void expect_rows(const Batch& b, const std::vector<int64_t>& indices) {
   ASSERT_EQ(b.size(), static_cast<int64_t>(indices.size()));
-  EXPECT_EQ(b.inputs.sizes().vec(),
-            (std::vector<int64_t>{static_cast<int64_t>(indices.size()), 1, 2, 3}));
+  EXPECT_EQ(b.inputs.sizes().vec(), (std::vector<int64_t>{static_cast<int64_t>(indices.size()), 1, 2, 3}));
   EXPECT_TRUE(b.inputs.is_contiguous());
   ASSERT_EQ(b.targets.scalar_type(), at::kLong);
   for (size_t k = 0; k < indices.size(); ++k) {
     const int64_t i = indices[k];
     const auto row = static_cast<int64_t>(k);
-    EXPECT_TRUE(at::equal(b.inputs[row], at::full({1, 2, 3}, static_cast<float>(i))))
-        << "row " << k;
+    EXPECT_TRUE(at::equal(b.inputs[row], at::full({1, 2, 3}, static_cast<float>(i)))) << "row " << k;
     EXPECT_EQ(b.targets[row].item<int64_t>(), i % 3) << "row " << k;
   }
 }
@@ -68,8 +66,7 @@ TEST(Gather, BatchesDoNotAliasTheDataSet) {
 TEST(Gather, EmptyIndices) {
   const Dataset d = numbered(4);
   EXPECT_EQ(gather(d, std::vector<int64_t>{}).size(), 0);
-  EXPECT_EQ(gather(d, at::empty({0}, at::kLong)).inputs.sizes().vec(),
-            (std::vector<int64_t>{0, 1, 2, 3}));
+  EXPECT_EQ(gather(d, at::empty({0}, at::kLong)).inputs.sizes().vec(), (std::vector<int64_t>{0, 1, 2, 3}));
 }
 
 TEST(Gather, OutOfRangeIsAnError) {

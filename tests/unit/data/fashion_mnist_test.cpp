@@ -70,8 +70,7 @@ class FakeFashionMnist : public ::testing::Test {
  protected:
   void SetUp() override {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("loom_fmnist_" + std::to_string(::getpid()) + "_" + info->name());
+    dir_ = fs::temp_directory_path() / ("loom_fmnist_" + std::to_string(::getpid()) + "_" + info->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -80,16 +79,14 @@ class FakeFashionMnist : public ::testing::Test {
   static void append_u32(Bytes& out, uint32_t v) {
     for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(v >> shift));
   }
-  void write_idx(const std::string& name, uint32_t magic, const std::vector<uint32_t>& dims,
-                 const Bytes& payload) {
+  void write_idx(const std::string& name, uint32_t magic, const std::vector<uint32_t>& dims, const Bytes& payload) {
     Bytes out;
     append_u32(out, magic);
     for (uint32_t d : dims) append_u32(out, d);
     out.insert(out.end(), payload.begin(), payload.end());
     gzFile f = gzopen((dir_ / name).c_str(), "wb");
     ASSERT_NE(f, nullptr);
-    ASSERT_EQ(gzwrite(f, out.data(), static_cast<unsigned>(out.size())),
-              static_cast<int>(out.size()));
+    ASSERT_EQ(gzwrite(f, out.data(), static_cast<unsigned>(out.size())), static_cast<int>(out.size()));
     ASSERT_EQ(gzclose(f), Z_OK);
   }
   // n images whose pixels all equal their index, labels as given.
@@ -143,20 +140,17 @@ TEST_F(FakeFashionMnist, CountMismatchIsAnError) {
 
 TEST_F(FakeFashionMnist, LabelOutOfRangeIsAnError) {
   write_split(Split::train, 3, {1, 10, 2});
-  EXPECT_EQ(message(Split::train),
-            file("train-labels-idx1-ubyte.gz") + ": label 10 at index 1 is outside [0, 10)");
+  EXPECT_EQ(message(Split::train), file("train-labels-idx1-ubyte.gz") + ": label 10 at index 1 is outside [0, 10)");
 }
 
 TEST_F(FakeFashionMnist, WrongImageSizeIsAnError) {
   write_split(Split::train, 2, {1, 2}, 32);
-  EXPECT_EQ(message(Split::train),
-            file("train-images-idx3-ubyte.gz") + ": expected images of 28x28 pixels, got 32x32");
+  EXPECT_EQ(message(Split::train), file("train-images-idx3-ubyte.gz") + ": expected images of 28x28 pixels, got 32x32");
 }
 
 TEST_F(FakeFashionMnist, SwappedFilesAreAnError) {
   write_idx(fashion_mnist_images_file(Split::train), 0x801, {2}, {1, 2});
-  EXPECT_NE(message(Split::train).find("expected a 3-D IDX file of images, got 1 dimensions"),
-            std::string::npos);
+  EXPECT_NE(message(Split::train).find("expected a 3-D IDX file of images, got 1 dimensions"), std::string::npos);
 }
 
 }  // namespace

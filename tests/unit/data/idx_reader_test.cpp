@@ -23,8 +23,7 @@ class IdxReaderTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("loom_idx_" + std::to_string(::getpid()) + "_" + info->name());
+    dir_ = fs::temp_directory_path() / ("loom_idx_" + std::to_string(::getpid()) + "_" + info->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -51,16 +50,14 @@ void write_gz(const std::string& path, const Bytes& bytes) {
   gzFile f = gzopen(path.c_str(), "wb");
   ASSERT_NE(f, nullptr) << path;
   if (!bytes.empty()) {
-    ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())),
-              static_cast<int>(bytes.size()));
+    ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())), static_cast<int>(bytes.size()));
   }
   ASSERT_EQ(gzclose(f), Z_OK);
 }
 
 void write_raw(const std::string& path, const Bytes& bytes) {
   std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()),
-            static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
 Bytes read_raw(const std::string& path) {
@@ -121,8 +118,7 @@ TEST_F(IdxReaderTest, ReadsAnEmptyPayload) {
 TEST_F(IdxReaderTest, TruncatedPayloadIsAnError) {
   write_gz(path("images.gz"), idx_bytes(0x00000803, {60000, 28, 28}, iota_bytes(1000)));
   const std::string message = data_error([&] { read_idx(path("images.gz")); });
-  EXPECT_EQ(message,
-            path("images.gz") + ": truncated: expected 47040000 bytes of pixels, got 1000");
+  EXPECT_EQ(message, path("images.gz") + ": truncated: expected 47040000 bytes of pixels, got 1000");
 }
 
 TEST_F(IdxReaderTest, TruncatedLabelsAreAnError) {
@@ -133,15 +129,16 @@ TEST_F(IdxReaderTest, TruncatedLabelsAreAnError) {
 
 TEST_F(IdxReaderTest, TruncatedHeaderIsAnError) {
   write_gz(path("short.gz"), {0, 0, 8});
-  EXPECT_NE(data_error([&] { read_idx(path("short.gz")); })
-                .find("truncated: expected a 4-byte IDX header, got 3 bytes"),
-            std::string::npos);
+  EXPECT_NE(
+      data_error([&] { read_idx(path("short.gz")); }).find("truncated: expected a 4-byte IDX header, got 3 bytes"),
+      std::string::npos);
 
   Bytes dims_cut = idx_bytes(0x00000803, {5, 4, 3}, {});
   dims_cut.resize(4 + 6);
   write_gz(path("dims.gz"), dims_cut);
-  EXPECT_NE(data_error([&] { read_idx(path("dims.gz")); })
-                .find("truncated: expected 3 dimension sizes (12 bytes) after the magic, got 6"),
+  EXPECT_NE(data_error([&] {
+              read_idx(path("dims.gz"));
+            }).find("truncated: expected 3 dimension sizes (12 bytes) after the magic, got 6"),
             std::string::npos);
 }
 
@@ -157,8 +154,7 @@ TEST_F(IdxReaderTest, CutGzipStreamIsAnError) {
   file.resize(file.size() / 2);
   write_raw(path("images.gz"), file);
   const std::string message = data_error([&] { read_idx(path("images.gz")); });
-  EXPECT_EQ(message.rfind(path("images.gz") + ": truncated: expected 78400 bytes of pixels", 0), 0u)
-      << message;
+  EXPECT_EQ(message.rfind(path("images.gz") + ": truncated: expected 78400 bytes of pixels", 0), 0u) << message;
   EXPECT_NE(message.find("the gzip stream ends early"), std::string::npos) << message;
 }
 
@@ -181,8 +177,7 @@ TEST_F(IdxReaderTest, CorruptGzipIsAnError) {
 
 TEST_F(IdxReaderTest, BadMagicIsAnError) {
   write_gz(path("bad.gz"), idx_bytes(0x12345678, {1}, {0}));
-  EXPECT_EQ(data_error([&] { read_idx(path("bad.gz")); }),
-            path("bad.gz") + ": bad magic 0x12345678 (not an IDX file)");
+  EXPECT_EQ(data_error([&] { read_idx(path("bad.gz")); }), path("bad.gz") + ": bad magic 0x12345678 (not an IDX file)");
 }
 
 TEST_F(IdxReaderTest, UnsupportedElementTypeIsAnError) {
@@ -193,8 +188,7 @@ TEST_F(IdxReaderTest, UnsupportedElementTypeIsAnError) {
 
 TEST_F(IdxReaderTest, ZeroDimensionsIsAnError) {
   write_gz(path("zero.gz"), idx_bytes(0x00000800, {}, {}));
-  EXPECT_NE(data_error([&] { read_idx(path("zero.gz")); }).find("at least 1 dimension"),
-            std::string::npos);
+  EXPECT_NE(data_error([&] { read_idx(path("zero.gz")); }).find("at least 1 dimension"), std::string::npos);
 }
 
 TEST_F(IdxReaderTest, TrailingBytesAreAnError) {
@@ -207,8 +201,7 @@ TEST_F(IdxReaderTest, TrailingBytesAreAnError) {
 
 TEST_F(IdxReaderTest, ImplausibleDimensionsAreAnErrorNotAnAllocation) {
   write_gz(path("huge.gz"), idx_bytes(0x00000803, {0xffffffff, 0xffffffff, 2}, {1, 2}));
-  EXPECT_NE(data_error([&] { read_idx(path("huge.gz")); }).find("implausible IDX dimensions"),
-            std::string::npos);
+  EXPECT_NE(data_error([&] { read_idx(path("huge.gz")); }).find("implausible IDX dimensions"), std::string::npos);
   // Large but plausible: fails as truncated without allocating 4 GB first.
   write_gz(path("big.gz"), idx_bytes(0x00000801, {0xffffffff}, {1, 2}));
   EXPECT_NE(data_error([&] { read_idx(path("big.gz")); }).find("got 2"), std::string::npos);
@@ -218,13 +211,11 @@ TEST_F(IdxReaderTest, MissingFileNamesTheFileAndTheHint) {
   const std::string missing = path("nope/train-images-idx3-ubyte.gz");
   EXPECT_EQ(data_error([&] { read_idx(missing, "install the thing"); }),
             "cannot open " + missing + ": No such file or directory (install the thing)");
-  EXPECT_EQ(data_error([&] { read_idx(missing); }),
-            "cannot open " + missing + ": No such file or directory");
+  EXPECT_EQ(data_error([&] { read_idx(missing); }), "cannot open " + missing + ": No such file or directory");
 }
 
 TEST_F(IdxReaderTest, DirectoryIsAnError) {
-  EXPECT_NE(data_error([&] { read_idx(dir_.string()); }).find("Is a directory"),
-            std::string::npos);
+  EXPECT_NE(data_error([&] { read_idx(dir_.string()); }).find("Is a directory"), std::string::npos);
 }
 
 }  // namespace

@@ -39,8 +39,8 @@ std::vector<std::vector<std::vector<int64_t>>> epoch_of(Partitioner& p, int64_t 
 
 TEST(Apportion, SumsExactlyAndStaysWithinOneOfIdeal) {
   for (int64_t total : {0, 1, 7, 64, 100, 1001}) {
-    for (const auto& w : std::vector<std::vector<double>>{{1}, {1, 1}, {3, 1, 1}, {2, 1, 1}, {0.1, 0.2, 0.7},
-                                                           {5, 0, 5}, {1, 1, 1, 1, 1, 1, 1}}) {
+    for (const auto& w : std::vector<std::vector<double>>{
+             {1}, {1, 1}, {3, 1, 1}, {2, 1, 1}, {0.1, 0.2, 0.7}, {5, 0, 5}, {1, 1, 1, 1, 1, 1, 1}}) {
       const auto parts = apportion(total, w);
       ASSERT_EQ(parts.size(), w.size());
       EXPECT_EQ(std::accumulate(parts.begin(), parts.end(), int64_t{0}), total);
@@ -101,8 +101,8 @@ TEST(Partitioner, PropertiesOverManyConfigurations) {
   ASSERT_GT(cases.size(), 60u);
   for (const auto& c : cases) {
     for (uint64_t seed : {0u, 3u}) {
-      SCOPED_TRACE(c.scheme + " W=" + std::to_string(c.w) + " N=" + std::to_string(c.n) + " B=" +
-                   std::to_string(c.b) + " seed=" + std::to_string(seed));
+      SCOPED_TRACE(c.scheme + " W=" + std::to_string(c.w) + " N=" + std::to_string(c.n) + " B=" + std::to_string(c.b) +
+                   " seed=" + std::to_string(seed));
       std::unique_ptr<Partitioner> p;
       try {
         p = make_partitioner(opts(c.scheme, c.w, c.n, c.b, seed, c.weights));
@@ -174,7 +174,7 @@ TEST(Partitioner, RandomShardsCoverTheDataSetAndDifferByAtMostOne) {
     EXPECT_LE(mine.size(), 34u);
     all.insert(mine.begin(), mine.end());
   }
-  EXPECT_EQ(all.size(), 100u);  // without drop_last every sample is seen each epoch
+  EXPECT_EQ(all.size(), 100u);          // without drop_last every sample is seen each epoch
   EXPECT_EQ(p->steps_per_epoch(), 12);  // ceil(34 / 3)
   o.drop_last = true;
   EXPECT_EQ(make_partitioner(o)->steps_per_epoch(), 11);  // floor(33 / 3)

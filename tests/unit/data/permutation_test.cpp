@@ -37,9 +37,7 @@ TEST(EpochPermutation, IsAPermutation) {
   }
 }
 
-TEST(EpochPermutation, IsDeterministic) {
-  EXPECT_EQ(epoch_permutation(60000, 7, 5), epoch_permutation(60000, 7, 5));
-}
+TEST(EpochPermutation, IsDeterministic) { EXPECT_EQ(epoch_permutation(60000, 7, 5), epoch_permutation(60000, 7, 5)); }
 
 TEST(EpochPermutation, DiffersAcrossEpochsAndSeeds) {
   const auto base = epoch_permutation(1000, 7, 0);

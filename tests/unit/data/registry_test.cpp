@@ -52,8 +52,7 @@ TEST(DataRegistry, FashionMnistFromAGivenDir) {
     load_dataset(o, Split::test);
     FAIL() << "no error";
   } catch (const DataError& e) {
-    EXPECT_NE(std::string(e.what()).find("/nonexistent-loom-dir/t10k-images-idx3-ubyte.gz"),
-              std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("/nonexistent-loom-dir/t10k-images-idx3-ubyte.gz"), std::string::npos);
   }
 }
 

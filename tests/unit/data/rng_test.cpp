@@ -13,9 +13,8 @@ namespace {
 TEST(Rng, Splitmix64MatchesTheReference) {
   // The published splitmix64 sequence for seed 1234567.
   uint64_t state = 1234567;
-  const std::vector<uint64_t> expected = {6457827717110365317ULL, 3203168211198807973ULL,
-                                          9817491932198370423ULL, 4593380528125082431ULL,
-                                          16408922859458223821ULL};
+  const std::vector<uint64_t> expected = {6457827717110365317ULL, 3203168211198807973ULL, 9817491932198370423ULL,
+                                          4593380528125082431ULL, 16408922859458223821ULL};
   for (uint64_t e : expected) EXPECT_EQ(splitmix64(state), e);
   EXPECT_EQ(mix64(0), 0u);
 }

@@ -54,8 +54,7 @@ TEST(Synthetic, DefaultsDescribeTheDocumentedSet) {
 
 TEST(Synthetic, IsDeterministicPerSeed) {
   EXPECT_TRUE(same(make_synthetic(small_options(3)), make_synthetic(small_options(3))));
-  EXPECT_TRUE(same(make_synthetic(small_options(3), Split::test),
-                   make_synthetic(small_options(3), Split::test)));
+  EXPECT_TRUE(same(make_synthetic(small_options(3), Split::test), make_synthetic(small_options(3), Split::test)));
 }
 
 TEST(Synthetic, IgnoresTheGlobalTorchGenerator) {
@@ -101,12 +100,8 @@ TEST(Synthetic, TrainAndTestShareOneLearnableDistribution) {
   const Dataset other = make_synthetic(other_seed, Split::test);
   const at::Tensor onehot = at::one_hot(train.targets, 10).to(at::kFloat);
   const at::Tensor means = onehot.t().mm(train.inputs.flatten(1)) / onehot.sum(0).unsqueeze(1);
-  const double chance = at::cdist(other.inputs.flatten(1), means)
-                            .argmin(1)
-                            .eq(other.targets)
-                            .to(at::kDouble)
-                            .mean()
-                            .item<double>();
+  const double chance =
+      at::cdist(other.inputs.flatten(1), means).argmin(1).eq(other.targets).to(at::kDouble).mean().item<double>();
   EXPECT_LT(chance, 0.25);
 }
 
@@ -141,16 +136,12 @@ TEST(Synthetic, RejectsBadOptions) {
     return o;
   };
   EXPECT_THROW(make_synthetic(with([](auto& o) { o.num_samples = 0; })), ConfigError);
-  EXPECT_THROW(make_synthetic(with([](auto& o) { o.num_test_samples = -1; }), Split::test),
-               ConfigError);
+  EXPECT_THROW(make_synthetic(with([](auto& o) { o.num_test_samples = -1; }), Split::test), ConfigError);
   EXPECT_THROW(make_synthetic(with([](auto& o) { o.num_classes = 1; })), ConfigError);
   EXPECT_THROW(make_synthetic(with([](auto& o) { o.sample_shape = {}; })), ConfigError);
   EXPECT_THROW(make_synthetic(with([](auto& o) { o.sample_shape = {1, 0, 28}; })), ConfigError);
   EXPECT_THROW(make_synthetic(with([](auto& o) { o.noise = -1; })), ConfigError);
-  EXPECT_THROW(make_synthetic(with([](auto& o) {
-                 o.noise = std::numeric_limits<float>::quiet_NaN();
-               })),
-               ConfigError);
+  EXPECT_THROW(make_synthetic(with([](auto& o) { o.noise = std::numeric_limits<float>::quiet_NaN(); })), ConfigError);
 }
 
 }  // namespace

@@ -313,8 +313,7 @@ void expect_unused_error(const std::function<bool(int)>& use_extra, const std::s
         const int r = ctx.rank();
         auto model = models[r];
         DistributedDataParallel ddp(model.ptr(), ctx.world());
-        loss_of(model->forward(data.x[0].narrow(0, 4 * r, 4), use_extra(r)), data.y[0].narrow(0, 4 * r, 4))
-            .backward();
+        loss_of(model->forward(data.x[0].narrow(0, 4 * r, 4), use_extra(r)), data.y[0].narrow(0, 4 * r, 4)).backward();
         ddp.finish();
       },
       std::chrono::seconds(20));
@@ -377,9 +376,8 @@ TEST(DistributedDataParallel, FindUnusedParametersTreatsThemAsZero) {
 
 TEST(DistributedDataParallel, MismatchedModelFailsOnEveryRankNamingTheParameter) {
   std::vector<torch::nn::Sequential> models{small_deep_mlp(8), small_deep_mlp(8), small_deep_mlp(16)};
-  const auto errors = t::run_ranks_collect(3, [&](Context& ctx) {
-    DistributedDataParallel ddp(models[ctx.rank()], ctx.world());
-  });
+  const auto errors =
+      t::run_ranks_collect(3, [&](Context& ctx) { DistributedDataParallel ddp(models[ctx.rank()], ctx.world()); });
   for (int r = 0; r < 3; ++r) {
     ASSERT_TRUE(errors[r]) << "rank " << r << " did not fail";
     try {
@@ -391,9 +389,8 @@ TEST(DistributedDataParallel, MismatchedModelFailsOnEveryRankNamingTheParameter)
   }
   // A different number of layers.
   std::vector<torch::nn::Sequential> shallow{small_deep_mlp(8, 4), small_deep_mlp(8, 3)};
-  const auto errors2 = t::run_ranks_collect(2, [&](Context& ctx) {
-    DistributedDataParallel ddp(shallow[ctx.rank()], ctx.world());
-  });
+  const auto errors2 =
+      t::run_ranks_collect(2, [&](Context& ctx) { DistributedDataParallel ddp(shallow[ctx.rank()], ctx.world()); });
   for (int r = 0; r < 2; ++r) {
     ASSERT_TRUE(errors2[r]);
     try {

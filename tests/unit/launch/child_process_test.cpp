@@ -98,7 +98,8 @@ std::string read_line(int fd, std::chrono::milliseconds timeout) {
   char c = 0;
   while (std::chrono::steady_clock::now() < deadline) {
     pollfd p{fd, POLLIN, 0};
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0))) <= 0) break;
     if (read(fd, &c, 1) != 1 || c == '\n') return line;
     line += c;
@@ -124,7 +125,8 @@ TEST(ChildProcess, SignalGroupReachesGrandchildren) {
 }
 
 TEST(ChildProcess, ResetsRequestedSignalsToDefault) {
-  struct sigaction ignore {}, previous{};
+  struct sigaction ignore {
+  }, previous{};
   ignore.sa_handler = SIG_IGN;
   sigaction(SIGUSR1, &ignore, &previous);
   SpawnOptions inherits = shell("kill -USR1 $$; exit 0");

@@ -94,8 +94,10 @@ TEST(Supervise, EscalatesToSigkillAfterTheGracePeriod) {
   ASSERT_NE(mkdtemp(dir), nullptr);
   const std::string flag = std::string(dir) + "/up";
   LaunchOptions o = shell(2,
-                          "if [ $RANK = 1 ]; then while [ ! -e " + flag + " ]; do sleep 0.01; done; exit 1; fi; "
-                          "trap '' TERM; touch " + flag + "; while :; do sleep 0.05; done",
+                          "if [ $RANK = 1 ]; then while [ ! -e " + flag +
+                              " ]; do sleep 0.01; done; exit 1; fi; "
+                              "trap '' TERM; touch " +
+                              flag + "; while :; do sleep 0.05; done",
                           c);
   o.stop_grace = 300ms;
   const auto start = Clock::now();
@@ -110,7 +112,8 @@ TEST(Supervise, EscalatesToSigkillAfterTheGracePeriod) {
 
 TEST(Supervise, RestartsAllWorkersWithTheAttemptNumber) {
   Capture c;
-  LaunchOptions o = shell(2, "echo attempt $LOOM_RESTART_COUNT; test $LOOM_RESTART_COUNT -lt 2 && test $RANK = 1 && exit 4; exit 0", c);
+  LaunchOptions o = shell(
+      2, "echo attempt $LOOM_RESTART_COUNT; test $LOOM_RESTART_COUNT -lt 2 && test $RANK = 1 && exit 4; exit 0", c);
   o.max_restarts = 2;
   const LaunchResult r = supervise(o);
   EXPECT_TRUE(r.success()) << r.message;
@@ -154,8 +157,7 @@ TEST(Supervise, PicksOneFreePortForAllWorkers) {
   const std::string out = c.stdout_text();
   const std::regex port_re("port=(\\d+)");
   std::set<std::string> ports;
-  for (auto it = std::sregex_iterator(out.begin(), out.end(), port_re);
-       it != std::sregex_iterator(); ++it) {
+  for (auto it = std::sregex_iterator(out.begin(), out.end(), port_re); it != std::sregex_iterator(); ++it) {
     ports.insert((*it)[1]);
   }
   ASSERT_EQ(ports.size(), 1u) << out;

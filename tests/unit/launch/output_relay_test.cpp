@@ -70,7 +70,8 @@ TEST(OutputRelay, CloseFlushesAndIsIdempotent) {
 }
 
 TEST(OutputRelay, KeepsConsumingWhenTheDestinationIsGone) {
-  struct sigaction ignore {}, previous{};
+  struct sigaction ignore {
+  }, previous{};
   ignore.sa_handler = SIG_IGN;
   sigaction(SIGPIPE, &ignore, &previous);
   Pipe source;

@@ -23,7 +23,8 @@ TEST(SignalWatcher, MakesSignalsReadableOnItsDescriptor) {
 }
 
 TEST(SignalWatcher, RestoresThePreviousDispositions) {
-  struct sigaction mine {}, previous{}, now{};
+  struct sigaction mine {
+  }, previous{}, now{};
   mine.sa_handler = handler_for_test;
   sigaction(SIGUSR1, &mine, &previous);
   {
@@ -40,7 +41,8 @@ TEST(SignalWatcher, RestoresThePreviousDispositions) {
 }
 
 TEST(SignalWatcher, AlreadyIgnoredSignalsStayIgnoredInChildren) {
-  struct sigaction ignore {}, previous{};
+  struct sigaction ignore {
+  }, previous{};
   ignore.sa_handler = SIG_IGN;
   sigaction(SIGUSR2, &ignore, &previous);
   {
@@ -51,7 +53,8 @@ TEST(SignalWatcher, AlreadyIgnoredSignalsStayIgnoredInChildren) {
 }
 
 TEST(SignalWatcher, LeavesAlreadyIgnoredSignalsIgnored) {
-  struct sigaction ignore {}, previous{}, now{};
+  struct sigaction ignore {
+  }, previous{}, now{};
   ignore.sa_handler = SIG_IGN;
   sigaction(SIGUSR1, &ignore, &previous);  // like SIGHUP under nohup
   {

@@ -10,11 +10,11 @@
 #include "loom/comm/context.h"
 #include "loom/core/error.h"
 #include "loom/core/process.h"
+#include "loom/models/loss.h"
 #include "loom/models/registry.h"
 #include "loom/pipeline/layer_costs.h"
 #include "loom/pipeline/stage_fusion.h"
 #include "loom/pipeline/stage_split.h"
-#include "loom/models/loss.h"
 #include "loom/trace/tracer.h"
 #include "unit/dp/dp_testing.h"
 
@@ -173,8 +173,8 @@ TEST(LayerCosts, CountParametersAndTimeLayersWithoutChangingTheModel) {
   auto model = make_mlp();
   const auto params = parameter_costs(model);
   ASSERT_EQ(params.size(), model->size());
-  EXPECT_EQ(params[0], 0);              // flatten
-  EXPECT_EQ(params[1], 36 * 16 + 16);   // linear(36, 16)
+  EXPECT_EQ(params[0], 0);             // flatten
+  EXPECT_EQ(params[1], 36 * 16 + 16);  // linear(36, 16)
   const auto before = dp::testing::snapshot(*model);
   const auto times = time_costs(model, torch::ones({8, 1, 6, 6}), 3);
   ASSERT_EQ(times.size(), model->size());

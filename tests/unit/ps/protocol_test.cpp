@@ -98,11 +98,11 @@ TEST(Protocol, LayoutIsLittleEndianWithTheMagicFirst) {
   EXPECT_EQ(bytes[5], 0);
   EXPECT_EQ(bytes[6], static_cast<uint8_t>(Op::push));
   EXPECT_EQ(bytes[7], static_cast<uint8_t>(DType::f32));
-  EXPECT_EQ(bytes[8], 2);   // ndim
-  EXPECT_EQ(bytes[12], 2);  // worker
-  EXPECT_EQ(bytes[16], 11);  // key
-  EXPECT_EQ(bytes[56], 3);   // shape[0]
-  EXPECT_EQ(bytes[64], 4);   // shape[1]
+  EXPECT_EQ(bytes[8], 2);     // ndim
+  EXPECT_EQ(bytes[12], 2);    // worker
+  EXPECT_EQ(bytes[16], 11);   // key
+  EXPECT_EQ(bytes[56], 3);    // shape[0]
+  EXPECT_EQ(bytes[64], 4);    // shape[1]
   EXPECT_EQ(bytes[120], 48);  // payload_bytes
   EXPECT_EQ(kHeaderBytes, 128u);
 }
@@ -119,8 +119,7 @@ TEST(Protocol, RoundTripsEveryOpAndDType) {
       }
       h.payload_bytes = h.dtype == DType::none ? 17 : 5 * loom::ps::dtype_size(h.dtype);
       const std::vector<uint8_t> bytes = encode(h);
-      EXPECT_TRUE(loom::ps::decode_header(bytes.data(), bytes.size(), Limits{}) == h)
-          << loom::ps::describe(h);
+      EXPECT_TRUE(loom::ps::decode_header(bytes.data(), bytes.size(), Limits{}) == h) << loom::ps::describe(h);
     }
   }
 }
@@ -325,8 +324,8 @@ TEST(Protocol, CorruptedBytesDecodeExactlyOrThrowProtocolError) {
   int decoded = 0;
   int rejected = 0;
   for (size_t i = 0; i < kHeaderBytes; ++i) {
-    for (uint8_t v : {uint8_t{0}, uint8_t{1}, uint8_t{0x7f}, uint8_t{0x80}, uint8_t{0xff},
-                      static_cast<uint8_t>(rng())}) {
+    for (uint8_t v :
+         {uint8_t{0}, uint8_t{1}, uint8_t{0x7f}, uint8_t{0x80}, uint8_t{0xff}, static_cast<uint8_t>(rng())}) {
       std::vector<uint8_t> bytes = good;
       bytes[i] = v;
       try {

@@ -162,8 +162,8 @@ inline ::testing::AssertionResult all_equal(const std::vector<at::Tensor>& a, co
   if (a.size() != b.size()) return ::testing::AssertionFailure() << a.size() << " vs " << b.size() << " tensors";
   for (size_t i = 0; i < a.size(); ++i) {
     if (!a[i].sizes().equals(b[i].sizes()) || !torch::equal(a[i], b[i])) {
-      return ::testing::AssertionFailure() << "tensor " << i << " differs: max |diff| "
-                                           << loom::test::max_abs_diff(a[i], b[i]);
+      return ::testing::AssertionFailure()
+             << "tensor " << i << " differs: max |diff| " << loom::test::max_abs_diff(a[i], b[i]);
     }
   }
   return ::testing::AssertionSuccess();

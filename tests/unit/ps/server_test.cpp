@@ -355,8 +355,11 @@ TEST(PsServerBadRequests, AreRefusedWithTheReasonAndTheServerKeepsServing) {
   }
   {  // wrong shape: [6, 4] for the [4, 6] key
     Worker bad({{"w", {6, 4}}}, worker_options(ctx, {ep}, 1));
-    expect_comm_error([&] { bad.wait(bad.push({torch::ones({6, 4})}, 0.25, 0)); },
-                      {"push of key 0", "key 0 has shape [4, 6], got [6, 4]"});
+    expect_comm_error(
+        [&] {
+          bad.wait(bad.push({torch::ones({6, 4})}, 0.25, 0));
+        },
+        {"push of key 0", "key 0 has shape [4, 6], got [6, 4]"});
     expect_rejected(s.server(), ++rejected);
   }
   {  // wrong dtype: f64 values, sent raw (the Worker only sends f32)
@@ -379,15 +382,13 @@ TEST(PsServerBadRequests, AreRefusedWithTheReasonAndTheServerKeepsServing) {
   }
   {  // push for the wrong step (sync mode: the server is at step 0)
     Worker bad(w_only, worker_options(ctx, {ep}, 1));
-    expect_comm_error([&] { bad.wait(bad.push({gradients(0, 1)[0]}, 0.25, 3)); },
-                      {"push for step 3", "at step 0"});
+    expect_comm_error([&] { bad.wait(bad.push({gradients(0, 1)[0]}, 0.25, 3)); }, {"push for step 3", "at step 0"});
     expect_rejected(s.server(), ++rejected);
   }
   {  // the same step twice: worker 0 pushes step 0, then (another socket of) worker 0 again
     w0.wait(w0.push(gradients(0, 0), 0.75, 0));
     Worker again(w_only, worker_options(ctx, {ep}, 0));
-    expect_comm_error([&] { again.wait(again.push({gradients(0, 0)[0]}, 0.75, 0)); },
-                      {"worker 0 pushed step 0 twice"});
+    expect_comm_error([&] { again.wait(again.push({gradients(0, 0)[0]}, 0.75, 0)); }, {"worker 0 pushed step 0 twice"});
     expect_rejected(s.server(), ++rejected);
   }
   {  // weight outside [0, 1]
@@ -525,9 +526,10 @@ TEST(PsServerFaults, SspDroppingASilentWorkerReleasesThePullsWaitingForIt) {
   ASSERT_EQ(pulled.wait_for(3s), std::future_status::ready);
   pulled.get();
   EXPECT_TRUE(answered);
-  EXPECT_TRUE(all_close(v0, reference_run(sgd(0.1), {combine({g}, {0.5}), combine({g2}, {0.5}),
-                                                     combine({h0}, {0.5}), combine({h1}, {0.5})}),
-                        1e-6));
+  EXPECT_TRUE(all_close(
+      v0,
+      reference_run(sgd(0.1), {combine({g}, {0.5}), combine({g2}, {0.5}), combine({h0}, {0.5}), combine({h1}, {0.5})}),
+      1e-6));
   w0.done();
   w1.done();
   EXPECT_TRUE(s.finished_within(2s));
@@ -754,18 +756,12 @@ TEST(PsServerCheckpointPaths, AMessageNamingAPathWritesNothingOutsideTheDirector
   int64_t rejected = 0;
   uint64_t seq = 100;
   const std::vector<std::pair<std::string, std::string>> bad = {
-      {"/tmp/x", "contains '/'"},
-      {root + "/abs", "contains '/'"},
-      {"../x", "contains '/'"},
-      {"../../x", "contains '/'"},
-      {"..", "starts with '.'"},
-      {"x/../../y", "contains '/'"},
-      {"a..b", "contains '..'"},
-      {".hidden", "starts with '.'"},
-      {"", "is empty"},
-      {std::string("x\0y", 3), "byte 0x00"},
-      {"x\ny", "byte 0x0a"},
-      {std::string(129, 'a'), "at most 128"},
+      {"/tmp/x", "contains '/'"}, {root + "/abs", "contains '/'"},
+      {"../x", "contains '/'"},   {"../../x", "contains '/'"},
+      {"..", "starts with '.'"},  {"x/../../y", "contains '/'"},
+      {"a..b", "contains '..'"},  {".hidden", "starts with '.'"},
+      {"", "is empty"},           {std::string("x\0y", 3), "byte 0x00"},
+      {"x\ny", "byte 0x0a"},      {std::string(129, 'a'), "at most 128"},
   };
   for (const auto& [name, cause] : bad) {
     for (const std::string verb : {"save", "checkpoint"}) {
@@ -792,10 +788,9 @@ TEST(PsServerCheckpointPaths, AMessageNamingAPathWritesNothingOutsideTheDirector
   // Good names land where the server says, under names it builds.
   w.save("model.v1");
   w.checkpoint("step-00000002");
-  EXPECT_EQ(files_under(root),
-            std::vector<std::string>({"server", "server/ckpts", "server/ckpts/step-00000002",
-                                      "server/ckpts/step-00000002/ps.server0", "server/saves",
-                                      "server/saves/model.v1.server0"}));
+  EXPECT_EQ(files_under(root), std::vector<std::string>({"server", "server/ckpts", "server/ckpts/step-00000002",
+                                                         "server/ckpts/step-00000002/ps.server0", "server/saves",
+                                                         "server/saves/model.v1.server0"}));
   w.done();
   EXPECT_TRUE(s.finished_within(3s));
   EXPECT_EQ(s.server().rejected(), rejected);

@@ -53,8 +53,8 @@ void expect_consistent(const std::vector<TensorSpec>& specs, const ShardPlan& pl
 }
 
 TEST(ShardPlan, SmallTensorsAreOneSliceEachInRegistrationOrder) {
-  const std::vector<TensorSpec> specs = {{"conv.weight", {8, 1, 3, 3}}, {"conv.bias", {8}}, {"fc.weight", {10, 72}},
-                                         {"fc.bias", {10}}};
+  const std::vector<TensorSpec> specs = {
+      {"conv.weight", {8, 1, 3, 3}}, {"conv.bias", {8}}, {"fc.weight", {10, 72}}, {"fc.bias", {10}}};
   const ShardPlan plan = plan_shards(specs, 1, int64_t{4} << 20);
   expect_consistent(specs, plan, 1);
   ASSERT_EQ(plan.slices.size(), 4u);
@@ -126,9 +126,8 @@ TEST(ShardPlan, ZeroElementTensorGetsOneEmptySlice) {
 
 std::vector<TensorSpec> uneven_model() {
   // Sizes chosen to make balancing non-trivial: big, medium and tiny tensors mixed.
-  return {{"embed", {300, 16}}, {"l1.w", {16, 64}}, {"l1.b", {64}},  {"l2.w", {64, 64}},
-          {"l2.b", {64}},       {"l3.w", {64, 10}}, {"l3.b", {10}},  {"scale", {1}},
-          {"odd", {37, 3}},     {"huge", {9001}}};
+  return {{"embed", {300, 16}}, {"l1.w", {16, 64}}, {"l1.b", {64}}, {"l2.w", {64, 64}}, {"l2.b", {64}},
+          {"l3.w", {64, 10}},   {"l3.b", {10}},     {"scale", {1}}, {"odd", {37, 3}},   {"huge", {9001}}};
 }
 
 class ShardPlanBalance : public ::testing::TestWithParam<int> {};

@@ -106,9 +106,7 @@ class EchoServer {
 // A plain ZeroMQ socket that can send anything.
 class RawSocket {
  public:
-  RawSocket(void* context, int type) : socket_(zmq_socket(context, type)) {
-    socket().set(zmq::sockopt::linger, 0);
-  }
+  RawSocket(void* context, int type) : socket_(zmq_socket(context, type)) { socket().set(zmq::sockopt::linger, 0); }
   ~RawSocket() { zmq_close(socket_); }
   RawSocket(const RawSocket&) = delete;
   RawSocket& operator=(const RawSocket&) = delete;
@@ -175,8 +173,8 @@ Header expect_error_reply(RawSocket& raw, const std::string& reason) {
   if (!reply) return {};
   EXPECT_EQ(reply->size(), 2u);
   if (reply->size() != 2) return {};
-  const Header h = loom::ps::decode_header(reinterpret_cast<const uint8_t*>((*reply)[0].data()),
-                                           (*reply)[0].size(), loom::ps::Limits{});
+  const Header h = loom::ps::decode_header(reinterpret_cast<const uint8_t*>((*reply)[0].data()), (*reply)[0].size(),
+                                           loom::ps::Limits{});
   EXPECT_EQ(h.op, Op::error);
   EXPECT_NE((*reply)[1].find(reason), std::string::npos) << "reason: " << (*reply)[1];
   return h;
@@ -564,8 +562,7 @@ TEST_P(VanTest, MalformedReplyThrowsProtocolErrorOnTheClient) {
     client.receive(kWait);
     FAIL() << "no throw";
   } catch (const loom::ProtocolError& e) {
-    EXPECT_NE(std::string(e.what()).find("payload of 12 bytes, the header declares 0"), std::string::npos)
-        << e.what();
+    EXPECT_NE(std::string(e.what()).find("payload of 12 bytes, the header declares 0"), std::string::npos) << e.what();
   }
 }
 
@@ -607,8 +604,7 @@ TEST_P(VanTest, PollAnyFindsTheClientWithAReply) {
   ASSERT_TRUE(b.receive(0ms));
 }
 
-INSTANTIATE_TEST_SUITE_P(Transports, VanTest,
-                         ::testing::Values(Transport{"inproc", true}, Transport{"tcp", false}),
+INSTANTIATE_TEST_SUITE_P(Transports, VanTest, ::testing::Values(Transport{"inproc", true}, Transport{"tcp", false}),
                          [](const ::testing::TestParamInfo<Transport>& info) { return info.param.name; });
 
 // Over TCP, ZeroMQ itself drops a frame over the limit (ZMQ_MAXMSGSIZE) before allocating
@@ -850,8 +846,7 @@ TEST(Van, BindFailureNamesTheEndpoint) {
     ServerVan van("tcp://256.1.1.1:5", insecure);
     FAIL() << "no throw";
   } catch (const loom::CommError& e) {
-    EXPECT_NE(std::string(e.what()).find("cannot bind the parameter server to tcp://256.1.1.1:5"),
-              std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("cannot bind the parameter server to tcp://256.1.1.1:5"), std::string::npos)
         << e.what();
   }
 }

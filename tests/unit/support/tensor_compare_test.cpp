@@ -67,10 +67,10 @@ TEST(TensorCompare, NamedListsCompareByNameAndAMissingOrExtraKeyIsInfinite) {
   const NamedTensors a{{"w", with(2)}, {"b", with(3)}};
   const NamedTensors reordered{{"b", with(3)}, {"w", with(2)}};
   EXPECT_EQ(max_abs_diff(a, reordered), 0.0);
-  EXPECT_EQ(max_abs_diff(a, NamedTensors{{"w", with(2)}}), kInfiniteDifference);                       // missing
-  EXPECT_EQ(max_abs_diff(NamedTensors{{"w", with(2)}}, a), kInfiniteDifference);                       // extra
-  EXPECT_EQ(max_abs_diff(a, NamedTensors{{"w", with(2)}, {"c", with(3)}}), kInfiniteDifference);       // renamed
-  EXPECT_EQ(max_abs_diff(a, NamedTensors{{"w", with(2)}, {"w", with(2)}}), kInfiniteDifference);       // twice
+  EXPECT_EQ(max_abs_diff(a, NamedTensors{{"w", with(2)}}), kInfiniteDifference);                        // missing
+  EXPECT_EQ(max_abs_diff(NamedTensors{{"w", with(2)}}, a), kInfiniteDifference);                        // extra
+  EXPECT_EQ(max_abs_diff(a, NamedTensors{{"w", with(2)}, {"c", with(3)}}), kInfiniteDifference);        // renamed
+  EXPECT_EQ(max_abs_diff(a, NamedTensors{{"w", with(2)}, {"w", with(2)}}), kInfiniteDifference);        // twice
   EXPECT_EQ(max_abs_diff(a, NamedTensors{{"w", with(2)}, {"b", with(kNaN, 4)}}), kInfiniteDifference);  // NaN
   EXPECT_DOUBLE_EQ(max_abs_diff(a, NamedTensors{{"w", with(2)}, {"b", with(3.25)}}), 0.25);
 }

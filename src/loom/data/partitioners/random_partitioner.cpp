@@ -20,8 +20,8 @@ uint64_t order_seed(uint64_t seed, int rank) { return mix64(seed ^ kShardSalt ^ 
 RandomPartitioner::RandomPartitioner(PartitionOptions o) : Partitioner(std::move(o)) {
   const auto& p = options_;
   const int w = p.world_size;
-  LOOM_CHECK(p.num_samples >= w, ConfigError,
-             "--partition random: {} samples cannot make {} non-empty shards", p.num_samples, w);
+  LOOM_CHECK(p.num_samples >= w, ConfigError, "--partition random: {} samples cannot make {} non-empty shards",
+             p.num_samples, w);
   LOOM_CHECK(p.batch_size >= w, ConfigError,
              "--batch-size {} is smaller than the {} data-parallel workers (each needs at least one sample)",
              p.batch_size, w);
@@ -38,7 +38,8 @@ RandomPartitioner::RandomPartitioner(PartitionOptions o) : Partitioner(std::move
   steps_ = p.drop_last ? INT64_MAX : 0;
   for (int r = 0; r < w; ++r) {
     const int64_t size = static_cast<int64_t>(shards_[r].size());
-    steps_ = p.drop_last ? std::min(steps_, size / per_step_[r]) : std::max(steps_, (size + per_step_[r] - 1) / per_step_[r]);
+    steps_ = p.drop_last ? std::min(steps_, size / per_step_[r])
+                         : std::max(steps_, (size + per_step_[r] - 1) / per_step_[r]);
   }
   LOOM_CHECK(steps_ >= 1, ConfigError,
              "--partition random: shards of {} samples cannot fill one step of {} samples per worker (lower "
