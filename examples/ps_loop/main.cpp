@@ -49,8 +49,7 @@ int main(int argc, char** argv) try {
   for (const auto& p : model->named_parameters()) specs.push_back({p.key(), p.value().sizes().vec()});
   loom::ps::WorkerOptions wo;
   wo.worker_id = rank;
-  wo.timeout = options.timeout;                                 // a silent server: TimeoutError naming it
-  wo.van.limits = loom::ps::limits_for_slices(wo.slice_bytes);  // as the servers' (--ps-slice-mb)
+  wo.timeout = options.timeout;  // a silent server: TimeoutError naming it
   for (int i = 0; i < servers; ++i) wo.servers.push_back(ctx->store_get(loom::ps::server_store_key(i)));
 
   std::optional<loom::ps::Worker> ps;

@@ -25,7 +25,8 @@
 // evaluating). run() returns when every worker is done, or dropped and silent for the
 // whole `timeout` (gone). In sync mode a step whose pushes are incomplete after
 // `timeout` ends the server with a CommError naming the missing workers (the launcher
-// then stops the job).
+// then stops the job). These times are measured on ServerOptions::clock (steady_clock
+// unless a test passes one it advances).
 //
 // Bad requests (unknown key, wrong shape or dtype, a worker id out of range, a push for
 // the wrong step in sync mode, an unknown command) are answered with Op::error naming
@@ -38,9 +39,11 @@
 // step directory) writes <checkpoint_dir>/NAME/ps.server<index>, creating NAME/. NAME
 // must pass checkpoint_name_problem() (no '/', no "..", no leading '.'); a bad NAME, or
 // a command whose directory is not configured, is refused with a one-line reason and
-// writes nothing. Each file holds every key's values, versions and optimizer state,
-// written atomically; ServerOptions::load_path reads one at start-up (a new run, or the
-// same run resumed: ServerOptions::resume_clock).
+// writes nothing. Each file holds every key's values, versions and optimizer state in a
+// checked format (magic, version, CRC-32; docs/parameter-server.md), written atomically;
+// ServerOptions::load_path reads one at start-up (a new run, or the same run resumed:
+// ServerOptions::resume_clock), and a truncated or corrupt file is a CheckpointError
+// naming it and the cause.
 //
 // Thread-safety: run() on one thread; request_stop() and endpoint() from any.
 #pragma once
@@ -59,6 +62,7 @@
 
 namespace loom::ps {
 
+// The consistency rule (see above; implemented in src/loom/ps/consistency.h).
 enum class Consistency { sync, async, ssp };
 // "sync" | "async" | "ssp"; ConfigError otherwise.
 Consistency parse_consistency(const std::string& name);
@@ -76,6 +80,9 @@ struct SavePrefix {
   std::string dir, name;
 };
 SavePrefix split_save_prefix(const std::string& prefix);
+
+// The clock the server's liveness and sync-step timeouts are measured on.
+using ServerClock = std::function<std::chrono::steady_clock::time_point()>;
 
 // Header::flags used by the server and worker.
 constexpr uint32_t kFlagInit = 1;  // push: initial values, not a gradient
@@ -98,6 +105,9 @@ struct ServerOptions {
   // clock at 0; true (resuming a training checkpoint) continues the saved run, each
   // key at its saved version, so workers push the step where they left off.
   bool resume_clock = false;
+  // Liveness and step timeouts (`timeout`, `dead_after`) are measured on this clock;
+  // empty: std::chrono::steady_clock::now. Called on the serving thread.
+  ServerClock clock;
   // Called on the serving thread after every update with the key's new version (tests
   // and drills: fault injection by step).
   std::function<void(int64_t version)> after_update;

@@ -1,68 +1,26 @@
+// The server's message loop and routing. What it delegates: when a push becomes an
+// update and when a pull is answered (consistency.h), which workers still count
+// (liveness.h), and the checkpoint file (server_checkpoint.h).
 #include "loom/ps/server.h"
 
 #include <torch/torch.h>
 
-#include <cstring>
 #include <filesystem>
-#include <sstream>
 #include <unordered_map>
 #include <vector>
 
-#include "loom/core/atomic_file.h"
 #include "loom/core/error.h"
 #include "loom/core/log.h"
+#include "loom/ps/consistency.h"
+#include "loom/ps/liveness.h"
+#include "loom/ps/server_checkpoint.h"
+#include "loom/ps/slot.h"
 #include "loom/ps/tensor_payload.h"
+#include "loom/ps/van.h"
 
 namespace loom::ps {
 
-Consistency parse_consistency(const std::string& name) {
-  if (name == "sync") return Consistency::sync;
-  if (name == "async") return Consistency::async;
-  if (name == "ssp") return Consistency::ssp;
-  LOOM_THROW(ConfigError, "--consistency must be sync, async or ssp, got '{}'", name);
-}
-
-std::string consistency_name(Consistency c) {
-  switch (c) {
-    case Consistency::sync: return "sync";
-    case Consistency::async: return "async";
-    case Consistency::ssp: return "ssp";
-  }
-  return "?";
-}
-
-std::string checkpoint_name_problem(std::string_view name) {
-  if (name.empty()) return "it is empty";
-  if (name.size() > 128) return fmt::format("it has {} characters, at most 128 are allowed", name.size());
-  for (const char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                    c == '_' || c == '-' || c == '+';
-    if (!ok) {
-      return c == '/' ? "it contains '/'"
-                      : fmt::format("it contains the byte 0x{:02x} (allowed: A-Z a-z 0-9 . _ + -)",
-                                    static_cast<unsigned char>(c));
-    }
-  }
-  if (name.front() == '.') return "it starts with '.'";
-  if (name.find("..") != std::string_view::npos) return "it contains '..'";
-  return "";
-}
-
-SavePrefix split_save_prefix(const std::string& prefix) {
-  const std::filesystem::path path(prefix);
-  SavePrefix out;
-  out.name = path.filename().string();
-  out.dir = path.has_parent_path() ? path.parent_path().string() : std::string(".");
-  const std::string problem = checkpoint_name_problem(out.name);
-  LOOM_CHECK(problem.empty(), ConfigError,
-             "--ps-save {}: '{}' cannot name the servers' files: {} (the directory goes before the last '/')", prefix,
-             out.name, problem);
-  return out;
-}
-
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 // A peer's bytes, safe to put in a log line: at most 40 characters, non-printable ones as '?'.
 std::string printable(std::string_view bytes) {
@@ -73,61 +31,36 @@ std::string printable(std::string_view bytes) {
   return bytes.size() > 40 ? s + "..." : s;
 }
 
-struct ParkedPull {
-  std::string peer;
-  uint32_t worker = 0;
-  uint64_t seq = 0;
-  int64_t clock = 0;
-};
-
-// One key: a slice of one parameter, its optimizer, and what the consistency rule needs.
-struct Slot {
-  at::Tensor param;  // the server's values: a leaf that requires grad, for the optimizer
-  std::unique_ptr<torch::optim::Optimizer> optimizer;
-  at::Tensor combined;  // the gradient applied by the next update (param.grad)
-  int64_t version = 0;  // updates applied
-  // sync: this version's pushes, per worker (views of the received messages)
-  std::vector<at::Tensor> grads;
-  std::vector<double> weights;
-  std::vector<uint8_t> pushed;
-  int pushed_count = 0;
-  Clock::time_point first_push;
-  // ssp: pushes received from each worker
-  std::vector<int64_t> steps_done;
-  std::vector<ParkedPull> parked;
-};
-
-struct WorkerState {
-  bool hello = false, done = false, dropped = false;
-  Clock::time_point last_seen;
-  std::string peer;
-};
-
 std::string shape_string(at::IntArrayRef shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + "]";
 }
 
+ServerOptions checked(ServerOptions o) {
+  LOOM_CHECK(o.num_workers >= 1, ConfigError, "parameter server: need at least 1 worker, got {}", o.num_workers);
+  if (!o.clock) o.clock = std::chrono::steady_clock::now;
+  return o;
+}
+
 }  // namespace
 
 struct Server::Impl {
-  explicit Impl(ServerOptions o) : options(std::move(o)), van(options.bind, options.van) {
-    LOOM_CHECK(options.num_workers >= 1, ConfigError, "parameter server: need at least 1 worker, got {}",
-               options.num_workers);
-    LOOM_CHECK(options.staleness >= 0, ConfigError, "--staleness must be >= 0, got {}", options.staleness);
-    workers.resize(options.num_workers);
-    pushes.assign(options.num_workers, 0);
-    started = Clock::now();
-    for (auto& w : workers) w.last_seen = started;
+  explicit Impl(ServerOptions o)
+      : options(checked(std::move(o))),
+        rule(make_consistency_rule(
+            {options.consistency, options.num_workers, options.staleness, options.timeout, options.clock, who()})),
+        van(options.bind, options.van),
+        workers(options.num_workers, options.dead_after, options.timeout, options.clock),
+        pushes(options.num_workers, 0) {
     if (!options.load_path.empty()) load(options.load_path);
   }
 
   ServerOptions options;
+  std::unique_ptr<ConsistencyRule> rule;
   ServerVan van;
+  Liveness workers;
   std::unordered_map<uint64_t, Slot> slots;
-  std::vector<WorkerState> workers;
-  Clock::time_point started;
   std::atomic<bool> stop{false};
   std::atomic<int64_t> updates{0};
   std::vector<int64_t> pushes;  // accepted gradient pushes, per worker
@@ -160,37 +93,26 @@ struct Server::Impl {
     h.key = key;
     h.seq = seq;
     h.clock = slot.version;
-    // In sync mode no update of this key can happen before every worker has pushed this
-    // step, which a worker does only after receiving this reply: the bytes are stable
-    // while ZeroMQ sends them, so they go without a copy. Otherwise, a snapshot.
-    const at::Tensor values =
-        options.consistency == Consistency::sync ? slot.param.detach() : slot.param.detach().clone();
+    // Without a copy only when the rule guarantees the bytes stay as they are while
+    // ZeroMQ sends them; otherwise a snapshot.
+    const at::Tensor values = rule->values_stable_while_sent() ? slot.param.detach() : slot.param.detach().clone();
     van.send(peer, h, tensor_payload(values, h));
   }
 
-  // ---- requests --------------------------------------------------------------
+  // ---- routing ---------------------------------------------------------------
   void handle(const Message& m) {
     const Header& h = m.header;
     if (h.worker >= workers.size()) {
       refuse(m, fmt::format("worker id {} is out of range: this job has {} workers", h.worker, workers.size()));
       return;
     }
-    WorkerState& w = workers[h.worker];
-    w.last_seen = Clock::now();
-    if (w.dropped) {
-      // It was only quiet (e.g. evaluating): count it again.
-      w.dropped = false;
-      log::info("{}: worker {} is back", who(), h.worker);
-    }
+    // It was only quiet (e.g. evaluating): it counts again.
+    if (workers.heard_from(h.worker)) log::info("{}: worker {} is back", who(), h.worker);
     switch (h.op) {
-      case Op::hello:
-        w.hello = true;
-        w.peer = m.peer;
-        log::debug("{}: worker {} connected", who(), h.worker);
-        return;
-      case Op::push: return push(m);
+      case Op::hello: log::debug("{}: worker {} connected", who(), h.worker); return;
+      case Op::push: return (h.flags & kFlagInit) ? init(m) : push(m);
       case Op::pull: return pull(m);
-      case Op::command: return command(m, w);
+      case Op::command: return command(m);
       default: refuse(m, fmt::format("a server does not accept {} messages", op_name(h.op)));
     }
   }
@@ -219,12 +141,20 @@ struct Server::Impl {
     return true;
   }
 
+  Slot& add_slot(uint64_t key, const at::Tensor& values) {
+    Slot& slot = slots[key];
+    slot.param = values.detach().clone().requires_grad_(true);
+    slot.combined = at::zeros_like(values);
+    slot.param.mutable_grad() = slot.combined;
+    slot.optimizer = optim::make_optimizer({slot.param}, options.optimizer);
+    rule->add_key(key, slot);
+    return slot;
+  }
+
   void init(const Message& m) {
     const Header& h = m.header;
-    if (slots.count(h.key)) {  // from a checkpoint, or a restarted worker 0: keep ours
-      Slot& slot = slots.at(h.key);
-      if (!check_tensor(m, slot)) return;
-      ack(m, Op::push_ack);
+    if (auto it = slots.find(h.key); it != slots.end()) {  // from a checkpoint, or a restarted worker 0: keep ours
+      if (check_tensor(m, it->second)) ack(m, Op::push_ack);
       return;
     }
     if (h.dtype != DType::f32) {
@@ -237,96 +167,41 @@ struct Server::Impl {
     ack(m, Op::push_ack);
   }
 
-  Slot& add_slot(uint64_t key, const at::Tensor& values) {
-    Slot& slot = slots[key];
-    slot.param = values.detach().clone().requires_grad_(true);
-    slot.combined = at::zeros_like(values);
-    slot.param.mutable_grad() = slot.combined;
-    slot.optimizer = optim::make_optimizer({slot.param}, options.optimizer);
-    const size_t n = workers.size();
-    slot.weights.assign(n, 0);
-    slot.pushed.assign(n, 0);
-    slot.steps_done.assign(n, 0);
-    if (options.consistency == Consistency::sync) slot.grads.resize(n);  // this step's pushes, as received
-    return slot;
-  }
-
   void push(const Message& m) {
     const Header& h = m.header;
-    if (h.flags & kFlagInit) return init(m);
     Slot* slot = find_slot(m);
     if (!slot || !check_tensor(m, *slot)) return;
     if (!(h.weight >= 0 && h.weight <= 1)) {
       refuse(m, fmt::format("push weight must be in [0, 1], got {}", h.weight));
       return;
     }
-    if (options.consistency == Consistency::sync) {
-      if (h.clock != slot->version) {
-        refuse(m, fmt::format("key {}: push for step {} while the server is at step {} (sync mode)", h.key, h.clock,
-                              slot->version));
-        return;
-      }
-      if (slot->pushed[h.worker]) {
-        refuse(m, fmt::format("key {}: worker {} pushed step {} twice", h.key, h.worker, h.clock));
-        return;
-      }
-      ++pushes[h.worker];
-      // Kept as it arrived (no copy when aligned) until the step's update.
-      slot->grads[h.worker] = payload_as_float_tensor(m.payload, slot->param.sizes());
-      slot->weights[h.worker] = h.weight;
-      slot->pushed[h.worker] = 1;
-      if (slot->pushed_count++ == 0) slot->first_push = Clock::now();
-      ack(m, Op::push_ack);
-      if (slot->pushed_count == static_cast<int>(workers.size())) apply_sync(h.key, *slot);
+    const PushResult result =
+        rule->push(h.key, *slot, h.worker, h.clock, h.weight, payload_as_float_tensor(m.payload, slot->param.sizes()));
+    if (!result.refusal.empty()) {
+      refuse(m, result.refusal);
       return;
     }
     ++pushes[h.worker];
-    at::mul_out(slot->combined, payload_as_float_tensor(m.payload, slot->param.sizes()), h.weight);
-    step(*slot);
-    slot->steps_done[h.worker] = std::max(slot->steps_done[h.worker], h.clock + 1);
-    ack(m, Op::push_ack);
-    answer_parked(h.key, *slot);
+    const bool ack_first = rule->ack_before_update();
+    if (ack_first) ack(m, Op::push_ack);
+    if (result.update) update(h.key, *slot);
+    if (!ack_first) ack(m, Op::push_ack);
   }
 
-  void apply_sync(uint64_t key, Slot& slot) {
-    // Worker order, whatever order the pushes came in: deterministic sums.
-    at::mul_out(slot.combined, slot.grads[0], slot.weights[0]);
-    for (size_t w = 1; w < workers.size(); ++w) slot.combined.add_(slot.grads[w], slot.weights[w]);
-    for (at::Tensor& g : slot.grads) g.reset();  // give the received messages back
-    step(slot);
-    std::fill(slot.pushed.begin(), slot.pushed.end(), 0);
-    slot.pushed_count = 0;
-    answer_parked(key, slot);
-  }
-
-  void step(Slot& slot) {
+  // One optimizer step with slot.combined, then the pulls it makes ready.
+  void update(uint64_t key, Slot& slot) {
     slot.optimizer->step();
     ++slot.version;
     ++updates;
     if (options.after_update) options.after_update(slot.version);
-  }
-
-  bool ready(const Slot& slot, int64_t clock) const {
-    switch (options.consistency) {
-      case Consistency::sync: return slot.version >= clock;
-      case Consistency::async: return true;
-      case Consistency::ssp:
-        for (size_t w = 0; w < workers.size(); ++w) {
-          // Workers that are done or dropped no longer hold anyone back.
-          if (!workers[w].dropped && !workers[w].done && slot.steps_done[w] < clock - options.staleness) {
-            return false;
-          }
-        }
-        return true;
-    }
-    return true;
+    answer_parked(key, slot);
   }
 
   void pull(const Message& m) {
     const Header& h = m.header;
     Slot* slot = find_slot(m);
     if (!slot) return;
-    if (ready(*slot, h.clock)) {
+    if (rule->ready(h.key, *slot, h.clock, workers)) {
       send_values(m.peer, h.key, h.seq, *slot);
     } else {
       slot->parked.push_back({m.peer, h.worker, h.seq, h.clock});
@@ -336,7 +211,7 @@ struct Server::Impl {
   void answer_parked(uint64_t key, Slot& slot) {
     auto& parked = slot.parked;
     for (size_t i = 0; i < parked.size();) {
-      if (ready(slot, parked[i].clock)) {
+      if (rule->ready(key, slot, parked[i].clock, workers)) {
         send_values(parked[i].peer, key, parked[i].seq, slot);
         parked[i] = std::move(parked.back());
         parked.pop_back();
@@ -346,12 +221,17 @@ struct Server::Impl {
     }
   }
 
-  void command(const Message& m, WorkerState& w) {
+  void answer_all_parked() {
+    for (auto& [key, slot] : slots) answer_parked(key, slot);
+  }
+
+  // ---- commands: "done", "save NAME", "checkpoint NAME" -----------------------
+  void command(const Message& m) {
     const std::string_view text = m.payload.bytes();
     if (text == "done") {
-      w.done = true;
+      workers.done(m.header.worker);
       ack(m, Op::command_ack);
-      for (auto& [key, slot] : slots) answer_parked(key, slot);
+      answer_all_parked();
       log::debug("{}: worker {} is done", who(), m.header.worker);
       return;
     }
@@ -394,60 +274,28 @@ struct Server::Impl {
     return sub;
   }
 
-  // ---- checkpoints -----------------------------------------------------------
   void save(const std::string& path) {
-    torch::serialize::OutputArchive archive;
-    std::vector<int64_t> keys;
-    for (auto& [key, slot] : slots) keys.push_back(static_cast<int64_t>(key));
-    std::sort(keys.begin(), keys.end());
-    archive.write("keys", torch::tensor(keys, torch::kLong));
-    for (int64_t key : keys) {
-      Slot& slot = slots.at(key);
-      archive.write(fmt::format("value.{}", key), slot.param.detach());
-      archive.write(fmt::format("version.{}", key), torch::tensor({slot.version}, torch::kLong));
-      torch::serialize::OutputArchive optim;
-      slot.optimizer->save(optim);
-      archive.write(fmt::format("optimizer.{}", key), optim);
-    }
-    std::ostringstream bytes;
-    archive.save_to(bytes);
-    write_file_atomic(path, bytes.str());
-    log::info("{}: saved {} keys to {}", who(), keys.size(), path);
+    const size_t keys = write_server_checkpoint(path, slots);
+    log::info("{}: saved {} keys to {}", who(), keys, path);
   }
 
   void load(const std::string& path) {
-    torch::serialize::InputArchive archive;
     try {
-      std::istringstream bytes(read_file(path));
-      archive.load_from(bytes);
-      at::Tensor keys;
-      archive.read("keys", keys);
-      for (int64_t i = 0; i < keys.numel(); ++i) {
-        const int64_t key = keys[i].item<int64_t>();
-        at::Tensor values, version;
-        archive.read(fmt::format("value.{}", key), values);
-        archive.read(fmt::format("version.{}", key), version);
-        Slot& slot = add_slot(static_cast<uint64_t>(key), values);
+      read_server_checkpoint(path, [&](uint64_t key, const at::Tensor& values, int64_t version) -> Slot& {
+        Slot& slot = add_slot(key, values);
         // A new run (--ps-load) keeps the values and optimizer state and counts steps
         // from 0 again; a resumed run continues the saved clock.
-        if (options.resume_clock) slot.version = version.item<int64_t>();
-        torch::serialize::InputArchive optim;
-        archive.read(fmt::format("optimizer.{}", key), optim);
-        slot.optimizer->load(optim);
-      }
-    } catch (const DataError& e) {  // read_file: missing or unreadable file
+        if (options.resume_clock) slot.version = version;
+        return slot;
+      });
+    } catch (const CheckpointError& e) {
       LOOM_THROW(CheckpointError, "{}: {}", who(), e.what());
-    } catch (const Error&) {
-      throw;
-    } catch (const std::exception& e) {
-      LOOM_THROW(CheckpointError, "{}: cannot read the checkpoint {}: {}", who(), path,
-                 std::string(e.what()).substr(0, std::string(e.what()).find('\n')));
     }
     log::info("{}: loaded {} keys from {}", who(), slots.size(), path);
   }
 
-  // ---- liveness --------------------------------------------------------------
-  bool has_parked(size_t worker) const {
+  // ---- the loop --------------------------------------------------------------
+  bool waiting(size_t worker) const {
     for (const auto& [key, slot] : slots) {
       for (const ParkedPull& p : slot.parked) {
         if (p.worker == worker) return true;
@@ -457,46 +305,19 @@ struct Server::Impl {
   }
 
   void check_liveness() {
-    const auto now = Clock::now();
-    if (options.consistency == Consistency::sync) {
-      for (auto& [key, slot] : slots) {
-        if (slot.pushed_count > 0 && now - slot.first_push > options.timeout) {
-          std::string missing;
-          for (size_t w = 0; w < workers.size(); ++w) {
-            if (!slot.pushed[w]) missing += (missing.empty() ? "" : ", ") + std::to_string(w);
-          }
-          LOOM_THROW(CommError, "{}: step {} of key {}: no push from worker {} within {} s (sync mode)", who(),
-                     slot.version, key, missing, options.timeout.count() / 1000.0);
-        }
-      }
-      return;
+    rule->check_progress();
+    if (!rule->drops_silent_workers()) return;
+    const auto dropped = workers.drop_silent([this](size_t w) { return waiting(w); });
+    for (size_t w : dropped) {
+      log::warn("{}: worker {} sent nothing for {} s: dropped, the other workers go on without it ({})", who(), w,
+                options.dead_after.count() / 1000.0, rule->describe());
     }
-    for (size_t w = 0; w < workers.size(); ++w) {
-      WorkerState& s = workers[w];
-      if (s.done || s.dropped || now - s.last_seen < options.dead_after || has_parked(w)) continue;
-      s.dropped = true;
-      log::warn("{}: worker {} sent nothing for {} s: dropped, the other workers go on without it ({} mode)", who(), w,
-                options.dead_after.count() / 1000.0, consistency_name(options.consistency));
-      for (auto& [key, slot] : slots) answer_parked(key, slot);
-    }
-  }
-
-  // Every worker is done, or was dropped and has stayed silent for the whole timeout
-  // (it is gone, not just busy).
-  bool finished() const {
-    const auto now = Clock::now();
-    for (const WorkerState& w : workers) {
-      if (w.done) continue;
-      if (!w.dropped || now - w.last_seen < options.timeout) return false;
-    }
-    return true;
+    if (!dropped.empty()) answer_all_parked();
   }
 
   void run() {
-    log::info("{}: serving {} workers at {} ({} mode{})", who(), workers.size(), van.endpoint(),
-              consistency_name(options.consistency),
-              options.consistency == Consistency::ssp ? fmt::format(", staleness {}", options.staleness) : "");
-    while (!stop && !finished()) {
+    log::info("{}: serving {} workers at {} ({})", who(), workers.size(), van.endpoint(), rule->describe());
+    while (!stop && !workers.finished()) {
       auto message = van.receive(std::chrono::milliseconds(200));
       if (message) {
         try {

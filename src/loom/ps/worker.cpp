@@ -32,8 +32,12 @@ struct Worker::Impl {
   Impl(std::vector<TensorSpec> specs, WorkerOptions o) : options(std::move(o)), tensors(std::move(specs)) {
     LOOM_CHECK(!options.servers.empty(), ConfigError, "parameter-server worker: no server endpoints given");
     plan = plan_shards(tensors, static_cast<int>(options.servers.size()), options.slice_bytes);
+    // One timeout for every wait on a server; no payload is larger than a slice.
+    VanOptions van = options.van;
+    van.timeout = options.timeout;
+    van.limits = limits_for_slices(options.slice_bytes);
     for (const std::string& endpoint : options.servers) {
-      vans.push_back(std::make_unique<ClientVan>(endpoint, options.worker_id, options.van));
+      vans.push_back(std::make_unique<ClientVan>(endpoint, options.worker_id, van));
       van_ptrs.push_back(vans.back().get());
     }
   }

@@ -1,13 +1,13 @@
 #include "loom/train/checkpoint.h"
 
 #include <torch/torch.h>
-#include <zlib.h>
 
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "loom/core/atomic_file.h"
+#include "loom/core/checked_file.h"
 #include "loom/core/error.h"
 
 namespace loom::train {
@@ -16,30 +16,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr char kMagic[8] = {'L', 'O', 'O', 'M', 'C', 'K', 'P', 'T'};
-constexpr size_t kHeader = sizeof(kMagic) + sizeof(uint64_t);
-constexpr size_t kTrailer = sizeof(uint64_t);
-
-uint64_t crc32_of(std::string_view bytes) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  size_t done = 0;
-  while (done < bytes.size()) {  // zlib takes uInt lengths
-    const auto n = static_cast<uInt>(std::min<size_t>(bytes.size() - done, 1u << 30));
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data() + done), n);
-    done += n;
-  }
-  return crc;
-}
-
-void put_u64(std::string& out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-uint64_t get_u64(const std::string& in, size_t at) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(in[at + i])) << (8 * i);
-  return v;
-}
+// A training checkpoint part: a torch pickle of its dict, framed (core/checked_file.h).
+constexpr CheckedFormat kFormat{"LOOMCKPT", "loom checkpoint", "checkpoint"};
 
 nlohmann::json to_json(const CheckpointMeta& m) {
   return {{"step", m.step},
@@ -102,31 +80,11 @@ void write_checkpoint_part(const std::string& path, const CheckpointPart& part) 
   dict.insert("optimizer", bytes_tensor(part.optimizer));
   dict.insert("rng", part.rng.defined() ? part.rng.contiguous() : torch::empty({0}, torch::kUInt8));
   const std::vector<char> payload = torch::pickle_save(dict);
-  const std::string_view body(payload.data(), payload.size());
-  std::string bytes(kMagic, sizeof(kMagic));
-  bytes.reserve(kHeader + payload.size() + kTrailer);
-  put_u64(bytes, payload.size());
-  bytes.append(body);
-  put_u64(bytes, crc32_of(body));
-  write_file_atomic(path, bytes);
+  write_checked_file(path, kFormat, std::string_view(payload.data(), payload.size()));
 }
 
 CheckpointPart read_checkpoint_part(const std::string& path) {
-  std::string bytes;
-  try {
-    bytes = read_file(path);
-  } catch (const DataError& e) {
-    LOOM_THROW(CheckpointError, "{}", e.what());
-  }
-  LOOM_CHECK(bytes.size() >= kHeader && std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) == 0, CheckpointError,
-             "{}: not a loom checkpoint (no LOOMCKPT header)", path);
-  const uint64_t length = get_u64(bytes, sizeof(kMagic));
-  LOOM_CHECK(bytes.size() == kHeader + length + kTrailer, CheckpointError,
-             "{}: truncated or padded checkpoint ({} bytes, the header promises {})", path, bytes.size(),
-             kHeader + length + kTrailer);
-  const std::string_view body(bytes.data() + kHeader, length);
-  LOOM_CHECK(crc32_of(body) == get_u64(bytes, kHeader + length), CheckpointError,
-             "{}: checksum mismatch, the checkpoint is corrupt", path);
+  const std::string body = read_checked_file(path, kFormat);
   CheckpointPart part;
   part.source = path;
   try {

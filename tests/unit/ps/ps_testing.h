@@ -1,16 +1,22 @@
 // Helpers for the ps/ server and worker tests: servers on their own thread over inproc://
-// endpoints of one shared VanContext, a small model, deterministic gradients, and the
-// single-process reference (libtorch's own optimizers applied to the full tensors).
+// endpoints of one shared VanContext, a clock the tests advance, a small model,
+// deterministic gradients, the single-process reference (libtorch's own optimizers
+// applied to the full tensors), and checks of the servers' refusals.
 #pragma once
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <functional>
 #include <future>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "loom/core/error.h"
@@ -40,6 +46,35 @@ inline std::string unique_endpoint(const std::string& tag = "") {
   return "inproc://ps-" + name + "-" + tag + "-" + std::to_string(counter++);
 }
 
+// A clock that moves only when the test says (ServerOptions::clock): liveness tests
+// advance it instead of sleeping. Copies share one time; thread-safe.
+class ManualClock {
+ public:
+  ServerClock clock() const {
+    return [offset = offset_, start = start_] { return start + std::chrono::nanoseconds(offset->load()); };
+  }
+  void advance(std::chrono::nanoseconds d) { *offset_ += d.count(); }
+
+ private:
+  std::shared_ptr<std::atomic<int64_t>> offset_ = std::make_shared<std::atomic<int64_t>>(0);
+  Clock::time_point start_ = Clock::now();
+};
+
+inline optim::OptimizerOptions sgd(double lr, double momentum = 0) {
+  optim::OptimizerOptions o;
+  o.kind = optim::OptimizerKind::sgd;
+  o.lr = lr;
+  o.momentum = momentum;
+  return o;
+}
+
+inline optim::OptimizerOptions adam(double lr) {
+  optim::OptimizerOptions o;
+  o.kind = optim::OptimizerKind::adam;
+  o.lr = lr;
+  return o;
+}
+
 inline ServerOptions server_options(const std::shared_ptr<VanContext>& context, int num_workers,
                                     Consistency consistency = Consistency::sync,
                                     optim::OptimizerOptions optimizer = {}) {
@@ -63,7 +98,6 @@ inline WorkerOptions worker_options(const std::shared_ptr<VanContext>& context, 
   o.slice_bytes = slice_bytes;
   o.timeout = 3s;
   o.van.context = context;
-  o.van.timeout = 3s;
   return o;
 }
 
@@ -140,7 +174,7 @@ inline std::vector<at::Tensor> reference_run(const optim::OptimizerOptions& o,
   std::vector<at::Tensor> params;
   for (const auto& t : initial_values()) params.push_back(t.clone().requires_grad_(true));
   std::unique_ptr<torch::optim::Optimizer> opt;
-  if (o.name == "adam") {
+  if (o.kind == optim::OptimizerKind::adam) {
     opt = std::make_unique<torch::optim::Adam>(
         params, torch::optim::AdamOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
   } else {
@@ -177,6 +211,56 @@ inline ::testing::AssertionResult all_close(const std::vector<at::Tensor>& a, co
     if (!(diff <= atol)) return ::testing::AssertionFailure() << "tensor " << i << " max |diff| " << diff;
   }
   return ::testing::AssertionSuccess();
+}
+
+inline std::vector<at::Tensor> clone_all(const std::vector<at::Tensor>& ts) {
+  std::vector<at::Tensor> out;
+  for (const auto& t : ts) out.push_back(t.clone());
+  return out;
+}
+
+// Polls (the server thread increments the counter before it sends the error).
+inline void expect_rejected(Server& server, int64_t expected) {
+  const auto start = Clock::now();
+  while (server.rejected() < expected && elapsed_ms(start) < 2000) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(server.rejected(), expected);
+}
+
+// The reply to request `seq` on a raw ClientVan (other replies are skipped).
+inline Message reply_to(ClientVan& van, uint64_t seq) {
+  const auto start = Clock::now();
+  while (elapsed_ms(start) < 3000) {
+    auto m = van.receive(100ms);
+    if (m && m->header.seq == seq) return std::move(*m);
+  }
+  ADD_FAILURE() << "no reply to request " << seq;
+  return {};
+}
+
+// `fn` throws a CommError (not a timeout) whose message contains every needle.
+inline void expect_comm_error(const std::function<void()>& fn, const std::vector<std::string>& needles) {
+  try {
+    fn();
+    ADD_FAILURE() << "no CommError";
+  } catch (const TimeoutError& e) {
+    ADD_FAILURE() << "a timeout instead of the server's refusal: " << e.what();
+  } catch (const CommError& e) {
+    for (const auto& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
+  }
+}
+
+// A fresh directory for this test under gtest's temporary directory.
+inline std::string temp_dir() {
+  namespace fs = std::filesystem;
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = std::string(info->test_suite_name()) + "." + info->name();
+  for (char& c : name) {
+    if (c == '/') c = '_';
+  }
+  const fs::path dir = fs::path(::testing::TempDir()) / ("loom-ps-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir.string();
 }
 
 inline std::string message_of(const std::exception_ptr& e) {

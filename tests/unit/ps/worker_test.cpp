@@ -108,11 +108,31 @@ TEST(PsWorkerTimeout, AServerThatIsNotRunningFailsTheHandshakeNamingIt) {
   auto ctx = std::make_shared<VanContext>();
   Server idle(server_options(ctx, 1));  // bound, never run
   WorkerOptions o = worker_options(ctx, {idle.endpoint()}, 0);
-  o.van.timeout = 400ms;
+  o.timeout = 400ms;  // the worker's one timeout: the handshake's too
   const auto start = Clock::now();
   const std::string what = expect_throws<TimeoutError>([&] { Worker w(model_specs(), o); });
   EXPECT_LT(elapsed_ms(start), 2500);
   EXPECT_TRUE(contains(what, idle.endpoint())) << what;
+}
+
+// The worker's message limits follow its slice size as the servers' do (they announce
+// theirs at the handshake and refuse a worker whose limit is larger).
+TEST(PsWorker, MessageLimitsFollowTheSliceSizeAsTheServersDo) {
+  auto ctx = std::make_shared<VanContext>();
+  const int64_t slice_bytes = int64_t{1} << 20;
+  ServerOptions so = server_options(ctx, 1);
+  so.van.limits = limits_for_slices(slice_bytes);  // as `loom ps-server --ps-slice-mb 1`
+  ServerThread s(so);
+  WorkerOptions o = worker_options(ctx, {s.endpoint()}, 0, slice_bytes);
+  EXPECT_EQ(o.van.limits.max_payload_bytes, Limits{}.max_payload_bytes) << "nothing set by hand";
+  std::unique_ptr<Worker> w;
+  ASSERT_NO_THROW(w = std::make_unique<Worker>(model_specs(), o));
+  w->init(initial_values());
+  auto values = zeros_like_model();
+  w->wait(w->pull(values, 0));
+  EXPECT_TRUE(all_equal(values, initial_values()));
+  w->done();
+  EXPECT_TRUE(s.finished_within(3s));
 }
 
 TEST(PsWorker, PlanIsTheSharedShardPlan) {
