@@ -31,8 +31,8 @@
 
 #include "loom/core/log.h"
 #include "loom/core/process.h"
-#include "loom/data/permutation.h"
-#include "loom/data/registry.h"
+#include "loom/data/dataset.h"
+#include "loom/data/partitioner.h"
 #include "loom/launch/self_executable.h"
 #include "loom/models/registry.h"
 #include "loom/train/trainer.h"

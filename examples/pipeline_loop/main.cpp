@@ -11,7 +11,6 @@
 #include <loom/comm/context.h>
 #include <loom/core/dist_env.h>
 #include <loom/pipeline/pipeline_stage.h>
-#include <loom/pipeline/stage_fusion.h>
 #include <torch/torch.h>
 
 #include <iostream>

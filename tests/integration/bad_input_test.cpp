@@ -22,6 +22,14 @@ using loom::test::RunResult;
 const std::string kFashion = "/usr/share/datasets/fashion-mnist";
 
 struct BadInput {
+  BadInput(std::string name, std::vector<std::string> argv, std::string expected,
+           std::function<void(const std::string& dir)> setup = {},
+           std::vector<std::pair<std::string, std::string>> env = {})
+      : name(std::move(name)),
+        argv(std::move(argv)),
+        expected(std::move(expected)),
+        setup(std::move(setup)),
+        env(std::move(env)) {}
   std::string name;
   std::vector<std::string> argv;                      // after `loom`; "@" is replaced by the case's directory
   std::string expected;                               // must appear, whole, in one line of stderr

@@ -17,6 +17,7 @@ namespace {
 
 struct PartitionCommand {
   data::PartitionOptions options;
+  std::string scheme = "strided";
   std::string weights;
   int64_t epoch = 0;
   int64_t steps = -1;  // -1: every step of the epoch
@@ -26,6 +27,7 @@ struct PartitionCommand {
 int run_partition(PartitionCommand& cmd) {
   LOOM_CHECK(cmd.seed >= 0, ConfigError, "--seed must not be negative, got {}", cmd.seed);
   LOOM_CHECK(cmd.epoch >= 0, ConfigError, "--epoch must not be negative, got {}", cmd.epoch);
+  cmd.options.scheme = data::parse_scheme(cmd.scheme, "scheme");
   cmd.options.seed = static_cast<uint64_t>(cmd.seed);
   cmd.options.weights = data::parse_weights(cmd.weights);
   auto partitioner = data::make_partitioner(cmd.options);
@@ -38,7 +40,7 @@ int run_partition(PartitionCommand& cmd) {
     for (int64_t t = 0; t < steps; ++t) per_step.push_back(partitioner->indices(r, cmd.epoch, t));
     ranks.push_back({{"rank", r}, {"steps", std::move(per_step)}});
   }
-  const nlohmann::json out = {{"scheme", cmd.options.scheme},
+  const nlohmann::json out = {{"scheme", data::scheme_name(cmd.options.scheme)},
                               {"world_size", cmd.options.world_size},
                               {"num_samples", cmd.options.num_samples},
                               {"batch_size", cmd.options.batch_size},
@@ -56,7 +58,7 @@ int run_partition(PartitionCommand& cmd) {
 Command add_partition_command(CLI::App& app) {
   auto cmd = std::make_shared<PartitionCommand>();
   auto* sub = app.add_subcommand("partition", "print, as JSON, the sample indices each rank gets at each step");
-  sub->add_option("--scheme", cmd->options.scheme, "strided | random | proportional")->capture_default_str();
+  sub->add_option("--scheme", cmd->scheme, "strided | random | proportional")->capture_default_str();
   sub->add_option("--world-size", cmd->options.world_size, "data-parallel workers")->required();
   sub->add_option("--shard-weights", cmd->weights, "proportional: one weight per worker, e.g. 3,1,1");
   sub->add_option("--num-samples", cmd->options.num_samples, "training set size")->required();

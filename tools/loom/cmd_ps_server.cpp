@@ -8,9 +8,11 @@
 //       --master-port 29500 --ps-host 10.0.0.2 --consistency sync --lr 0.05 ...
 #include <CLI/CLI.hpp>
 
+#include <cstdlib>
 #include <memory>
 
 #include "commands.h"
+#include "job_environment.h"
 #include "loom/core/dist_env.h"
 #include "loom/core/error.h"
 #include "loom/core/log.h"
@@ -50,7 +52,8 @@ int run_ps_server(PsServerCommand& cmd) {
   env.master_addr = cmd.master_addr;
   env.master_port = cmd.master_port;
   log::set_rank(env.rank);
-  train::run_server_process(cmd.config, env, cmd.workers, cmd.index);
+  if (const char* restarts = std::getenv("LOOM_RESTART_COUNT")) env.restart_count = std::atoi(restarts);
+  train::run_server_process(cmd.config, env, job_environment(env), cmd.workers, cmd.index);
   return 0;
 }
 

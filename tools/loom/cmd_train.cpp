@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "job_environment.h"
 #include "loom/comm/context.h"
 #include "loom/core/dist_env.h"
 #include "loom/core/error.h"
@@ -86,7 +87,7 @@ int run_train(TrainCommand& cmd) {
     // `loom ps-server`); the others are the workers' world.
     const ps::JobLayout layout = ps::job_layout(env.world_size, static_cast<int>(c.servers), c.ps_external_servers);
     if (const int server = layout.server_index(env.rank); server >= 0) {
-      train::run_server_process(c, env, layout.workers, server);
+      train::run_server_process(c, env, job_environment(env), layout.workers, server);
       return 0;
     }
     env.world_size = layout.workers;
@@ -101,12 +102,13 @@ int run_train(TrainCommand& cmd) {
     co.timeout = std::chrono::milliseconds(static_cast<int64_t>(c.timeout * 1000));
     co.interface = c.interface;
     co.always_host_store = ps;  // the servers find the workers through it
+    co.shared_memory = shared_memory_allreduce_wanted();
     context = comm::Context::create(env, co);
   } else {
     LOOM_CHECK(env.world_size == 1, ConfigError,
                "--strategy single runs one process, but this job has {} (use --nproc 1)", env.world_size);
   }
-  train::Trainer(c, context).run();
+  train::Trainer(c, context, job_environment(env)).run();
   return 0;
 }
 

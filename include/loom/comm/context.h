@@ -1,10 +1,10 @@
 // Context: this process's place in a job and its communicators.
 //
 // create() performs the rendezvous: rank 0 hosts a TCPStore at MASTER_ADDR:MASTER_PORT,
-// every rank connects to it, and a Gloo process group over all ranks is built on the
-// chosen network interface. World size 1 uses an in-memory store and opens no socket
-// to anyone. Every blocking step (store connect, store get, each collective) is bounded
-// by ContextOptions::timeout and fails with an error naming this rank and the step.
+// every rank connects to it (or all use one InProcessStore when the ranks are threads), and a Gloo process group over
+// all ranks is built on the chosen network interface. World size 1 uses an in-memory store and opens no socket to
+// anyone. Every blocking step (store connect, store get, each collective) is bounded by ContextOptions::timeout and
+// fails with an error naming this rank and the step.
 //
 // Ownership: shared (std::shared_ptr); Groups made by new_group() stay valid while the
 // Context lives. Thread-safety: new_group() and the store calls are not thread-safe
@@ -21,6 +21,21 @@
 
 namespace loom::comm {
 
+// A rendezvous store for ranks that are threads of one process (unit tests, as Gloo's
+// own tests do, or a program that runs its ranks as threads): give every rank's
+// ContextOptions the same one, and no store socket is opened and no port is picked in
+// advance. Gloo's own connections between the ranks still use loopback TCP.
+class InProcessStore {
+ public:
+  InProcessStore();
+  ~InProcessStore();
+  struct Impl;  // holds the c10d store (context.cpp)
+  Impl& impl() const { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
 struct ContextOptions {
   std::chrono::milliseconds timeout{std::chrono::seconds(300)};
   // Network interface for Gloo (e.g. "eth0"). Empty: loopback when the master is on
@@ -29,6 +44,13 @@ struct ContextOptions {
   // Host a TCPStore even for a world of one process (which otherwise uses an in-memory
   // store): for jobs whose other processes join only the store (parameter servers).
   bool always_host_store = false;
+  // Rendezvous through this store instead of a TCPStore at MASTER_ADDR:MASTER_PORT
+  // (every rank must be a thread of this process and share it). Null: TCP.
+  std::shared_ptr<InProcessStore> in_process_store;
+  // Allreduce through shared memory when every rank of a group is on this machine
+  // (dense fp32/fp64; comm/shm_allreduce.h); false keeps Gloo for every collective.
+  // The CLI sets it from LOOM_SHM_ALLREDUCE (0 = false).
+  bool shared_memory = true;
 };
 
 class Context {

@@ -42,7 +42,7 @@ class Group {
   std::chrono::milliseconds timeout() const;
 
   // Whether sum-allreduces of float tensors go through shared memory (every member on
-  // this machine, and LOOM_SHM_ALLREDUCE is not 0: comm/shm_allreduce.h) or through c10d.
+  // this machine, and ContextOptions::shared_memory: comm/shm_allreduce.h) or through c10d.
   bool uses_shared_memory() const;
   // How many allreduces this group has issued through each transport so far (a size-1
   // group issues none): what tests and logs use to say which one actually carried them.
@@ -61,10 +61,12 @@ class Group {
   Work barrier();
 
   // One-number collectives, blocking (bounded by the timeout): the sum of every
-  // member's `value`; every member's `value`, by group rank; the root's `value`.
+  // member's `value`; every member's `value`, by group rank; the root's `value`; the
+  // root's `values` (every member passes as many).
   double allreduce_sum(double value);
   std::vector<double> allgather_values(double value);
   double broadcast_value(double value, int root);
+  std::vector<double> broadcast_values(const std::vector<double>& values, int root);
 
   // Tagged point-to-point. Tags separate concurrent streams between the same pair.
   Work send(std::vector<at::Tensor>& tensors, int dst, int tag);

@@ -13,6 +13,7 @@
 // several threads at once (the global generator is borrowed under a lock).
 #pragma once
 
+#include <ATen/core/Tensor.h>
 #include <torch/nn/modules/container/sequential.h>
 
 #include <cstdint>
@@ -31,5 +32,11 @@ struct ModelOptions {
 
 torch::nn::Sequential make_model(const std::string& name, const ModelOptions& options);
 std::vector<std::string> model_names();
+
+// ---- The training loss ------------------------------------------------------
+// The loss every built-in model trains with, in one place so that every strategy and
+// the pipeline stages compute the same number (the equivalence contract of DESIGN.md).
+// Mean cross-entropy over the batch: `logits` [N, C], `targets` [N] class indices.
+at::Tensor training_loss(const at::Tensor& logits, const at::Tensor& targets);
 
 }  // namespace loom::models

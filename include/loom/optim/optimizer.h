@@ -10,8 +10,13 @@
 
 namespace loom::optim {
 
+enum class OptimizerKind { sgd, adam };
+// "sgd" | "adam" (the --optimizer flag); anything else is a ConfigError.
+OptimizerKind parse_optimizer(const std::string& name);
+const char* optimizer_name(OptimizerKind kind);
+
 struct OptimizerOptions {
-  std::string name = "sgd";  // sgd | adam
+  OptimizerKind kind = OptimizerKind::sgd;
   double lr = 0.01;
   double momentum = 0.0;                          // sgd
   double weight_decay = 0.0;                      // sgd and adam (L2, as in libtorch)

@@ -26,6 +26,13 @@ struct Context::Impl {
   std::shared_ptr<Liveness> liveness;  // stamps this rank; names silent peers on timeouts
 };
 
+struct InProcessStore::Impl {
+  c10::intrusive_ptr<c10d::HashStore> store = c10::make_intrusive<c10d::HashStore>();
+};
+
+InProcessStore::InProcessStore() : impl_(std::make_unique<Impl>()) {}
+InProcessStore::~InProcessStore() = default;
+
 namespace {
 
 bool is_loopback(const std::string& host) {
@@ -76,6 +83,11 @@ std::shared_ptr<::gloo::transport::Device> make_device(const DistEnv& env, const
 }
 
 c10::intrusive_ptr<c10d::Store> make_store(const DistEnv& env, const ContextOptions& opts, bool member = true) {
+  if (opts.in_process_store) {
+    auto store = opts.in_process_store->impl().store;
+    store->setTimeout(opts.timeout);  // get() and wait() on it are bounded as on a TCPStore
+    return store;
+  }
   if (env.world_size == 1 && member && !opts.always_host_store) return c10::make_intrusive<c10d::HashStore>();
   c10d::TCPStoreOptions so;
   so.port = static_cast<uint16_t>(env.master_port);
@@ -100,8 +112,11 @@ c10::intrusive_ptr<c10d::Store> make_store(const DistEnv& env, const ContextOpti
 
 std::shared_ptr<Group> make_group(c10::intrusive_ptr<c10d::Store> store,
                                   std::shared_ptr<::gloo::transport::Device> device, int rank,
-                                  std::vector<int> global_ranks, std::string name, std::chrono::milliseconds timeout,
+                                  std::vector<int> global_ranks, std::string name, const ContextOptions& options,
                                   std::shared_ptr<Liveness> liveness) {
+  const auto timeout = options.timeout;
+  ShmAllreduce::Options shm_options;
+  shm_options.enabled = options.shared_memory;
   auto opts = c10d::ProcessGroupGloo::Options::create();
   opts->timeout = timeout;
   opts->devices.push_back(std::move(device));
@@ -114,7 +129,7 @@ std::shared_ptr<Group> make_group(c10::intrusive_ptr<c10d::Store> store,
     impl->pg =
         c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, static_cast<int>(impl->global_ranks.size()), opts);
     impl->shm = ShmAllreduce::connect(*store, rank, static_cast<int>(impl->global_ranks.size()), impl->name,
-                                      impl->global_ranks, timeout, {});
+                                      impl->global_ranks, timeout, shm_options);
   } catch (const std::exception&) {
     rethrow_as_comm_error(fmt::format("connecting group '{}'", impl->name));
   }
@@ -137,8 +152,7 @@ std::shared_ptr<Context> Context::create(const DistEnv& env, const ContextOption
   std::vector<int> all(env.world_size);
   for (int i = 0; i < env.world_size; ++i) all[i] = i;
   auto world_store = c10::make_intrusive<c10d::PrefixStore>("loom/world", ctx->impl_->store);
-  ctx->world_ =
-      make_group(world_store, ctx->impl_->device, env.rank, all, "world", options.timeout, ctx->impl_->liveness);
+  ctx->world_ = make_group(world_store, ctx->impl_->device, env.rank, all, "world", options, ctx->impl_->liveness);
   return ctx;
 }
 
@@ -168,7 +182,7 @@ std::shared_ptr<Group> Context::new_group(const std::vector<int>& ranks, const s
   LOOM_CHECK(it != ranks.end(), ConfigError, "group '{}' was built on rank {}, which is not a member", name, rank());
   const int group_rank = static_cast<int>(it - ranks.begin());
   auto store = c10::make_intrusive<c10d::PrefixStore>("loom/group/" + name, impl_->store);
-  return make_group(store, impl_->device, group_rank, ranks, name, options_.timeout, impl_->liveness);
+  return make_group(store, impl_->device, group_rank, ranks, name, options_, impl_->liveness);
 }
 
 void Context::store_set(const std::string& key, const std::string& value) {

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "loom/comm/c10d_impl.h"
 #include "loom/core/error.h"
 
@@ -125,10 +127,14 @@ std::vector<double> Group::allgather_values(double value) {
   return values;
 }
 
-double Group::broadcast_value(double value, int root) {
-  std::vector<at::Tensor> t{at::full({1}, value, at::kDouble)};
+double Group::broadcast_value(double value, int root) { return broadcast_values({value}, root).at(0); }
+
+std::vector<double> Group::broadcast_values(const std::vector<double>& values, int root) {
+  std::vector<at::Tensor> t{at::empty({static_cast<int64_t>(values.size())}, at::kDouble)};
+  std::copy(values.begin(), values.end(), t[0].data_ptr<double>());
   broadcast(t, root).wait();
-  return t[0].item<double>();
+  const double* out = t[0].data_ptr<double>();
+  return std::vector<double>(out, out + values.size());
 }
 
 }  // namespace loom::comm

@@ -270,8 +270,7 @@ std::unique_ptr<ShmAllreduce> ShmAllreduce::connect(c10d::Store& store, int rank
                                                     const std::string& group_name, const std::vector<int>& global_ranks,
                                                     std::chrono::milliseconds timeout, Options options) {
   if (size < 2 || size > kMaxRanks) return nullptr;
-  const char* env = std::getenv("LOOM_SHM_ALLREDUCE");
-  const bool enabled = !(env && std::string(env) == "0");
+  const bool enabled = options.enabled;
   // 1. Are all ranks on this machine (and do they all want it)?
   store_set(store, "loom/shm/id/" + std::to_string(rank), enabled ? machine_identity() : "off");
   const std::string mine = enabled ? machine_identity() : "off";

@@ -38,10 +38,13 @@ class ShmAllreduce {
  public:
   struct Options {
     int64_t capacity_bytes = 8 << 20;  // per slot; larger tensors go in chunks
+    // false: connect() returns null on every rank (ContextOptions::shared_memory). Every
+    // rank must pass the same value; a group whose ranks disagree keeps Gloo.
+    bool enabled = true;
   };
   // Collective over the group's members (group rank `rank` of `size`). Null when the
   // ranks are not all on this machine or shared memory is unavailable.
-  // `global_ranks` name the members in errors. Set LOOM_SHM_ALLREDUCE=0 to keep Gloo.
+  // `global_ranks` name the members in errors.
   static std::unique_ptr<ShmAllreduce> connect(c10d::Store& store, int rank, int size, const std::string& group_name,
                                                const std::vector<int>& global_ranks, std::chrono::milliseconds timeout,
                                                Options options);

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "loom/core/choice.h"
 #include "loom/core/error.h"
 #include "loom/data/partitioners/proportional_partitioner.h"
 #include "loom/data/partitioners/random_partitioner.h"
@@ -10,9 +11,17 @@
 
 namespace loom::data {
 
+namespace {
+constexpr Choice<Scheme> kSchemes[] = {
+    {"strided", Scheme::strided}, {"random", Scheme::random}, {"proportional", Scheme::proportional}};
+}  // namespace
+
+Scheme parse_scheme(const std::string& name, const char* flag) { return parse_choice(flag, name, kSchemes); }
+const char* scheme_name(Scheme scheme) { return choice_name(scheme, kSchemes); }
+
 void Partitioner::set_weights(const std::vector<double>&) {
   LOOM_THROW(ConfigError, "--shard-weights: the {} scheme has no weights (use --partition proportional)",
-             options_.scheme);
+             scheme_name(options_.scheme));
 }
 
 void Partitioner::check_position(int rank, int64_t epoch, int64_t step) const {
@@ -51,12 +60,14 @@ std::unique_ptr<Partitioner> make_partitioner(const PartitionOptions& o) {
   LOOM_CHECK(o.batch_size >= 1, ConfigError, "--batch-size must be at least 1, got {}", o.batch_size);
   LOOM_CHECK(o.batch_size <= o.num_samples, ConfigError, "--batch-size {} is larger than the training set ({} samples)",
              o.batch_size, o.num_samples);
-  LOOM_CHECK(o.weights.empty() || o.scheme == "proportional", ConfigError,
-             "--shard-weights applies to --partition proportional, not {}", o.scheme);
-  if (o.scheme == "strided") return std::make_unique<StridedPartitioner>(o);
-  if (o.scheme == "random") return std::make_unique<RandomPartitioner>(o);
-  if (o.scheme == "proportional") return std::make_unique<ProportionalPartitioner>(o);
-  LOOM_THROW(ConfigError, "--partition: unknown scheme '{}' (expected strided, random or proportional)", o.scheme);
+  LOOM_CHECK(o.weights.empty() || o.scheme == Scheme::proportional, ConfigError,
+             "--shard-weights applies to --partition proportional, not {}", scheme_name(o.scheme));
+  switch (o.scheme) {
+    case Scheme::strided: return std::make_unique<StridedPartitioner>(o);
+    case Scheme::random: return std::make_unique<RandomPartitioner>(o);
+    case Scheme::proportional: return std::make_unique<ProportionalPartitioner>(o);
+  }
+  LOOM_THROW(ConfigError, "unknown partition scheme {}", static_cast<int>(o.scheme));
 }
 
 }  // namespace loom::data

@@ -1,4 +1,4 @@
-#include "loom/data/registry.h"
+#include "loom/data/dataset.h"
 
 #include <fmt/ranges.h>
 

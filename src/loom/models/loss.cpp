@@ -1,4 +1,4 @@
-#include "loom/models/loss.h"
+#include "loom/models/registry.h"
 
 #include <torch/nn/functional/loss.h>
 

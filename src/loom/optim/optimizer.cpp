@@ -2,21 +2,29 @@
 
 #include <torch/torch.h>
 
+#include "loom/core/choice.h"
 #include "loom/core/error.h"
 
 namespace loom::optim {
 
+namespace {
+constexpr Choice<OptimizerKind> kOptimizers[] = {{"sgd", OptimizerKind::sgd}, {"adam", OptimizerKind::adam}};
+}  // namespace
+
+OptimizerKind parse_optimizer(const std::string& name) { return parse_choice("optimizer", name, kOptimizers); }
+const char* optimizer_name(OptimizerKind kind) { return choice_name(kind, kOptimizers); }
+
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(std::vector<at::Tensor> parameters, const OptimizerOptions& o) {
-  if (o.name == "sgd") {
-    return std::make_unique<torch::optim::SGD>(
-        std::move(parameters), torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay));
+  switch (o.kind) {
+    case OptimizerKind::sgd:
+      return std::make_unique<torch::optim::SGD>(
+          std::move(parameters), torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay));
+    case OptimizerKind::adam:
+      return std::make_unique<torch::optim::Adam>(
+          std::move(parameters),
+          torch::optim::AdamOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
   }
-  if (o.name == "adam") {
-    return std::make_unique<torch::optim::Adam>(
-        std::move(parameters),
-        torch::optim::AdamOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
-  }
-  LOOM_THROW(ConfigError, "--optimizer: unknown optimizer '{}' (expected sgd or adam)", o.name);
+  LOOM_THROW(ConfigError, "unknown optimizer kind {}", static_cast<int>(o.kind));
 }
 
 }  // namespace loom::optim

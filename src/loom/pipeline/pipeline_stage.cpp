@@ -7,7 +7,7 @@
 
 #include "loom/comm/group.h"
 #include "loom/core/error.h"
-#include "loom/models/loss.h"
+#include "loom/models/registry.h"
 #include "loom/pipeline/p2p.h"
 #include "loom/trace/tracer.h"
 

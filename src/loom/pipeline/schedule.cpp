@@ -4,17 +4,18 @@
 
 #include <algorithm>
 
+#include "loom/core/choice.h"
 #include "loom/core/error.h"
 
 namespace loom::pipeline {
 
-ScheduleKind parse_schedule(const std::string& name) {
-  if (name == "gpipe") return ScheduleKind::gpipe;
-  if (name == "1f1b") return ScheduleKind::one_f_one_b;
-  LOOM_THROW(ConfigError, "--schedule: unknown schedule '{}' (expected gpipe or 1f1b)", name);
-}
+namespace {
+constexpr Choice<ScheduleKind> kSchedules[] = {{"gpipe", ScheduleKind::gpipe}, {"1f1b", ScheduleKind::one_f_one_b}};
+}  // namespace
 
-std::string schedule_name(ScheduleKind kind) { return kind == ScheduleKind::gpipe ? "gpipe" : "1f1b"; }
+ScheduleKind parse_schedule(const std::string& name) { return parse_choice("schedule", name, kSchedules); }
+
+std::string schedule_name(ScheduleKind kind) { return choice_name(kind, kSchedules); }
 
 std::vector<Action> stage_actions(ScheduleKind kind, int stages, int stage, int micro_batches) {
   LOOM_CHECK(stages >= 1 && stage >= 0 && stage < stages, ConfigError, "stage {} of {} stages", stage, stages);

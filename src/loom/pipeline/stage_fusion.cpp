@@ -1,4 +1,4 @@
-#include "loom/pipeline/stage_fusion.h"
+#include "loom/pipeline/pipeline_stage.h"
 
 #include <torch/torch.h>
 

@@ -9,25 +9,19 @@
 #include <numeric>
 #include <sstream>
 
+#include "loom/core/choice.h"
 #include "loom/core/error.h"
 
 namespace loom::pipeline {
 
-Balance parse_balance(const std::string& name) {
-  if (name == "uniform") return Balance::uniform;
-  if (name == "params") return Balance::params;
-  if (name == "time") return Balance::time;
-  LOOM_THROW(ConfigError, "--balance: unknown method '{}' (expected uniform, params or time)", name);
-}
+namespace {
+constexpr Choice<Balance> kBalances[] = {
+    {"uniform", Balance::uniform}, {"params", Balance::params}, {"time", Balance::time}};
+}  // namespace
 
-std::string balance_name(Balance balance) {
-  switch (balance) {
-    case Balance::uniform: return "uniform";
-    case Balance::params: return "params";
-    case Balance::time: return "time";
-  }
-  return "?";
-}
+Balance parse_balance(const std::string& name) { return parse_choice("balance", name, kBalances); }
+
+std::string balance_name(Balance balance) { return choice_name(balance, kBalances); }
 
 namespace {
 void check_stages(int64_t layers, int stages) {

@@ -6,7 +6,7 @@
 #include "loom/comm/group.h"
 #include "loom/core/error.h"
 #include "loom/core/log.h"
-#include "loom/pipeline/stage_fusion.h"
+#include "loom/pipeline/pipeline_stage.h"
 #include "loom/pipeline/stage_split.h"
 #include "loom/strategies/pipeline_split.h"
 #include "loom/strategies/step.h"
@@ -93,9 +93,8 @@ double HybridStrategy::sum_over_data_ranks(double value) {
 }
 
 std::vector<double> HybridStrategy::gather_over_data_ranks(double value) {
-  std::vector<double> values = mesh_->stage_group().allgather_values(value);
-  for (double& v : values) v = mesh_->pipeline().broadcast_value(v, 0);  // stage 0's view, for every stage
-  return values;
+  // Stage 0's view, for every stage, in one broadcast.
+  return mesh_->pipeline().broadcast_values(mesh_->stage_group().allgather_values(value), 0);
 }
 
 torch::nn::Sequential HybridStrategy::final_model() {

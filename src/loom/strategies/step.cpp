@@ -2,7 +2,7 @@
 
 #include <torch/torch.h>
 
-#include "loom/models/loss.h"
+#include "loom/models/registry.h"
 #include "loom/strategies/bench_slowdown.h"
 #include "loom/strategies/nonfinite.h"
 #include "loom/trace/tracer.h"

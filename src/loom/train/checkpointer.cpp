@@ -116,7 +116,7 @@ void Checkpointer::save(int64_t steps_done, strategies::Strategy& strategy, cons
   CheckpointPart part;
   part.meta = expected_meta(&local);
   part.meta.step = steps_done;
-  if (partitioner.options().scheme == "proportional") part.meta.weights = partitioner.options().weights;
+  if (partitioner.options().scheme == data::Scheme::proportional) part.meta.weights = partitioner.options().weights;
   part.model = state_dict(*local.model);
   if (local.optimizer) {
     torch::serialize::OutputArchive archive;

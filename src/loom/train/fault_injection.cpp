@@ -45,11 +45,9 @@ std::optional<FaultPlan> parse_fault_plan(const std::string& spec) {
   return plan;
 }
 
-std::optional<FaultPlan> fault_plan_from_environment() {
-  const char* spec = std::getenv("LOOM_FAULT_INJECT");
-  auto plan = parse_fault_plan(spec ? spec : "");
-  const char* restart = std::getenv("LOOM_RESTART_COUNT");
-  if (plan && !plan->always && restart && std::string(restart) != "0") return std::nullopt;
+std::optional<FaultPlan> fault_plan_for_attempt(const std::string& spec, int restart_count) {
+  auto plan = parse_fault_plan(spec);
+  if (plan && !plan->always && restart_count != 0) return std::nullopt;
   return plan;
 }
 

@@ -6,8 +6,8 @@
 //   nanmodel  after that step's update, fill the first parameter of the model it holds
 //         with NaN, as a silently broken update would (--save must refuse the model).
 // It fires on the launcher's first attempt only (LOOM_RESTART_COUNT 0), so a restarted
-// job runs clean, unless ":always" asks for every attempt. Read once, when the Trainer
-// starts. Not for production jobs; it is logged as a warning on the rank it acts on.
+// job runs clean, unless ":always" asks for every attempt. Parsed once, when the Trainer
+// or the parameter server starts. Not for production jobs; it is logged as a warning on the rank it acts on.
 #pragma once
 
 #include <cstdint>
@@ -25,8 +25,10 @@ struct FaultPlan {
 
 // Parses the variable's value ("" = none). ConfigError on anything else than kill:R:S.
 std::optional<FaultPlan> parse_fault_plan(const std::string& spec);
-// From the environment (LOOM_FAULT_INJECT; none on a restart unless the plan says always).
-std::optional<FaultPlan> fault_plan_from_environment();
+// The plan of LOOM_FAULT_INJECT's value `spec` for attempt `restart_count` of the job:
+// none on a restart (restart_count > 0) unless the plan says always. The entry point
+// reads both variables (JobEnvironment in train/trainer.h).
+std::optional<FaultPlan> fault_plan_for_attempt(const std::string& spec, int restart_count);
 // Kills or stops this process if the plan says so for (rank, step).
 void maybe_inject_fault(const std::optional<FaultPlan>& plan, int rank, int64_t step);
 // True when the plan's action is nan for (rank, step): the caller poisons that batch.

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "loom/core/choice.h"
 #include "loom/core/log.h"
 
 namespace loom::train {
@@ -11,14 +12,13 @@ namespace loom::train {
 Progress::Progress(const std::string& mode_name, int64_t total_steps, int64_t steps_per_epoch, int64_t epochs,
                    int64_t every)
     : total_(total_steps), per_epoch_(steps_per_epoch), epochs_(epochs), every_(every) {
-  if (mode_name == "off")
-    mode_ = Mode::off;
-  else if (mode_name == "bar")
-    mode_ = Mode::bar;
-  else if (mode_name == "lines")
-    mode_ = Mode::lines;
-  else
-    mode_ = ::isatty(STDERR_FILENO) ? Mode::bar : Mode::lines;
+  mode_ = parse_mode(mode_name);
+}
+
+Progress::Mode Progress::parse_mode(const std::string& mode_name) {
+  const Mode terminal = ::isatty(STDERR_FILENO) ? Mode::bar : Mode::lines;
+  const Choice<Mode> modes[] = {{"auto", terminal}, {"bar", Mode::bar}, {"lines", Mode::lines}, {"off", Mode::off}};
+  return parse_choice("progress", mode_name, modes);
 }
 
 void Progress::update(int64_t step, int64_t epoch, double loss, double samples_per_s) {

@@ -11,7 +11,9 @@ namespace loom::train {
 class Progress {
  public:
   enum class Mode { bar, lines, off };
-  // mode_name: auto | bar | lines | off ("auto": bar when stderr is a terminal).
+  // auto | bar | lines | off ("auto": bar when stderr is a terminal); else a ConfigError
+  // naming --progress.
+  static Mode parse_mode(const std::string& mode_name);
   Progress(const std::string& mode_name, int64_t total_steps, int64_t steps_per_epoch, int64_t epochs, int64_t every);
   void update(int64_t step, int64_t epoch, double loss, double samples_per_s);
   void message(const std::string& text);  // a line that does not break the bar

@@ -15,7 +15,8 @@
 
 namespace loom::train {
 
-void run_server_process(const TrainConfig& c, const DistEnv& env, int num_workers, int server_index) {
+void run_server_process(const TrainConfig& c, const DistEnv& env, const JobEnvironment& environment, int num_workers,
+                        int server_index) {
   LOOM_CHECK(num_workers >= 1, ConfigError, "--strategy ps: the job has no workers ({} processes, {} servers)",
              env.world_size, c.servers);
   LOOM_CHECK(server_index >= 0 && server_index < c.servers, ConfigError,
@@ -30,7 +31,7 @@ void run_server_process(const TrainConfig& c, const DistEnv& env, int num_worker
   o.optimizer = optimizer_options(c);
   o.timeout = timeout;
   o.dead_after = std::min(timeout / 2, std::chrono::milliseconds(30000));
-  o.van = ps::VanOptions::from_environment();  // the job's CURVE key, if any
+  o.van = environment.van;  // the job's CURVE key, if any
   o.van.timeout = timeout;
   o.van.insecure = c.insecure;
   // No payload is larger than a slice: nor is any frame ZeroMQ accepts from anyone.
@@ -49,7 +50,8 @@ void run_server_process(const TrainConfig& c, const DistEnv& env, int num_worker
     }
   }
   // LOOM_FAULT_INJECT can name a server's job rank: it acts when a key reaches that step.
-  if (const auto fault = fault_plan_from_environment(); fault && fault->rank == env.rank) {
+  if (const auto fault = fault_plan_for_attempt(environment.fault_inject, environment.restart_count);
+      fault && fault->rank == env.rank) {
     o.after_update = [fault, rank = env.rank](int64_t version) { maybe_inject_fault(fault, rank, version); };
   }
   // Bound (or refused: no CURVE key off loopback) before waiting for the store.

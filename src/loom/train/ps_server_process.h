@@ -8,10 +8,13 @@
 
 #include "loom/core/dist_env.h"
 #include "loom/train/train_config.h"
+#include "loom/train/trainer.h"
 
 namespace loom::train {
 
 // Blocks until the workers are done. Throws loom errors (CommError, CheckpointError, ...).
-void run_server_process(const TrainConfig& config, const DistEnv& env, int num_workers, int server_index);
+// `environment` gives the transport's CURVE key and the fault plan (JobEnvironment).
+void run_server_process(const TrainConfig& config, const DistEnv& env, const JobEnvironment& environment,
+                        int num_workers, int server_index);
 
 }  // namespace loom::train

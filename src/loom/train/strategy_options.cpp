@@ -24,7 +24,7 @@ dp::DdpOptions ddp_options(const TrainConfig& c) {
 
 }  // namespace
 
-strategies::StrategyOptions strategy_options(const TrainConfig& c, int rank) {
+strategies::StrategyOptions strategy_options(const TrainConfig& c, int rank, const ps::VanOptions& van) {
   using namespace strategies;
   StrategyOptions o;
   o.kind = parse_strategy(c.strategy);
@@ -43,7 +43,7 @@ strategies::StrategyOptions strategy_options(const TrainConfig& c, int rank) {
     // Only the last part of --ps-save travels: the servers write under their own directory.
     if (!c.ps_save.empty()) o.ps.save_name = ps::split_save_prefix(c.ps_save).name;
     o.ps.timeout = std::chrono::milliseconds(static_cast<int64_t>(c.timeout * 1000));
-    o.ps.van = ps::VanOptions::from_environment();  // the job's CURVE key, if any
+    o.ps.van = van;  // the job's CURVE key, if any
     o.ps.van.insecure = c.insecure;
   }
 

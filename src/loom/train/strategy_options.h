@@ -8,8 +8,8 @@
 namespace loom::train {
 
 // The options of c.strategy for the process of data rank `rank` (which --bench-slowdown
-// may name). Reads the job's CURVE key from the environment for --strategy ps.
-strategies::StrategyOptions strategy_options(const TrainConfig& c, int rank);
+// may name); `van` is the parameter-server transport's token and CURVE key (JobEnvironment).
+strategies::StrategyOptions strategy_options(const TrainConfig& c, int rank, const ps::VanOptions& van);
 
 // ConfigError naming the first flag that is set (differs from its default) but that
 // c.strategy does not use, and the strategies that do use it.

@@ -8,7 +8,12 @@
 #include "loom/core/error.h"
 #include "loom/core/options.h"
 #include "loom/data/partitioner.h"
+#include "loom/dp/grad_compression.h"
+#include "loom/pipeline/schedule.h"
+#include "loom/pipeline/stage_split.h"
+#include "loom/ps/server.h"
 #include "loom/strategies/options.h"
+#include "loom/train/progress.h"
 #include "loom/train/strategy_options.h"
 
 namespace loom::train {
@@ -94,35 +99,25 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
   t.add("log-level", &c.log_level, "debug | info | warn | error | off");
 }
 
-namespace {
-void check_one_of(const std::string& flag, const std::string& value, std::initializer_list<const char*> allowed) {
-  std::string list;
-  for (const char* a : allowed) {
-    if (value == a) return;
-    list += list.empty() ? a : std::string(", ") + a;
-  }
-  LOOM_THROW(ConfigError, "--{}: unknown value '{}' (expected one of: {})", flag, value, list);
-}
-}  // namespace
-
 void validate(const TrainConfig& c) {
   strategies::parse_strategy(c.strategy);  // throws on an unknown name
   check_flags_apply(c);
-  check_one_of("optimizer", c.optimizer, {"sgd", "adam"});
+  // Every named value parses here, so a wrong one fails before any process starts.
+  optim::parse_optimizer(c.optimizer);
   strategies::parse_sync_mode(c.sync);
-  check_one_of("grad-compression", c.grad_compression, {"none", "fp16", "bf16"});
+  dp::parse_compression(c.grad_compression);
   LOOM_CHECK(c.bucket_mb > 0, ConfigError, "--bucket-mb must be positive, got {}", c.bucket_mb);
   LOOM_CHECK(c.sync_every >= 1, ConfigError, "--sync-every must be at least 1, got {}", c.sync_every);
   LOOM_CHECK(c.time_limit >= 0, ConfigError, "--time-limit must be >= 0 seconds, got {}", c.time_limit);
   LOOM_CHECK(c.skip_nonfinite >= 0, ConfigError, "--skip-nonfinite must be >= 0 steps, got {}", c.skip_nonfinite);
   LOOM_CHECK(c.skip_nonfinite == 0 || c.strategy != "ps", ConfigError,
              "--skip-nonfinite does not apply to --strategy ps: the servers own the optimizer and apply every push");
-  check_one_of("consistency", c.consistency, {"sync", "async", "ssp"});
+  ps::parse_consistency(c.consistency);
   LOOM_CHECK(c.servers >= 1, ConfigError, "--servers must be at least 1, got {}", c.servers);
   LOOM_CHECK(c.staleness >= 0, ConfigError, "--staleness must be >= 0, got {}", c.staleness);
   LOOM_CHECK(c.ps_slice_mb > 0, ConfigError, "--ps-slice-mb must be positive, got {}", c.ps_slice_mb);
-  check_one_of("schedule", c.schedule, {"gpipe", "1f1b"});
-  check_one_of("balance", c.balance, {"uniform", "params", "time"});
+  pipeline::parse_schedule(c.schedule);
+  pipeline::parse_balance(c.balance);
   LOOM_CHECK(c.micro_batches >= 1, ConfigError, "--micro-batches must be at least 1, got {}", c.micro_batches);
   LOOM_CHECK(c.dp >= 1, ConfigError, "--dp must be at least 1, got {}", c.dp);
   LOOM_CHECK(c.pp >= 1, ConfigError, "--pp must be at least 1, got {}", c.pp);
@@ -136,11 +131,11 @@ void validate(const TrainConfig& c) {
   LOOM_CHECK((c.strategy != "pipeline" && c.strategy != "hybrid") || c.micro_batches <= c.batch_size, ConfigError,
              "--micro-batches {} exceeds --batch-size {}: a micro-batch needs at least one sample", c.micro_batches,
              c.batch_size);
-  check_one_of("partition", c.partition, {"strided", "random", "proportional"});
+  data::parse_scheme(c.partition);
   LOOM_CHECK(c.shard_weights.empty() || c.partition == "proportional", ConfigError,
              "--shard-weights applies to --partition proportional, not {}", c.partition);
   if (c.shard_weights != "auto") data::parse_weights(c.shard_weights);  // throws on malformed weights
-  check_one_of("progress", c.progress, {"auto", "bar", "lines", "off"});
+  Progress::parse_mode(c.progress);
   LOOM_CHECK(c.nproc >= 1, ConfigError, "--nproc must be at least 1, got {}", c.nproc);
   LOOM_CHECK(c.epochs >= 1, ConfigError, "--epochs must be at least 1, got {}", c.epochs);
   LOOM_CHECK(c.steps >= 0, ConfigError, "--steps must not be negative, got {}", c.steps);
@@ -168,7 +163,7 @@ void validate(const TrainConfig& c) {
 
 optim::OptimizerOptions optimizer_options(const TrainConfig& c) {
   optim::OptimizerOptions o;
-  o.name = c.optimizer;
+  o.kind = optim::parse_optimizer(c.optimizer);
   o.lr = c.lr;
   o.momentum = c.momentum;
   o.weight_decay = c.weight_decay;

@@ -10,8 +10,8 @@
 #include "loom/core/error.h"
 #include "loom/core/log.h"
 #include "loom/core/process.h"
+#include "loom/data/dataset.h"
 #include "loom/data/partitioner.h"
-#include "loom/data/registry.h"
 #include "loom/models/registry.h"
 #include "loom/strategies/factory.h"
 #include "loom/trace/tracer.h"
@@ -51,7 +51,7 @@ data::DataOptions data_options(const TrainConfig& c) {
 
 data::PartitionOptions partition_options(const TrainConfig& c, const strategies::DataSlot& slot, int64_t num_samples) {
   data::PartitionOptions p;
-  p.scheme = c.partition;
+  p.scheme = data::parse_scheme(c.partition);
   p.world_size = slot.world_size;
   p.num_samples = num_samples;
   p.batch_size = c.batch_size;
@@ -234,12 +234,15 @@ void write_job_trace(const trace::Tracer& tracer, comm::Context* context, const 
 
 }  // namespace
 
-Trainer::Trainer(TrainConfig config, std::shared_ptr<comm::Context> context)
-    : Trainer(std::move(config), std::move(context), nullptr) {}
+Trainer::Trainer(TrainConfig config, std::shared_ptr<comm::Context> context, JobEnvironment environment)
+    : Trainer(std::move(config), std::move(context), nullptr, std::move(environment)) {}
 
 Trainer::Trainer(TrainConfig config, std::shared_ptr<comm::Context> context,
-                 std::unique_ptr<strategies::Strategy> strategy)
-    : config_(std::move(config)), context_(std::move(context)), strategy_(std::move(strategy)) {
+                 std::unique_ptr<strategies::Strategy> strategy, JobEnvironment environment)
+    : config_(std::move(config)),
+      context_(std::move(context)),
+      strategy_(std::move(strategy)),
+      environment_(std::move(environment)) {
   validate(config_);
 }
 
@@ -280,7 +283,7 @@ Summary Trainer::run() {
   if (resumed && config_.split.empty() && !resumed->meta.layout.empty()) config_.split = resumed->meta.layout;
 
   trace::Tracer tracer(rank, !c.trace.empty());
-  if (!strategy_) strategy_ = strategies::make_strategy(strategy_options(c, rank));
+  if (!strategy_) strategy_ = strategies::make_strategy(strategy_options(c, rank, environment_.van));
   strategies::Strategy& strategy = *strategy_;
   strategies::StrategySetup setup;
   setup.model = model;
@@ -334,7 +337,7 @@ Summary Trainer::run() {
   StepWindow window(c, leader);
   AutoReweighting reweighting(c.shard_weights == "auto" && slot.world_size > 1);
   IndexRecorder recorder(c.record_indices);
-  const auto fault = fault_plan_from_environment();  // tests and drills only
+  const auto fault = fault_plan_for_attempt(environment_.fault_inject, environment_.restart_count);
   int64_t steps_done = first_step;
   for (int64_t t = first_step; t < total_steps; ++t) {
     maybe_inject_fault(fault, rank, t);  // by the job's rank: every process can be the victim

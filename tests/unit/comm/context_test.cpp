@@ -1,5 +1,6 @@
-// Multi-rank tests of comm/: every rank is a thread of this process, with a real
-// TCPStore and real Gloo process groups over loopback.
+// Multi-rank tests of comm/: every rank is a thread of this process, with real Gloo
+// process groups over loopback; they rendezvous through one in-process store
+// (support/thread_ranks.h), except the test of the TCPStore rendezvous itself.
 #include "loom/comm/context.h"
 
 #include <gtest/gtest.h>
@@ -10,29 +11,39 @@
 
 #include "loom/core/error.h"
 #include "loom/launch/free_port.h"
+#include "support/thread_ranks.h"
 
 namespace {
 
 using loom::comm::Context;
 using loom::comm::ContextOptions;
 
-// Runs fn(rank) on `world` threads; rethrows the first failure.
+// Runs fn(ctx) on `world` threads over one in-process store; rethrows the first failure.
 void run_ranks(int world, const std::function<void(Context&)>& fn,
                std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+  for (auto& e : loom::test::run_thread_ranks(world, fn, loom::test::with_timeout(timeout))) {
+    if (e) std::rethrow_exception(e);
+  }
+}
+
+// The rendezvous real jobs use: rank 0 hosts a TCPStore on MASTER_PORT, the others join.
+TEST(Context, RendezvousOverATcpStore) {
   const int port = loom::launch::pick_free_port();
   std::vector<std::thread> threads;
-  std::vector<std::exception_ptr> errors(world);
-  for (int r = 0; r < world; ++r) {
+  std::vector<std::exception_ptr> errors(2);
+  for (int r = 0; r < 2; ++r) {
     threads.emplace_back([&, r] {
       try {
         loom::DistEnv env;
         env.rank = r;
-        env.world_size = world;
+        env.world_size = 2;
         env.master_port = port;
-        ContextOptions opts;
-        opts.timeout = timeout;
-        auto ctx = Context::create(env, opts);
-        fn(*ctx);
+        auto ctx = Context::create(env);
+        std::vector<at::Tensor> t{torch::full({3}, float(r + 1))};
+        ctx->world().allreduce(t).wait();
+        EXPECT_TRUE(t[0].equal(torch::full({3}, 3.0f)));
+        if (r == 0) ctx->store_set("from0", "hello");
+        EXPECT_EQ(ctx->store_get("from0"), "hello");
       } catch (...) {
         errors[r] = std::current_exception();
       }
@@ -69,6 +80,12 @@ TEST(Context, AllreduceBroadcastAllgather) {
     std::vector<at::Tensor> out{torch::zeros({1}), torch::zeros({1}), torch::zeros({1})};
     ctx.world().allgather(out, torch::full({1}, float(10 * r))).wait();
     for (int i = 0; i < 3; ++i) EXPECT_EQ(out[i].item<float>(), 10.0f * i);
+
+    // The one-number helpers.
+    EXPECT_EQ(ctx.world().allreduce_sum(r + 0.5), 4.5);
+    EXPECT_EQ(ctx.world().allgather_values(r * 1.5), (std::vector<double>{0.0, 1.5, 3.0}));
+    EXPECT_EQ(ctx.world().broadcast_value(r + 0.25, 1), 1.25);
+    EXPECT_EQ(ctx.world().broadcast_values({double(r), -1.0 * r}, 2), (std::vector<double>{2.0, -2.0}));
   });
 }
 

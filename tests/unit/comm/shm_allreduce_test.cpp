@@ -124,16 +124,22 @@ TEST(ShmAllreduce, OtherOpsAndDtypesStillUseGloo) {
 }
 
 TEST(ShmAllreduce, CanBeTurnedOffAndGlooGivesTheSameSums) {
-  setenv("LOOM_SHM_ALLREDUCE", "0", 1);
-  run_ranks(2, [&](Context& ctx) {
-    std::vector<at::Tensor> t{input(ctx.rank(), 1000, at::kFloat)};
-    ctx.world().allreduce(t).wait();
-    EXPECT_LT(loom::test::max_abs_diff(t[0], input(0, 1000, at::kFloat) + input(1, 1000, at::kFloat)), 1e-4);
-    EXPECT_FALSE(ctx.world().uses_shared_memory());
-    EXPECT_EQ(ctx.world().allreduce_counts().shared_memory, 0);
-    EXPECT_EQ(ctx.world().allreduce_counts().c10d, 1);
-  });
-  unsetenv("LOOM_SHM_ALLREDUCE");
+  loom::comm::ContextOptions options = loom::test::with_timeout(std::chrono::seconds(30));
+  options.shared_memory = false;  // the CLI: LOOM_SHM_ALLREDUCE=0
+  const auto errors = loom::test::run_thread_ranks(
+      2,
+      [&](Context& ctx) {
+        std::vector<at::Tensor> t{input(ctx.rank(), 1000, at::kFloat)};
+        ctx.world().allreduce(t).wait();
+        EXPECT_LT(loom::test::max_abs_diff(t[0], input(0, 1000, at::kFloat) + input(1, 1000, at::kFloat)), 1e-4);
+        EXPECT_FALSE(ctx.world().uses_shared_memory());
+        EXPECT_EQ(ctx.world().allreduce_counts().shared_memory, 0);
+        EXPECT_EQ(ctx.world().allreduce_counts().c10d, 1);
+      },
+      options);
+  for (const auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
 }
 
 // A peer process killed while this one waits inside a shared-memory allreduce is named

@@ -10,7 +10,6 @@
 
 #include "loom/core/error.h"
 #include "loom/data/apportion.h"
-#include "loom/data/permutation.h"
 
 namespace {
 
@@ -19,7 +18,7 @@ using namespace loom::data;
 PartitionOptions opts(const std::string& scheme, int w, int64_t n, int64_t b, uint64_t seed = 0,
                       std::vector<double> weights = {}) {
   PartitionOptions o;
-  o.scheme = scheme;
+  o.scheme = parse_scheme(scheme);
   o.world_size = w;
   o.num_samples = n;
   o.batch_size = b;
@@ -47,7 +46,9 @@ TEST(Apportion, SumsExactlyAndStaysWithinOneOfIdeal) {
       const double sum = std::accumulate(w.begin(), w.end(), 0.0);
       for (size_t i = 0; i < w.size(); ++i) {
         EXPECT_LT(std::abs(parts[i] - total * w[i] / sum), 1.0);
-        if (w[i] == 0) EXPECT_EQ(parts[i], 0);
+        if (w[i] == 0) {
+          EXPECT_EQ(parts[i], 0);
+        }
       }
     }
   }
@@ -116,7 +117,9 @@ TEST(Partitioner, PropertiesOverManyConfigurations) {
       auto again = make_partitioner(opts(c.scheme, c.w, c.n, c.b, seed, c.weights));
       const auto e0 = epoch_of(*p, 0), e1 = epoch_of(*p, 1);
       EXPECT_EQ(e0, epoch_of(*again, 0)) << "not deterministic";
-      if (c.n > c.b) EXPECT_NE(e0, e1) << "epochs do not differ";
+      if (c.n > c.b) {
+        EXPECT_NE(e0, e1) << "epochs do not differ";
+      }
       std::set<int64_t> seen;
       int64_t total = 0;
       for (int r = 0; r < c.w; ++r) {
@@ -216,7 +219,15 @@ TEST(Partitioner, EdgeCasesGiveOneLineErrors) {
   expect_error(opts("proportional", 2, 100, 10, 0, {0, 0}), "must not all be zero");
   expect_error(opts("proportional", 3, 100, 2, 0, {1, 1, 1}), "worker 2 (weight 1) would get no sample");
   expect_error(opts("strided", 2, 100, 10, 0, {1, 1}), "applies to --partition proportional");
-  expect_error(opts("blocks", 2, 100, 10), "unknown scheme 'blocks'");
+  try {
+    parse_scheme("blocks");
+    ADD_FAILURE() << "parse_scheme accepted 'blocks'";
+  } catch (const loom::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--partition: unknown value 'blocks' (expected one of: strided, random, "
+                                         "proportional)"),
+              std::string::npos)
+        << e.what();
+  }
   // A zero weight is defined: that worker gets nothing.
   auto p = make_partitioner(opts("proportional", 3, 100, 10, 0, {1, 0, 1}));
   EXPECT_EQ(p->part_sizes(0, 0), (std::vector<int64_t>{5, 0, 5}));

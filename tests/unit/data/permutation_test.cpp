@@ -1,4 +1,4 @@
-#include "loom/data/permutation.h"
+#include "loom/data/partitioner.h"
 
 #include <gtest/gtest.h>
 

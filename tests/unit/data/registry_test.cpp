@@ -1,4 +1,4 @@
-#include "loom/data/registry.h"
+#include "loom/data/dataset.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

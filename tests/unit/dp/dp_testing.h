@@ -1,6 +1,6 @@
-// Helpers for the dp/ tests: ranks as threads over a real TCPStore + Gloo (as in
-// tests/unit/comm/context_test.cpp), fixed global batches, and a single-process
-// reference run to compare against.
+// Helpers for the dp/ tests: ranks as threads over real Gloo groups
+// (support/thread_ranks.h), fixed global batches, and a single-process reference run
+// to compare against.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -13,35 +13,16 @@
 #include <vector>
 
 #include "loom/comm/context.h"
-#include "loom/launch/free_port.h"
 #include "support/tensor_compare.h"
+#include "support/thread_ranks.h"
 
 namespace loom::dp::testing {
 
-// Runs fn(ctx) on `world` threads, one rank each; returns each rank's exception (or null).
+// Runs fn(ctx) on `world` threads, one rank each (support/thread_ranks.h: one
+// in-process store); returns each rank's exception (or null).
 inline std::vector<std::exception_ptr> run_ranks_collect(int world, const std::function<void(comm::Context&)>& fn,
                                                          std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
-  const int port = launch::pick_free_port();
-  std::vector<std::thread> threads;
-  std::vector<std::exception_ptr> errors(world);
-  for (int r = 0; r < world; ++r) {
-    threads.emplace_back([&, r] {
-      try {
-        DistEnv env;
-        env.rank = r;
-        env.world_size = world;
-        env.master_port = port;
-        comm::ContextOptions opts;
-        opts.timeout = timeout;
-        auto ctx = comm::Context::create(env, opts);
-        fn(*ctx);
-      } catch (...) {
-        errors[r] = std::current_exception();
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  return errors;
+  return loom::test::run_thread_ranks(world, fn, loom::test::with_timeout(timeout));
 }
 
 // As run_ranks_collect, rethrowing the first failure.

@@ -93,7 +93,8 @@ TEST(StageSplit, DescribesTheRangesAndCosts) {
 
 TEST(StageSplit, ParsesBalanceNames) {
   EXPECT_EQ(parse_balance("time"), Balance::time);
-  EXPECT_TRUE(contains(error_of([] { parse_balance("flops"); }), "--balance: unknown method 'flops'"));
+  EXPECT_TRUE(contains(error_of([] { parse_balance("flops"); }),
+                       "--balance: unknown value 'flops' (expected one of: uniform, params, time)"));
 }
 
 }  // namespace

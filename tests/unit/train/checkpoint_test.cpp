@@ -152,6 +152,10 @@ TEST(FaultPlan, ParsesActionsAndAttempts) {
   EXPECT_FALSE(poisons_batch(nan, 0, 4));
   EXPECT_FALSE(poisons_batch(nan, 1, 5));
   EXPECT_FALSE(poisons_batch(kill, 2, 7));  // kill acts through maybe_inject_fault
+  // The first attempt only, unless :always.
+  EXPECT_TRUE(fault_plan_for_attempt("kill:1:2", 0).has_value());
+  EXPECT_FALSE(fault_plan_for_attempt("kill:1:2", 1).has_value());
+  EXPECT_TRUE(fault_plan_for_attempt("kill:1:2:always", 3).has_value());
   EXPECT_FALSE(parse_fault_plan("").has_value());
   for (const char* bad : {"kill:1", "kill:a:3", "pause:1:2", "kill:1:2:sometimes", "kill:-1:2", "kill:1:2x"}) {
     EXPECT_THROW(parse_fault_plan(bad), loom::ConfigError) << bad;

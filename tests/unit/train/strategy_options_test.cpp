@@ -73,7 +73,7 @@ TEST(StrategyOptions, AreFilledFromTheFlags) {
   c.schedule = "gpipe";
   c.balance = "time";
   c.bucket_mb = 0.5;
-  const auto o = strategy_options(c, 0);
+  const auto o = strategy_options(c, 0, {});
   EXPECT_EQ(o.kind, strategies::StrategyKind::hybrid);
   EXPECT_EQ(o.hybrid.dp, 2);
   EXPECT_EQ(o.hybrid.pp, 3);
@@ -85,17 +85,17 @@ TEST(StrategyOptions, AreFilledFromTheFlags) {
 
   c = TrainConfig{};
   c.strategy = "pipeline";
-  const auto p = strategy_options(c, 0);
+  const auto p = strategy_options(c, 0, {});
   EXPECT_EQ(p.hybrid.dp, 1);
   EXPECT_EQ(p.hybrid.pp, 0);  // every rank a stage
 
   c = TrainConfig{};
   c.strategy = "allreduce";
   c.bench_slowdown = "1:3";
-  EXPECT_DOUBLE_EQ(strategy_options(c, 0).step.slowdown, 1.0);
-  EXPECT_DOUBLE_EQ(strategy_options(c, 1).step.slowdown, 3.0);
+  EXPECT_DOUBLE_EQ(strategy_options(c, 0, {}).step.slowdown, 1.0);
+  EXPECT_DOUBLE_EQ(strategy_options(c, 1, {}).step.slowdown, 3.0);
   c.skip_nonfinite = 2;
-  EXPECT_TRUE(strategy_options(c, 0).step.skip_nonfinite);
+  EXPECT_TRUE(strategy_options(c, 0, {}).step.skip_nonfinite);
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 
 #include "loom/core/error.h"
 #include "loom/data/apportion.h"
-#include "loom/data/permutation.h"
+#include "loom/data/partitioner.h"
 #include "loom/data/rng.h"
 
 namespace loom::data {

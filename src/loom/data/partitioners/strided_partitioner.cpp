@@ -1,13 +1,13 @@
 #include "loom/data/partitioners/strided_partitioner.h"
 
 #include "loom/core/error.h"
-#include "loom/data/permutation.h"
+#include "loom/data/partitioner.h"
 
 namespace loom::data {
 
 StridedPartitioner::StridedPartitioner(PartitionOptions o) : Partitioner(std::move(o)) {
   const auto& p = options_;
-  if (p.scheme != "strided") return;  // a base of another scheme; it checks its own sizes
+  if (p.scheme != Scheme::strided) return;  // a base of another scheme; it checks its own sizes
   LOOM_CHECK(p.batch_size >= p.world_size, ConfigError,
              "--batch-size {} is smaller than the {} data-parallel workers (each needs at least one sample)",
              p.batch_size, p.world_size);
