@@ -15,6 +15,8 @@
 // buffers (names, dtypes, shapes; ModelError naming the first difference otherwise) and
 // then broadcasts them from group rank 0. Gradients: see reducer.h. Forward is the
 // module's own (C++ modules have no common forward signature); call it directly.
+// Each bucket is reduced by a communication hook (grad_compression.h): a plain allreduce by
+// default, fp16 with DdpOptions::compression, or your own (register_comm_hook).
 //
 // Ownership: shares the module; the Group must outlive this object. Not copyable.
 // Thread-safety: one training thread; hooks run inside its backward.
@@ -47,8 +49,10 @@ struct DdpOptions {
   // Parameters without a gradient in a step count as zero gradients. When false, a
   // missing gradient makes finish() throw a ModelError naming the parameters.
   bool find_unused_parameters = false;
-  Compression compression = Compression::none;  // bf16: ConfigError with Gloo (1.13)
-  trace::Tracer* tracer = nullptr;              // optional: "allreduce bucket N" spans
+  // Selects a built-in communication hook (grad_compression.h: none = hooks::allreduce(),
+  // fp16 = hooks::fp16_compress()); bf16 is a ConfigError with Gloo (libtorch 1.13).
+  Compression compression = Compression::none;
+  trace::Tracer* tracer = nullptr;  // optional: "allreduce bucket N" spans
 };
 
 class DistributedDataParallel {
@@ -90,6 +94,12 @@ class DistributedDataParallel {
   };
   // { auto guard = ddp.no_sync(); loss1.backward(); }  loss2.backward(); ddp.finish();
   NoSyncGuard no_sync() { return NoSyncGuard(*this); }
+
+  // Replaces how each bucket is reduced (the contract is in grad_compression.h). Call it at
+  // most once, on every rank, before the first synchronised backward, and only with
+  // DdpOptions::compression left at none (compression selects a built-in hook);
+  // otherwise ConfigError, as for an empty hook.
+  void register_comm_hook(CommHook hook);
 
   // Collective, after every synchronised backward and before optimizer.step(): waits for
   // all buckets and writes the reduced gradients into param.grad. Bounded by the group's

@@ -25,7 +25,46 @@ void rethrow_as_comm_error(const std::string& what) {
   LOOM_THROW(CommError, "{} failed: {}", what, cause);
 }
 
+struct Work::Continuation {
+  Work first;
+  std::function<void()> fn;  // emptied once run
+  std::string what;          // "continuation of allreduce on group 'world'"
+  bool done = false;
+  std::exception_ptr error;  // rethrown by every wait() after a failure
+};
+
+Work Work::then(std::function<void()> fn) && {
+  LOOM_CHECK(fn != nullptr, ConfigError, "Work::then needs a function");
+  auto c = std::make_shared<Continuation>();
+  c->what = impl_ ? "continuation of " + impl_->what : std::string("continuation of a communication");
+  c->first = std::move(*this);
+  c->fn = std::move(fn);
+  Work next;
+  next.continuation_ = std::move(c);
+  return next;
+}
+
 void Work::wait() {
+  if (continuation_) {
+    Continuation& c = *continuation_;
+    if (c.error) std::rethrow_exception(c.error);
+    if (c.done) return;
+    c.done = true;
+    try {
+      try {
+        c.first.wait();
+        auto fn = std::move(c.fn);
+        c.fn = nullptr;
+        fn();
+      } catch (...) {
+        rethrow_as_comm_error(c.what);
+      }
+    } catch (...) {
+      c.error = std::current_exception();
+      throw;
+    }
+    return;
+  }
   if (!impl_) return;
   if (impl_->error) std::rethrow_exception(impl_->error);
   if (impl_->waited) return;
@@ -54,9 +93,16 @@ void Work::wait() {
   impl_->waited = true;
 }
 
-bool Work::completed() const { return !impl_ || impl_->waited || impl_->work->isCompleted(); }
+bool Work::completed() const {
+  if (continuation_) return continuation_->done || continuation_->first.completed();
+  return !impl_ || impl_->waited || impl_->work->isCompleted();
+}
 
 void Work::on_completion(std::function<void()> fn) {
+  if (continuation_ && !continuation_->done) {
+    continuation_->first.on_completion(std::move(fn));
+    return;
+  }
   if (!impl_ || impl_->waited) {
     fn();
     return;
@@ -78,6 +124,9 @@ void Work::on_completion(std::function<void()> fn) {
   future->addCallback(std::move(callback));
 }
 
-int Work::source_rank() const { return impl_ ? impl_->source_rank : -1; }
+int Work::source_rank() const {
+  if (continuation_) return continuation_->first.source_rank();
+  return impl_ ? impl_->source_rank : -1;
+}
 
 }  // namespace loom::comm

@@ -15,9 +15,8 @@ DistributedDataParallel::DistributedDataParallel(std::shared_ptr<torch::nn::Modu
   ReducerOptions ro;
   ro.caps = caps_from_mb(options_.first_bucket_mb, options_.bucket_cap_mb);
   ro.find_unused_parameters = options_.find_unused_parameters;
-  ro.compression = options_.compression;
+  ro.hook = hook_for(options_.compression);  // ConfigError for bf16, before any collective
   ro.tracer = options_.tracer;
-  check_supported(ro.compression);
 
   std::vector<NamedTensor> entries;
   std::vector<at::Tensor> state;
@@ -49,6 +48,14 @@ double DistributedDataParallel::weight() const { return reducer_->weight(); }
 void DistributedDataParallel::set_sync(bool sync) { reducer_->set_sync(sync); }
 bool DistributedDataParallel::sync() const { return reducer_->sync(); }
 void DistributedDataParallel::finish() { reducer_->finish(); }
+
+void DistributedDataParallel::register_comm_hook(CommHook hook) {
+  LOOM_CHECK(options_.compression == Compression::none, ConfigError,
+             "register_comm_hook: DdpOptions::compression = {} selects a built-in hook already; leave it at none to "
+             "register another",
+             to_string(options_.compression));
+  reducer_->set_comm_hook(std::move(hook));
+}
 
 DistributedDataParallel::NoSyncGuard::NoSyncGuard(DistributedDataParallel& ddp) : ddp_(ddp), previous_(ddp.sync()) {
   ddp_.set_sync(false);

@@ -33,8 +33,7 @@ bool is_alias_of(const at::Tensor& grad, const at::Tensor& slice) {
 
 struct Reducer::BucketState {
   at::Tensor flat;  // gradients (+ the trailer in the last bucket), in the parameters' dtype
-  at::Tensor wire;  // what the allreduce reduces: `flat` itself or its 16-bit copy
-  std::vector<at::Tensor> io;
+  GradBucket view;  // what the hook sees: `flat`, its parameters and their offsets
   comm::Work work;
   size_t pending = 0;  // gradients not yet ready in this step
   bool launched = false;
@@ -68,7 +67,7 @@ Reducer::Reducer(std::vector<std::string> names, std::vector<at::Tensor> params,
       weight_(1.0 / group.size()) {
   LOOM_CHECK(names_.size() == params_.size(), ConfigError, "reducer: {} names for {} parameters", names_.size(),
              params_.size());
-  check_supported(options_.compression);
+  if (!options_.hook) options_.hook = hooks::allreduce();
   for (size_t i = 0; i < params_.size(); ++i) {
     const at::Tensor& p = params_[i];
     LOOM_CHECK(p.defined() && p.requires_grad() && p.is_leaf(), ConfigError,
@@ -121,6 +120,17 @@ bool Reducer::rebuilt() const {
   return rebuilt_;
 }
 
+void Reducer::set_comm_hook(CommHook hook) {
+  LOOM_CHECK(hook != nullptr, ConfigError, "register_comm_hook: the hook is empty");
+  std::lock_guard<std::mutex> lock(mutex_);
+  LOOM_CHECK(!custom_hook_, ConfigError, "register_comm_hook: a communication hook is registered already");
+  LOOM_CHECK(!started_, ConfigError,
+             "register_comm_hook: register the hook before the first synchronised backward (every rank must reduce "
+             "every bucket the same way)");
+  options_.hook = std::move(hook);
+  custom_hook_ = true;
+}
+
 int64_t Reducer::synced_steps() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return synced_steps_;
@@ -134,7 +144,12 @@ void Reducer::build(const std::vector<size_t>& order) {
     const Bucket& spec = plan_.buckets[b];
     const bool last = b + 1 == plan_.buckets.size();
     const int64_t trailer = last ? static_cast<int64_t>(params_.size()) : 0;
-    buckets_[b].flat = at::zeros({spec.numel + trailer}, params_[spec.params.front()].options().requires_grad(false));
+    BucketState& s = buckets_[b];
+    s.flat = at::zeros({spec.numel + trailer}, params_[spec.params.front()].options().requires_grad(false));
+    s.view.index = b;
+    s.view.buffer = s.flat;
+    for (size_t index : spec.params) s.view.parameters.push_back(params_[index]);
+    s.view.offsets = spec.offsets;
   }
   // Gradients live in the buckets (see Note [gradients as bucket views]): move any that
   // exist (e.g. the reduced gradients of the step that triggered the rebuild).
@@ -161,8 +176,6 @@ void Reducer::reset_step() {
     s.pending = plan_.buckets[b].params.size();
     s.launched = false;
     s.work = comm::Work();
-    s.io.clear();
-    s.wire = at::Tensor();
     s.launch_us = 0;
     s.done_us.reset();
   }
@@ -174,6 +187,7 @@ void Reducer::reset_step() {
 void Reducer::on_grad_ready(size_t index) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!sync_) return;
+  started_ = true;
   try {
     if (ready_[index]) {
       LOOM_THROW(ModelError,
@@ -239,15 +253,9 @@ void Reducer::launch(size_t b) {
     std::vector<float> values(flags.begin(), flags.end());
     s.flat.narrow(0, spec.numel, static_cast<int64_t>(values.size())).copy_(at::tensor(values, at::kFloat));
   }
-  if (auto dtype = wire_dtype(options_.compression); dtype && s.flat.scalar_type() != *dtype) {
-    s.wire = s.flat.to(*dtype);
-  } else {
-    s.wire = s.flat;
-  }
-  s.io = {s.wire};
   s.launched = true;
   s.launch_us = trace::Tracer::now_us();
-  s.work = group_.allreduce(s.io, comm::ReduceOp::sum);
+  s.work = options_.hook(group_, s.view);
   if (options_.tracer && options_.tracer->enabled()) {
     s.done_us = std::make_shared<std::atomic<int64_t>>(0);
     s.work.on_completion([done = s.done_us] { done->store(trace::Tracer::now_us()); });
@@ -257,6 +265,7 @@ void Reducer::launch(size_t b) {
 void Reducer::finish() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!sync_ || buckets_.empty()) return;
+  started_ = true;
   at::NoGradGuard no_grad;
   // Gradients that never arrived: zeros, or what param.grad already holds (e.g. from
   // no_sync steps). A rank with weight 0 counts them as produced: it contributes nothing.
@@ -296,9 +305,6 @@ void Reducer::finish() {
     std::rethrow_exception(e);
   }
 
-  for (BucketState& s : buckets_) {
-    if (!s.wire.is_same(s.flat)) s.flat.copy_(s.wire);
-  }
   const std::vector<int64_t> counts = read_trailer();
   if (!options_.find_unused_parameters) {
     for (int64_t c : counts) {

@@ -28,7 +28,9 @@
 // zero_grad() zeroes the slice in place, as it should.
 //
 // Weighting: each rank's gradients are scaled in place by its weight (its share of the
-// global batch) when complete, and buckets are SUM-reduced.
+// global batch) when complete, and buckets are SUM-reduced by the communication hook
+// (grad_compression.h: hooks::allreduce() unless another is set), which the reducer calls
+// once per bucket, in launch order, under its mutex.
 //
 // Thread-safety: hooks run on the autograd thread; set_weight/set_sync/finish may be
 // called from the training thread between backward passes. State is guarded by one
@@ -64,7 +66,7 @@ namespace loom::dp {
 struct ReducerOptions {
   BucketCaps caps;
   bool find_unused_parameters = false;
-  Compression compression = Compression::none;
+  CommHook hook;                    // empty: hooks::allreduce()
   trace::Tracer* tracer = nullptr;  // optional; spans "allreduce bucket N" on lane 1
 };
 
@@ -91,6 +93,10 @@ class Reducer {
   // every rank) if some rank missed a gradient and find_unused_parameters is false, and
   // CommError / TimeoutError from the allreduces. A no-op while sync() is false.
   void finish();
+
+  // Replaces the communication hook: ConfigError once a synchronised backward has
+  // started, for an empty hook, or when one was set already.
+  void set_comm_hook(CommHook hook);
 
   const BucketPlan& plan() const;
   const std::vector<ParamInfo>& params() const { return info_; }
@@ -126,6 +132,8 @@ class Reducer {
   double weight_;
   bool sync_ = true;
   bool rebuilt_ = false;
+  bool started_ = false;      // a synchronised backward has run (the hook is fixed)
+  bool custom_hook_ = false;  // set_comm_hook was called
   int64_t synced_steps_ = 0;
   BucketPlan plan_;
   std::vector<BucketState> buckets_;
