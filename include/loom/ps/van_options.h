@@ -1,6 +1,6 @@
 // The transport settings of a parameter-server job that a user sets: timeouts, message
 // limits, the job's token and CURVE key pair (security), and the ZeroMQ context to share.
-// The transport itself (van.h) and the wire protocol (protocol.h) are private to loom.
+// The transport itself (zmq_van.h) and the wire protocol (protocol.h) are private to loom.
 #pragma once
 
 #include <chrono>
@@ -11,7 +11,7 @@
 
 namespace loom::ps {
 
-class VanContext;  // van.h: the ZeroMQ I/O threads, shared by the vans of one process
+class ZmqContext;  // the ZeroMQ I/O threads (private: src/loom/ps/zmq_van.h), shared by the vans of one process
 
 struct Limits {
   uint64_t max_payload_bytes = 1ull << 31;
@@ -65,7 +65,7 @@ struct VanOptions {
   CurveKeys curve;
   bool insecure = false;
   int io_threads = 1;                   // for the van's own context (ignored when `context` is given)
-  std::shared_ptr<VanContext> context;  // null: the van makes its own
+  std::shared_ptr<ZmqContext> context;  // null: the van makes its own
 
   // Defaults, with `token` from LOOM_PS_TOKEN and `curve` from kCurveSecretEnv or
   // kCurveKeyFileEnv when set (ConfigError naming the variable or file, never the key,

@@ -55,7 +55,7 @@ struct WorkerOptions {
 
 class Worker {
  public:
-  // Connects to every server (handshake). Throws as ClientVan does.
+  // Connects to every server (handshake). Throws as ZmqClientVan does.
   Worker(std::vector<TensorSpec> tensors, WorkerOptions options);
   ~Worker();
   Worker(const Worker&) = delete;

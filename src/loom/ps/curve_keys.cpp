@@ -1,5 +1,5 @@
 // The job's CURVE key pair: generation, key files and the environment (contracts in
-// loom/ps/van.h, "Security" in docs/parameter-server.md).
+// loom/ps/zmq_van.h, "Security" in docs/parameter-server.md).
 #include <zmq.h>
 
 #include <fcntl.h>
@@ -13,7 +13,7 @@
 #include <string>
 
 #include "loom/core/error.h"
-#include "loom/ps/van.h"
+#include "loom/ps/zmq_van.h"
 
 namespace loom::ps {
 

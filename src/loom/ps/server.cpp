@@ -16,7 +16,7 @@
 #include "loom/ps/server_checkpoint.h"
 #include "loom/ps/slot.h"
 #include "loom/ps/tensor_payload.h"
-#include "loom/ps/van.h"
+#include "loom/ps/zmq_van.h"
 
 namespace loom::ps {
 
@@ -58,7 +58,7 @@ struct Server::Impl {
 
   ServerOptions options;
   std::unique_ptr<ConsistencyRule> rule;
-  ServerVan van;
+  ZmqServerVan van;
   Liveness workers;
   std::unordered_map<uint64_t, Slot> slots;
   std::atomic<bool> stop{false};

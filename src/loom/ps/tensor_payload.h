@@ -7,8 +7,8 @@
 
 #include <vector>
 
+#include "loom/ps/message.h"
 #include "loom/ps/protocol.h"
-#include "loom/ps/van.h"
 
 namespace loom::ps {
 

@@ -7,6 +7,7 @@
 #include "loom/core/error.h"
 #include "loom/ps/server.h"
 #include "loom/ps/tensor_payload.h"
+#include "loom/ps/zmq_van.h"
 
 namespace loom::ps {
 
@@ -37,7 +38,7 @@ struct Worker::Impl {
     van.timeout = options.timeout;
     van.limits = limits_for_slices(options.slice_bytes);
     for (const std::string& endpoint : options.servers) {
-      vans.push_back(std::make_unique<ClientVan>(endpoint, options.worker_id, van));
+      vans.push_back(std::make_unique<ZmqClientVan>(endpoint, options.worker_id, van));
       van_ptrs.push_back(vans.back().get());
     }
   }
@@ -45,8 +46,8 @@ struct Worker::Impl {
   WorkerOptions options;
   std::vector<TensorSpec> tensors;
   ShardPlan plan;
-  std::vector<std::unique_ptr<ClientVan>> vans;
-  std::vector<ClientVan*> van_ptrs;
+  std::vector<std::unique_ptr<ZmqClientVan>> vans;
+  std::vector<ZmqClientVan*> van_ptrs;
   uint64_t next_seq = 1;
   uint64_t next_handle = 1;
   std::unordered_map<uint64_t, Request> requests;  // by seq
@@ -181,7 +182,7 @@ struct Worker::Impl {
     const auto deadline = Clock::now() + options.timeout;
     while (handles[h.id].outstanding > 0) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      const int ready = left.count() > 0 ? ClientVan::poll_any(van_ptrs, left) : -1;
+      const int ready = left.count() > 0 ? ZmqClientVan::poll_any(van_ptrs, left) : -1;
       if (ready < 0) throw_timeout(h.id);
       while (auto m = vans[ready]->receive(std::chrono::milliseconds(0))) dispatch(ready, *m);
     }

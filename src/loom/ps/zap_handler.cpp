@@ -7,7 +7,7 @@
 
 #include "loom/core/error.h"
 #include "loom/core/log.h"
-#include "loom/ps/van.h"
+#include "loom/ps/zmq_van.h"
 
 namespace loom::ps {
 

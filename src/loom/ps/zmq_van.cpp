@@ -1,4 +1,4 @@
-// ServerVan / ClientVan over ZeroMQ (ROUTER / DEALER). Contracts in loom/ps/van.h.
+// ZmqServerVan / ZmqClientVan over ZeroMQ (ROUTER / DEALER). Contracts in loom/ps/zmq_van.h.
 #include <zmq.hpp>
 
 #include <unistd.h>
@@ -19,27 +19,14 @@
 #include "loom/core/error.h"
 #include "loom/core/log.h"
 #include "loom/core/tsan.h"
-#include "loom/ps/van.h"
 #include "loom/ps/zap_handler.h"
+#include "loom/ps/zmq_context.h"
+#include "loom/ps/zmq_van.h"
 
 namespace loom::ps {
 
-struct VanContext::Impl {
-  explicit Impl(int io_threads) : context(std::max(1, io_threads)) {}
-  // The context's ZAP handler, started by its first CURVE server.
-  ZapHandler& zap() {
-    std::lock_guard<std::mutex> lock(zap_mutex);
-    if (!zap_handler) zap_handler = std::make_unique<ZapHandler>(context);
-    return *zap_handler;
-  }
-  zmq::context_t context;
-  std::mutex zap_mutex;
-  std::unique_ptr<ZapHandler> zap_handler;  // destroyed (its socket closed) before the context
-};
-
-VanContext::VanContext(int io_threads) : impl_(std::make_unique<Impl>(io_threads)) {}
-VanContext::~VanContext() = default;
-void* VanContext::native_handle() const { return impl_->context.handle(); }
+ZmqContext::ZmqContext(int io_threads) : impl_(std::make_unique<Impl>(io_threads)) {}
+ZmqContext::~ZmqContext() = default;
 
 Payload Payload::from_string(std::string bytes) {
   auto owned = std::make_shared<std::string>(std::move(bytes));
@@ -77,8 +64,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-std::shared_ptr<VanContext> context_for(const VanOptions& options) {
-  return options.context ? options.context : std::make_shared<VanContext>(options.io_threads);
+std::shared_ptr<ZmqContext> context_for(const VanOptions& options) {
+  return options.context ? options.context : std::make_shared<ZmqContext>(options.io_threads);
 }
 
 int timeout_ms(milliseconds t) {
@@ -184,7 +171,7 @@ std::string z85_to_binary(const std::string& z85) {
   return binary;
 }
 
-// The routing identity a ClientVan presents: printable, and stable across reconnects
+// The routing identity a ZmqClientVan presents: printable, and stable across reconnects
 // so that a ROUTER keeps serving it after a dropped TCP connection.
 std::string client_identity(uint32_t worker_id) {
   std::random_device rd;
@@ -194,9 +181,9 @@ std::string client_identity(uint32_t worker_id) {
 
 }  // namespace
 
-// ---- ServerVan ----------------------------------------------------------------------
+// ---- ZmqServerVan ----------------------------------------------------------------------
 
-struct ServerVan::Impl {
+struct ZmqServerVan::Impl {
   Impl(std::string requested, VanOptions opts)
       : options(std::move(opts)),
         context(context_for(options)),
@@ -235,7 +222,7 @@ struct ServerVan::Impl {
   bool send(const std::string& peer, const Header& header, const Payload& payload, bool dontwait);
 
   VanOptions options;
-  std::shared_ptr<VanContext> context;  // outlives the socket (declared before it)
+  std::shared_ptr<ZmqContext> context;  // outlives the socket (declared before it)
   zmq::socket_t socket;
   std::string zap_domain;  // with CURVE: this server's domain in the context's ZAP handler
   std::string endpoint;
@@ -244,7 +231,7 @@ struct ServerVan::Impl {
   std::vector<zmq::message_t> frames;
 };
 
-bool ServerVan::Impl::send(const std::string& peer, const Header& header, const Payload& payload, bool dontwait) {
+bool ZmqServerVan::Impl::send(const std::string& peer, const Header& header, const Payload& payload, bool dontwait) {
   Header h = header;
   h.version = kProtocolVersion;
   h.payload_bytes = payload.size;
@@ -266,7 +253,7 @@ bool ServerVan::Impl::send(const std::string& peer, const Header& header, const 
   }
 }
 
-void ServerVan::Impl::reject(const std::string& peer, const Header* header, const std::string& reason) {
+void ZmqServerVan::Impl::reject(const std::string& peer, const Header* header, const std::string& reason) {
   const int64_t n = ++rejected;
   // A peer flooding us with garbage must not flood the log: the first 20, then every 1000th.
   if (n <= 20 || n % 1000 == 0) {
@@ -290,7 +277,7 @@ void ServerVan::Impl::reject(const std::string& peer, const Header* header, cons
   }
 }
 
-std::optional<Message> ServerVan::Impl::accept(std::vector<zmq::message_t>& parts, size_t count) {
+std::optional<Message> ZmqServerVan::Impl::accept(std::vector<zmq::message_t>& parts, size_t count) {
   const std::string peer = parts[0].to_string();
   if (count != 3) {
     reject(peer, nullptr, fmt::format("expected 2 frames (header, payload), got {}", count - 1));
@@ -351,16 +338,16 @@ std::optional<Message> ServerVan::Impl::accept(std::vector<zmq::message_t>& part
   return Message{header, payload_of(std::move(parts[2])), peer};
 }
 
-ServerVan::ServerVan(std::string endpoint, VanOptions options)
+ZmqServerVan::ZmqServerVan(std::string endpoint, VanOptions options)
     : impl_(std::make_unique<Impl>(std::move(endpoint), std::move(options))) {}
-ServerVan::~ServerVan() = default;
-ServerVan::ServerVan(ServerVan&&) noexcept = default;
-ServerVan& ServerVan::operator=(ServerVan&&) noexcept = default;
+ZmqServerVan::~ZmqServerVan() = default;
+ZmqServerVan::ZmqServerVan(ZmqServerVan&&) noexcept = default;
+ZmqServerVan& ZmqServerVan::operator=(ZmqServerVan&&) noexcept = default;
 
-std::string ServerVan::endpoint() const { return impl_->endpoint; }
-int64_t ServerVan::rejected() const { return impl_->rejected.load(); }
+std::string ZmqServerVan::endpoint() const { return impl_->endpoint; }
+int64_t ZmqServerVan::rejected() const { return impl_->rejected.load(); }
 
-std::optional<Message> ServerVan::receive(milliseconds timeout) {
+std::optional<Message> ZmqServerVan::receive(milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   for (;;) {
     if (!wait_readable(impl_->socket, deadline, "parameter server", impl_->endpoint)) return std::nullopt;
@@ -378,16 +365,16 @@ std::optional<Message> ServerVan::receive(milliseconds timeout) {
   }
 }
 
-void ServerVan::send(const std::string& peer, const Header& header, Payload payload) {
+void ZmqServerVan::send(const std::string& peer, const Header& header, Payload payload) {
   if (!impl_->send(peer, header, payload, /*dontwait=*/false)) {
     LOOM_THROW(TimeoutError, "sending {} to peer {} from {} timed out after {} ms (the worker is not reading)",
                op_name(header.op), describe_peer(peer), impl_->endpoint, impl_->options.timeout.count());
   }
 }
 
-// ---- ClientVan ----------------------------------------------------------------------
+// ---- ZmqClientVan ----------------------------------------------------------------------
 
-struct ClientVan::Impl {
+struct ZmqClientVan::Impl {
   Impl(std::string ep, uint32_t id, VanOptions opts)
       : options(std::move(opts)),
         context(context_for(options)),
@@ -417,14 +404,14 @@ struct ClientVan::Impl {
   }
 
   VanOptions options;
-  std::shared_ptr<VanContext> context;  // outlives the socket (declared before it)
+  std::shared_ptr<ZmqContext> context;  // outlives the socket (declared before it)
   zmq::socket_t socket;
   std::string endpoint;
   uint32_t worker_id;
   std::vector<zmq::message_t> frames;
 };
 
-ClientVan::ClientVan(std::string endpoint, uint32_t worker_id, VanOptions options)
+ZmqClientVan::ZmqClientVan(std::string endpoint, uint32_t worker_id, VanOptions options)
     : impl_(std::make_unique<Impl>(std::move(endpoint), worker_id, std::move(options))) {
   const auto deadline = Clock::now() + impl_->options.timeout;
   Header hello;
@@ -449,14 +436,14 @@ ClientVan::ClientVan(std::string endpoint, uint32_t worker_id, VanOptions option
              "sides use the same --ps-slice-mb?)",
              impl_->endpoint, server_limit, impl_->options.limits.max_payload_bytes);
 }
-ClientVan::~ClientVan() = default;
-ClientVan::ClientVan(ClientVan&&) noexcept = default;
-ClientVan& ClientVan::operator=(ClientVan&&) noexcept = default;
+ZmqClientVan::~ZmqClientVan() = default;
+ZmqClientVan::ZmqClientVan(ZmqClientVan&&) noexcept = default;
+ZmqClientVan& ZmqClientVan::operator=(ZmqClientVan&&) noexcept = default;
 
-const std::string& ClientVan::endpoint() const { return impl_->endpoint; }
-uint32_t ClientVan::worker_id() const { return impl_->worker_id; }
+const std::string& ZmqClientVan::endpoint() const { return impl_->endpoint; }
+uint32_t ZmqClientVan::worker_id() const { return impl_->worker_id; }
 
-void ClientVan::send(const Header& header, Payload payload) {
+void ZmqClientVan::send(const Header& header, Payload payload) {
   Header h = header;
   h.version = kProtocolVersion;
   h.worker = impl_->worker_id;
@@ -478,7 +465,7 @@ void ClientVan::send(const Header& header, Payload payload) {
              impl_->endpoint, impl_->options.timeout.count());
 }
 
-std::optional<Message> ClientVan::receive(milliseconds timeout) {
+std::optional<Message> ZmqClientVan::receive(milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   for (;;) {
     if (!wait_readable(impl_->socket, deadline, "client of the parameter server at", impl_->endpoint)) {
@@ -510,10 +497,10 @@ std::optional<Message> ClientVan::receive(milliseconds timeout) {
   }
 }
 
-int ClientVan::poll_any(const std::vector<ClientVan*>& vans, std::chrono::milliseconds timeout) {
+int ZmqClientVan::poll_any(const std::vector<ZmqClientVan*>& vans, std::chrono::milliseconds timeout) {
   std::vector<zmq::pollitem_t> items;
   items.reserve(vans.size());
-  for (ClientVan* v : vans) items.push_back({v->impl_->socket.handle(), 0, ZMQ_POLLIN, 0});
+  for (ZmqClientVan* v : vans) items.push_back({v->impl_->socket.handle(), 0, ZMQ_POLLIN, 0});
   const auto deadline = Clock::now() + timeout;
   while (true) {
     const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());

@@ -1,5 +1,5 @@
 // Helpers for the ps/ server and worker tests: servers on their own thread over inproc://
-// endpoints of one shared VanContext, a clock the tests advance, a small model,
+// endpoints of one shared ZmqContext, a clock the tests advance, a small model,
 // deterministic gradients, the single-process reference (libtorch's own optimizers
 // applied to the full tensors), and checks of the servers' refusals.
 #pragma once
@@ -22,8 +22,8 @@
 #include "loom/core/error.h"
 #include "loom/ps/server.h"
 #include "loom/ps/shard_plan.h"
-#include "loom/ps/van.h"
 #include "loom/ps/worker.h"
+#include "loom/ps/zmq_van.h"
 #include "support/tensor_compare.h"
 
 namespace loom::ps::testing {
@@ -75,7 +75,7 @@ inline optim::OptimizerOptions adam(double lr) {
   return o;
 }
 
-inline ServerOptions server_options(const std::shared_ptr<VanContext>& context, int num_workers,
+inline ServerOptions server_options(const std::shared_ptr<ZmqContext>& context, int num_workers,
                                     Consistency consistency = Consistency::sync,
                                     optim::OptimizerOptions optimizer = {}) {
   ServerOptions o;
@@ -90,7 +90,7 @@ inline ServerOptions server_options(const std::shared_ptr<VanContext>& context, 
   return o;
 }
 
-inline WorkerOptions worker_options(const std::shared_ptr<VanContext>& context, std::vector<std::string> servers,
+inline WorkerOptions worker_options(const std::shared_ptr<ZmqContext>& context, std::vector<std::string> servers,
                                     uint32_t worker_id, int64_t slice_bytes = int64_t{4} << 20) {
   WorkerOptions o;
   o.servers = std::move(servers);
@@ -226,8 +226,8 @@ inline void expect_rejected(Server& server, int64_t expected) {
   EXPECT_EQ(server.rejected(), expected);
 }
 
-// The reply to request `seq` on a raw ClientVan (other replies are skipped).
-inline Message reply_to(ClientVan& van, uint64_t seq) {
+// The reply to request `seq` on a raw ZmqClientVan (other replies are skipped).
+inline Message reply_to(ZmqClientVan& van, uint64_t seq) {
   const auto start = Clock::now();
   while (elapsed_ms(start) < 3000) {
     auto m = van.receive(100ms);

@@ -14,7 +14,7 @@ namespace {
 using namespace loom::ps::testing;
 
 TEST(PsServerAsync, EachPushIsAppliedOnArrivalScaledByItsWeight) {
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   ServerThread s(server_options(ctx, 2, Consistency::async, sgd(0.5)));
   Worker w0(model_specs(), worker_options(ctx, {s.endpoint()}, 0));
   Worker w1(model_specs(), worker_options(ctx, {s.endpoint()}, 1));

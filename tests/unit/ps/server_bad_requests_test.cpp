@@ -15,7 +15,7 @@ namespace {
 using namespace loom::ps::testing;
 
 TEST(PsServerBadRequests, AreRefusedWithTheReasonAndTheServerKeepsServing) {
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   ServerThread s(server_options(ctx, 2, Consistency::sync, sgd(0.1)));
   const std::string ep = s.endpoint();
   const std::vector<TensorSpec> w_only = {{"w", {4, 6}}};  // key 0 alone: one request per op
@@ -48,7 +48,7 @@ TEST(PsServerBadRequests, AreRefusedWithTheReasonAndTheServerKeepsServing) {
     expect_rejected(s.server(), ++rejected);
   }
   {  // wrong dtype: f64 values, sent raw (the Worker only sends f32)
-    ClientVan raw(ep, 1, raw_options);
+    ZmqClientVan raw(ep, 1, raw_options);
     Header h;
     h.op = Op::push;
     h.key = 0;
@@ -84,7 +84,7 @@ TEST(PsServerBadRequests, AreRefusedWithTheReasonAndTheServerKeepsServing) {
     expect_rejected(s.server(), ++rejected);
   }
   {  // worker id out of range: its hello and its request are both refused
-    ClientVan raw(ep, 7, raw_options);
+    ZmqClientVan raw(ep, 7, raw_options);
     Header h;
     h.op = Op::pull;
     h.key = 0;
@@ -98,7 +98,7 @@ TEST(PsServerBadRequests, AreRefusedWithTheReasonAndTheServerKeepsServing) {
     expect_rejected(s.server(), rejected);
   }
   {  // unknown command
-    ClientVan raw(ep, 1, raw_options);
+    ZmqClientVan raw(ep, 1, raw_options);
     Header h;
     h.op = Op::command;
     h.seq = 9;
@@ -110,7 +110,7 @@ TEST(PsServerBadRequests, AreRefusedWithTheReasonAndTheServerKeepsServing) {
     expect_rejected(s.server(), ++rejected);
   }
   {  // an op a server never accepts
-    ClientVan raw(ep, 1, raw_options);
+    ZmqClientVan raw(ep, 1, raw_options);
     Header h;
     h.op = Op::pull_reply;
     h.seq = 11;
@@ -142,7 +142,7 @@ TEST(PsServerBadRequests, AreRefusedWithTheReasonAndTheServerKeepsServing) {
 }
 
 TEST(PsServerOptions, RejectsBadValues) {
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   ServerOptions no_workers = server_options(ctx, 0);
   EXPECT_THROW(Server{no_workers}, ConfigError);
   ServerOptions negative = server_options(ctx, 2, Consistency::ssp);

@@ -33,7 +33,7 @@ TEST(PsServerCheckpointPaths, AMessageNamingAPathWritesNothingOutsideTheDirector
   const bool tmp_x_existed = fs::exists("/tmp/x"), tmp_x_server0_existed = fs::exists("/tmp/x.server0");
   fs::create_directories(dir + "/saves");
   fs::create_directories(dir + "/ckpts");
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   ServerOptions so = server_options(ctx, 1);
   so.save_dir = dir + "/saves";
   so.checkpoint_dir = dir + "/ckpts";
@@ -43,7 +43,7 @@ TEST(PsServerCheckpointPaths, AMessageNamingAPathWritesNothingOutsideTheDirector
   VanOptions raw_options;
   raw_options.context = ctx;
   raw_options.timeout = 3s;
-  ClientVan raw(s.endpoint(), 0, raw_options);  // a peer that skips the Worker's own checks
+  ZmqClientVan raw(s.endpoint(), 0, raw_options);  // a peer that skips the Worker's own checks
   int64_t rejected = 0;
   uint64_t seq = 100;
   const std::vector<std::pair<std::string, std::string>> bad = {

@@ -25,7 +25,7 @@ TEST_P(PsServerCheckpoint, LoadedServersContinueWithTheSameValuesAndOptimizerSta
   const std::string dir = temp_dir();
   const std::string prefix = dir + "/ckpt";
   const int64_t slice_bytes = 32;  // "w": 3 slices, spread over both servers
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   std::vector<std::unique_ptr<ServerThread>> a;
   std::vector<std::string> a_endpoints;
   for (int i = 0; i < 2; ++i) {
@@ -117,7 +117,7 @@ INSTANTIATE_TEST_SUITE_P(Optimizers, PsServerCheckpoint, ::testing::Values("sgd"
 
 TEST(PsServerCheckpointErrors, GarbageOrMissingFileIsACheckpointErrorNamingThePath) {
   const std::string dir = temp_dir();
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   const std::string garbage = dir + "/garbage.server0";
   std::ofstream(garbage, std::ios::binary) << "this is not a checkpoint\n\x01\x02\x03";
   const std::string empty = dir + "/empty.server0";
@@ -150,7 +150,7 @@ void write_bytes(const std::string& path, const std::string& bytes) { std::ofstr
 
 // A server holding initial_values() saves them as <dir>/good.server0; returns that path.
 std::string save_initial_values(const std::string& dir) {
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   ServerOptions so = server_options(ctx, 1);
   so.save_dir = dir;
   ServerThread s(so);
@@ -164,7 +164,7 @@ std::string save_initial_values(const std::string& dir) {
 
 // The values a server loaded from `path` (one worker pulls them).
 std::vector<at::Tensor> loaded_values(const std::string& path) {
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   ServerOptions so = server_options(ctx, 1);
   so.load_path = path;
   ServerThread s(so);
@@ -194,7 +194,7 @@ TEST(PsServerCheckpointErrors, AChangedByteOrATruncatedFileIsRefusedNamingTheCau
   write_bytes(corrupt, changed);
   write_bytes(truncated, bytes.substr(0, bytes.size() - 1));
 
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   for (const auto& [path, cause] : std::vector<std::pair<std::string, std::string>>{
            {corrupt, "checksum mismatch, the checkpoint is corrupt"}, {truncated, "truncated or padded checkpoint"}}) {
     ServerOptions so = server_options(ctx, 1);
@@ -225,7 +225,7 @@ TEST(PsServerCheckpointErrors, ACheckpointWithoutTheFrameFromAnOlderLoomStillLoa
 }
 
 TEST(PsServerCheckpointErrors, SaveToAnUnwritableDirectoryIsRefusedNamingIt) {
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   ServerOptions so = server_options(ctx, 1);
   so.save_dir = "/nonexistent-loom-dir/sub";
   ServerThread s(so);
@@ -238,7 +238,7 @@ TEST(PsServerCheckpointErrors, SaveToAnUnwritableDirectoryIsRefusedNamingIt) {
 }
 
 TEST(PsServerCheckpointErrors, ServerWithoutADirectoryRefusesToSave) {
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   ServerThread s(server_options(ctx, 1));
   Worker w(model_specs(), worker_options(ctx, {s.endpoint()}, 0));
   w.init(initial_values());

@@ -19,7 +19,7 @@ using namespace loom::ps::testing;
 
 TEST(PsServerFaults, AsyncDropsASilentWorkerAndTheOtherGoesOn) {
   ManualClock clock;
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   ServerOptions so = server_options(ctx, 2, Consistency::async, sgd(0.1));
   so.dead_after = 30s;
   so.timeout = 100s;  // a dropped worker silent this long is gone: run() may return
@@ -54,7 +54,7 @@ TEST(PsServerFaults, AsyncDropsASilentWorkerAndTheOtherGoesOn) {
 
 TEST(PsServerFaults, SspDroppingASilentWorkerReleasesThePullsWaitingForIt) {
   ManualClock clock;
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   ServerOptions so = server_options(ctx, 2, Consistency::ssp, sgd(0.1));
   so.staleness = 0;
   so.dead_after = 30s;
@@ -107,7 +107,7 @@ TEST(PsServerFaults, SspDroppingASilentWorkerReleasesThePullsWaitingForIt) {
 
 TEST(PsServerFaults, SyncStepIncompleteBeyondTheTimeoutNamesTheMissingWorker) {
   ManualClock clock;
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   ServerOptions so = server_options(ctx, 3, Consistency::sync, sgd(0.1));
   so.timeout = 30s;
   so.clock = clock.clock();

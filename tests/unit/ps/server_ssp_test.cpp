@@ -17,7 +17,7 @@ namespace {
 using namespace loom::ps::testing;
 
 TEST(PsServerSsp, StalenessOneBlocksTheFastWorkerUntilTheSlowOneCatchesUp) {
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   ServerOptions so = server_options(ctx, 2, Consistency::ssp, sgd(0.1));
   so.staleness = 1;
   ServerThread s(so);

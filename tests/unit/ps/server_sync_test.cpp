@@ -29,7 +29,7 @@ struct SyncRun {
 // values and that every server returns once both are done.
 SyncRun run_sync(int servers, int64_t slice_bytes, const optim::OptimizerOptions& o, int steps,
                  const std::vector<double>& weights = {0.75, 0.25}) {
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   std::vector<std::unique_ptr<ServerThread>> threads;
   std::vector<std::string> endpoints;
   for (int i = 0; i < servers; ++i) {
@@ -150,7 +150,7 @@ TEST(PsServerSync, ParameterSplitOverTwoServersGivesTheUnsplitResult) {
 }
 
 TEST(PsServerSync, PullOfClockCWaitsForTheUpdateOfStepCMinusOne) {
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   ServerThread s(server_options(ctx, 2, Consistency::sync, sgd(0.1)));
   Worker w0(model_specs(), worker_options(ctx, {s.endpoint()}, 0));
   Worker w1(model_specs(), worker_options(ctx, {s.endpoint()}, 1));

@@ -19,7 +19,7 @@ TEST(VanCurve, OnlyAClientHoldingTheJobsKeyIsServed) {
   with_key.timeout = kWait;
   with_key.curve = job;
   EchoServer server("tcp://127.0.0.1:0", with_key);
-  ClientVan good(server.endpoint(), 0, with_key);
+  ZmqClientVan good(server.endpoint(), 0, with_key);
   auto buffer = std::make_shared<std::string>(4096, 'c');
   good.send(raw_push(0, 1, buffer->size()), Payload{buffer->data(), buffer->size(), buffer});
   auto reply = good.receive(kWait);
@@ -29,7 +29,7 @@ TEST(VanCurve, OnlyAClientHoldingTheJobsKeyIsServed) {
   VanOptions no_key;
   no_key.timeout = 500ms;
   try {
-    ClientVan plain(server.endpoint(), 1, no_key);
+    ZmqClientVan plain(server.endpoint(), 1, no_key);
     ADD_FAILURE() << "a client without the key was served";
   } catch (const loom::TimeoutError& e) {
     EXPECT_NE(std::string(e.what()).find(server.endpoint()), std::string::npos) << e.what();
@@ -37,15 +37,15 @@ TEST(VanCurve, OnlyAClientHoldingTheJobsKeyIsServed) {
   VanOptions other_job = no_key;
   other_job.curve = CurveKeys::generate();
   try {
-    ClientVan other(server.endpoint(), 2, other_job);
+    ZmqClientVan other(server.endpoint(), 2, other_job);
     ADD_FAILURE() << "a client with another job's key was served";
   } catch (const loom::TimeoutError& e) {
     EXPECT_NE(std::string(e.what()).find("with this job's CURVE key"), std::string::npos) << e.what();
   }
   {  // knows the server's public key, but holds only a key pair of its own
     const CurveKeys own = CurveKeys::generate();
-    VanContext context;
-    RawSocket raw(context.native_handle(), ZMQ_DEALER);
+    ZmqContext context;
+    RawSocket raw(context.impl().context.handle(), ZMQ_DEALER);
     raw.socket().set(zmq::sockopt::curve_serverkey, job.public_key);
     raw.socket().set(zmq::sockopt::curve_publickey, own.public_key);
     raw.socket().set(zmq::sockopt::curve_secretkey, own.secret_key);
@@ -62,7 +62,7 @@ TEST(VanCurve, OffThisMachineWithoutAKeyIsRefusedUnlessInsecure) {
   VanOptions plain;
   plain.timeout = kWait;
   try {
-    ServerVan van("tcp://0.0.0.0:0", plain);
+    ZmqServerVan van("tcp://0.0.0.0:0", plain);
     ADD_FAILURE() << "listened off loopback without a key";
   } catch (const loom::ConfigError& e) {
     const std::string what = e.what();
@@ -71,7 +71,7 @@ TEST(VanCurve, OffThisMachineWithoutAKeyIsRefusedUnlessInsecure) {
     EXPECT_NE(what.find("--insecure"), std::string::npos) << what;
   }
   try {
-    ClientVan client("tcp://192.0.2.1:5555", 0, plain);
+    ZmqClientVan client("tcp://192.0.2.1:5555", 0, plain);
     ADD_FAILURE() << "connected off loopback without a key";
   } catch (const loom::ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("refusing to connect to the parameter server at tcp://192.0.2.1:5555"),
@@ -80,10 +80,10 @@ TEST(VanCurve, OffThisMachineWithoutAKeyIsRefusedUnlessInsecure) {
   }
   VanOptions insecure = plain;
   insecure.insecure = true;
-  EXPECT_NO_THROW(ServerVan("tcp://0.0.0.0:0", insecure));
+  EXPECT_NO_THROW(ZmqServerVan("tcp://0.0.0.0:0", insecure));
   VanOptions keyed = plain;
   keyed.curve = CurveKeys::generate();
-  EXPECT_NO_THROW(ServerVan("tcp://0.0.0.0:0", keyed));
+  EXPECT_NO_THROW(ZmqServerVan("tcp://0.0.0.0:0", keyed));
 
   for (const char* local : {"inproc://x", "ipc:///tmp/x", "tcp://127.0.0.1:0", "tcp://127.8.9.10:5", "tcp://[::1]:5",
                             "tcp://localhost:5", "tcp://lo:5"}) {

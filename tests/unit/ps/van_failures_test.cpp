@@ -8,7 +8,7 @@ namespace {
 using namespace loom::ps::testing;
 
 TEST_P(VanTest, ReceiveTimesOutWithNullopt) {
-  ServerVan server(bind_address(), options());
+  ZmqServerVan server(bind_address(), options());
   auto start = Clock::now();
   EXPECT_FALSE(server.receive(100ms));
   int64_t ms = elapsed_ms(start);
@@ -32,7 +32,7 @@ TEST_P(VanTest, ReceiveTimesOutWithNullopt) {
 
 TEST_P(VanTest, ClientReceiveTimesOutWithNullopt) {
   EchoServer server(bind_address(), options());
-  ClientVan client(server.endpoint(), 1, options());
+  ZmqClientVan client(server.endpoint(), 1, options());
   const auto start = Clock::now();
   EXPECT_FALSE(client.receive(100ms));
   const int64_t ms = elapsed_ms(start);
@@ -41,7 +41,7 @@ TEST_P(VanTest, ClientReceiveTimesOutWithNullopt) {
 }
 
 TEST_P(VanTest, SendingToAnUnknownOrVanishedPeerIsACommErrorNamingIt) {
-  ServerVan server(bind_address(), options());
+  ZmqServerVan server(bind_address(), options());
   try {
     server.send("nobody", Header{});
     FAIL() << "sent to a peer that never existed";
@@ -52,7 +52,7 @@ TEST_P(VanTest, SendingToAnUnknownOrVanishedPeerIsACommErrorNamingIt) {
   // A client says hello (served by this thread), then goes away.
   std::string peer;
   {
-    std::optional<ClientVan> client;
+    std::optional<ZmqClientVan> client;
     std::thread worker([&] { client.emplace(server.endpoint(), 3, options()); });
     const auto start = Clock::now();
     while (peer.empty() && elapsed_ms(start) < 3000) {
@@ -87,7 +87,7 @@ TEST(Van, BindFailureNamesTheEndpoint) {
   VanOptions insecure;
   insecure.insecure = true;  // not loopback: without it, the refusal to listen in the clear comes first
   try {
-    ServerVan van("tcp://256.1.1.1:5", insecure);
+    ZmqServerVan van("tcp://256.1.1.1:5", insecure);
     FAIL() << "no throw";
   } catch (const loom::CommError& e) {
     EXPECT_NE(std::string(e.what()).find("cannot bind the parameter server to tcp://256.1.1.1:5"), std::string::npos)

@@ -13,7 +13,7 @@ TEST_P(VanTest, HelloIsAcknowledgedAndReturnedToTheServer) {
     EXPECT_EQ(server.endpoint().rfind("tcp://127.0.0.1:", 0), 0u) << server.endpoint();
     EXPECT_NE(server.endpoint(), "tcp://127.0.0.1:0");
   }
-  ClientVan client(server.endpoint(), 7, options());
+  ZmqClientVan client(server.endpoint(), 7, options());
   EXPECT_EQ(client.worker_id(), 7u);
   // The server thread records the hello just after receive() has acknowledged it.
   const auto start = Clock::now();
@@ -35,14 +35,14 @@ TEST_P(VanTest, WrongTokenIsRejectedWithTheCause) {
   VanOptions wrong = options();
   wrong.token = "guess";
   try {
-    ClientVan client(server.endpoint(), 1, wrong);
+    ZmqClientVan client(server.endpoint(), 1, wrong);
     FAIL() << "handshake with a wrong token succeeded";
   } catch (const loom::CommError& e) {
     EXPECT_EQ(std::string(e.what()), "server at " + server.endpoint() + " rejected the handshake: wrong token");
   }
   VanOptions missing = options();
   try {
-    ClientVan client(server.endpoint(), 1, missing);
+    ZmqClientVan client(server.endpoint(), 1, missing);
     FAIL() << "handshake without a token succeeded";
   } catch (const loom::CommError& e) {
     EXPECT_NE(std::string(e.what()).find("missing token"), std::string::npos) << e.what();
@@ -52,7 +52,7 @@ TEST_P(VanTest, WrongTokenIsRejectedWithTheCause) {
 
   VanOptions right = options();
   right.token = "s3cret";
-  ClientVan client(server.endpoint(), 1, right);
+  ZmqClientVan client(server.endpoint(), 1, right);
   round_trip(client, 1);
   EXPECT_EQ(server.hellos().size(), 1u);
 }
@@ -62,7 +62,7 @@ TEST_P(VanTest, TokenWhereTheServerHasNoneIsRejected) {
   VanOptions with_token = options();
   with_token.token = "abc";
   try {
-    ClientVan client(server.endpoint(), 1, with_token);
+    ZmqClientVan client(server.endpoint(), 1, with_token);
     FAIL() << "no throw";
   } catch (const loom::CommError& e) {
     EXPECT_NE(std::string(e.what()).find("unexpected token"), std::string::npos) << e.what();
@@ -87,12 +87,12 @@ TEST_P(VanTest, ClientWithoutServerTimesOutNamingTheEndpoint) {
   if (GetParam().inproc) {
     endpoint = bind_address();  // never bound
   } else {
-    ServerVan gone(bind_address(), options());  // a port that was free a moment ago
+    ZmqServerVan gone(bind_address(), options());  // a port that was free a moment ago
     endpoint = gone.endpoint();
   }
   const auto start = Clock::now();
   try {
-    ClientVan client(endpoint, 1, options(200ms));
+    ZmqClientVan client(endpoint, 1, options(200ms));
     FAIL() << "connected to nothing";
   } catch (const loom::TimeoutError& e) {
     EXPECT_EQ(std::string(e.what()),
@@ -110,7 +110,7 @@ TEST_P(VanTest, ClientWithALargerLimitThanTheServerIsRefusedAtTheHandshake) {
   server_options.limits = loom::ps::limits_for_slices(1 << 20);
   EchoServer server(bind_address(), server_options);
   try {
-    ClientVan client(server.endpoint(), 0, options());  // default limit: 2 GiB
+    ZmqClientVan client(server.endpoint(), 0, options());  // default limit: 2 GiB
     ADD_FAILURE() << "no error";
   } catch (const loom::CommError& e) {
     const std::string what = e.what();
@@ -120,7 +120,7 @@ TEST_P(VanTest, ClientWithALargerLimitThanTheServerIsRefusedAtTheHandshake) {
   }
   VanOptions same = options();
   same.limits = server_options.limits;
-  ClientVan client(server.endpoint(), 0, same);
+  ZmqClientVan client(server.endpoint(), 0, same);
   round_trip(client, 1, 1 << 20);
 }
 

@@ -14,9 +14,9 @@ TEST(VanTcp, FrameOverTheLimitIsDroppedByZeroMQ) {
   small.timeout = kWait;
   small.limits.max_payload_bytes = 1024;
   EchoServer server("tcp://127.0.0.1:0", small);
-  ClientVan good(server.endpoint(), 0, small);
-  VanContext context;
-  RawSocket raw(context.native_handle(), ZMQ_DEALER);
+  ZmqClientVan good(server.endpoint(), 0, small);
+  ZmqContext context;
+  RawSocket raw(context.impl().context.handle(), ZMQ_DEALER);
   raw.connect(server.endpoint());
   raw.send({header_bytes(hello_from(9)), ""});
   ASSERT_TRUE(raw.receive(kWait));
@@ -41,17 +41,17 @@ TEST(VanTcp, APeerWithoutHelloCannotMakeZeroMQAllocateAFrameOverTheLimit) {
   small.limits = loom::ps::limits_for_slices(1024);  // raised to the 64 KiB floor
   ASSERT_EQ(small.limits.max_payload_bytes, 64u * 1024);
   EchoServer server("tcp://127.0.0.1:0", small);
-  ClientVan good(server.endpoint(), 0, small);
-  VanContext context;
+  ZmqClientVan good(server.endpoint(), 0, small);
+  ZmqContext context;
   const uint64_t limit = small.limits.max_payload_bytes;
   {
-    RawSocket raw(context.native_handle(), ZMQ_DEALER);
+    RawSocket raw(context.impl().context.handle(), ZMQ_DEALER);
     raw.connect(server.endpoint());
     raw.send({header_bytes(raw_push(9, 1, limit)), std::string(limit, 'x')});
     expect_error_reply(raw, "push from a peer that has not said hello");
   }
   {
-    RawSocket raw(context.native_handle(), ZMQ_DEALER);
+    RawSocket raw(context.impl().context.handle(), ZMQ_DEALER);
     raw.connect(server.endpoint());
     raw.send({header_bytes(raw_push(9, 2, limit + 1)), std::string(limit + 1, 'x')});
     EXPECT_FALSE(raw.receive(300ms)) << "a frame over the limit reached the server";

@@ -10,7 +10,7 @@ using namespace loom::ps::testing;
 
 TEST_P(VanTest, MalformedMessagesGetErrorsWhileAGoodClientIsServed) {
   EchoServer server(bind_address(), options());
-  ClientVan good(server.endpoint(), 0, options());
+  ZmqClientVan good(server.endpoint(), 0, options());
   RawSocket raw(raw_context(), ZMQ_DEALER);
   raw.connect(server.endpoint());
   raw.send({header_bytes(hello_from(5)), ""});
@@ -72,7 +72,7 @@ TEST_P(VanTest, MalformedMessagesGetErrorsWhileAGoodClientIsServed) {
 
 TEST_P(VanTest, SendRejectsAnInvalidHeaderBeforeItLeaves) {
   EchoServer server(bind_address(), options());
-  ClientVan client(server.endpoint(), 1, options());
+  ZmqClientVan client(server.endpoint(), 1, options());
   Header h = raw_push(0, 1, 16);
   h.dtype = DType::f64;  // 16 elements of f64 are not 16 bytes
   std::string payload(16, 'x');
@@ -98,7 +98,7 @@ TEST_P(VanTest, MalformedReplyThrowsProtocolErrorOnTheClient) {
     ok.seq = 4;
     router.send({(*hello)[0], header_bytes(ok), "not declared"});
   });
-  ClientVan client(endpoint, 2, options());
+  ZmqClientVan client(endpoint, 2, options());
   fake_server.join();
   try {
     client.receive(kWait);

@@ -9,7 +9,7 @@ using namespace loom::ps::testing;
 
 TEST_P(VanTest, FourMiBPushRoundTripsByteExactWithoutCopies) {
   EchoServer server(bind_address(), options());
-  ClientVan client(server.endpoint(), 1, options());
+  ZmqClientVan client(server.endpoint(), 1, options());
   constexpr size_t kBytes = size_t{4} << 20;
   auto buffer = std::make_shared<std::vector<float>>(kBytes / sizeof(float));
   std::mt19937 rng(42);
@@ -52,7 +52,7 @@ TEST_P(VanTest, FourMiBPushRoundTripsByteExactWithoutCopies) {
 
 TEST_P(VanTest, PayloadWithoutOwnerIsCopiedAndEmptyPayloadWorks) {
   EchoServer server(bind_address(), options());
-  ClientVan client(server.endpoint(), 1, options());
+  ZmqClientVan client(server.endpoint(), 1, options());
   std::vector<uint8_t> bytes(100, 0xab);
   Header h = raw_push(0, 1, bytes.size());
   client.send(h, Payload{bytes.data(), bytes.size(), nullptr});
@@ -85,7 +85,7 @@ TEST_P(VanTest, ErrorRepliesAreReturnedToTheClient) {
     error.payload_bytes = 11;
     router.send({(*hello)[0], header_bytes(error), "unknown key"});
   });
-  ClientVan client(endpoint, 2, options());
+  ZmqClientVan client(endpoint, 2, options());
   fake_server.join();
   auto reply = client.receive(kWait);
   ASSERT_TRUE(reply);
@@ -97,13 +97,13 @@ TEST_P(VanTest, ErrorRepliesAreReturnedToTheClient) {
 TEST_P(VanTest, PollAnyFindsTheClientWithAReply) {
   EchoServer first(bind_address(), options());
   EchoServer second(bind_address(), options());
-  ClientVan a(first.endpoint(), 1, options());
-  ClientVan b(second.endpoint(), 1, options());
+  ZmqClientVan a(first.endpoint(), 1, options());
+  ZmqClientVan b(second.endpoint(), 1, options());
   const auto start = Clock::now();
-  EXPECT_EQ(ClientVan::poll_any({&a, &b}, 100ms), -1);
+  EXPECT_EQ(ZmqClientVan::poll_any({&a, &b}, 100ms), -1);
   EXPECT_GE(elapsed_ms(start), 99);
   b.send(raw_push(0, 1, 0));
-  EXPECT_EQ(ClientVan::poll_any({&a, &b}, kWait), 1);
+  EXPECT_EQ(ZmqClientVan::poll_any({&a, &b}, kWait), 1);
   ASSERT_TRUE(b.receive(0ms));
 }
 

@@ -19,7 +19,8 @@
 
 #include "loom/core/error.h"
 #include "loom/core/tsan.h"
-#include "loom/ps/van.h"
+#include "loom/ps/zmq_context.h"
+#include "loom/ps/zmq_van.h"
 #include "unit/ps/ps_testing.h"
 
 namespace loom::ps::testing {
@@ -32,7 +33,7 @@ inline bool zero_copy(const Payload& p) {
   return message && p.size > 0 && p.data == message->data() && p.size == message->size();
 }
 
-// Runs a ServerVan on its own thread (the van's one thread): acknowledges pushes by
+// Runs a ZmqServerVan on its own thread (the van's one thread): acknowledges pushes by
 // echoing header and payload (zero-copy, the received message is the sent owner),
 // records hellos.
 class EchoServer {
@@ -78,7 +79,7 @@ class EchoServer {
     }
   }
 
-  ServerVan van_;
+  ZmqServerVan van_;
   std::string endpoint_;
   std::atomic<bool> stop_{false};
   std::atomic<int> zero_copy_pushes_{0};
@@ -186,10 +187,10 @@ class VanTest : public ::testing::TestWithParam<Transport> {
     static std::atomic<int> counter{0};
     return GetParam().inproc ? "inproc://van-test-" + std::to_string(counter++) : "tcp://127.0.0.1:0";
   }
-  void* raw_context() const { return context_->native_handle(); }
+  void* raw_context() const { return context_->impl().context.handle(); }
 
   // A push of `bytes` through `client`, echoed; checks the echo.
-  void round_trip(ClientVan& client, uint64_t seq, size_t bytes = 64) {
+  void round_trip(ZmqClientVan& client, uint64_t seq, size_t bytes = 64) {
     auto buffer = std::make_shared<std::vector<uint8_t>>(bytes);
     for (size_t i = 0; i < bytes; ++i) (*buffer)[i] = static_cast<uint8_t>(i * 7 + seq);
     Header h;
@@ -207,7 +208,7 @@ class VanTest : public ::testing::TestWithParam<Transport> {
     EXPECT_EQ(std::memcmp(reply->payload.data, buffer->data(), bytes), 0);
   }
 
-  std::shared_ptr<VanContext> context_ = std::make_shared<VanContext>();
+  std::shared_ptr<ZmqContext> context_ = std::make_shared<ZmqContext>();
 };
 
 }  // namespace loom::ps::testing

@@ -12,7 +12,7 @@
 
 #include "loom/core/error.h"
 #include "loom/ps/server.h"
-#include "loom/ps/van.h"
+#include "loom/ps/zmq_van.h"
 #include "unit/ps/ps_testing.h"
 
 namespace loom::ps {
@@ -20,11 +20,11 @@ namespace {
 
 using namespace loom::ps::testing;
 
-// A ServerVan that completes the handshake of `hellos` workers and then never calls
+// A ZmqServerVan that completes the handshake of `hellos` workers and then never calls
 // receive again: requests queue up unanswered.
 class SilentServer {
  public:
-  SilentServer(const std::shared_ptr<VanContext>& context, int hellos = 1)
+  SilentServer(const std::shared_ptr<ZmqContext>& context, int hellos = 1)
       : van_(unique_endpoint("silent"), options(context)), endpoint_(van_.endpoint()), thread_([this, hellos] {
           int seen = 0;
           while (!stop_ && seen < hellos) {
@@ -39,13 +39,13 @@ class SilentServer {
   const std::string& endpoint() const { return endpoint_; }
 
  private:
-  static VanOptions options(const std::shared_ptr<VanContext>& context) {
+  static VanOptions options(const std::shared_ptr<ZmqContext>& context) {
     VanOptions o;
     o.context = context;
     o.timeout = 3s;
     return o;
   }
-  ServerVan van_;
+  ZmqServerVan van_;
   std::string endpoint_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
@@ -68,7 +68,7 @@ std::string expect_throws(const std::function<void()>& fn) {
 bool contains(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
 
 TEST(PsWorkerTimeout, PullToAServerThatNeverAnswersThrowsTimeoutErrorNamingIt) {
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   SilentServer silent(ctx);
   WorkerOptions o = worker_options(ctx, {silent.endpoint()}, 0);
   o.timeout = 500ms;
@@ -89,7 +89,7 @@ TEST(PsWorkerTimeout, PullToAServerThatNeverAnswersThrowsTimeoutErrorNamingIt) {
 TEST(PsWorkerTimeout, NamesTheServerThatDidNotAnswerAmongSeveral) {
   // Server 0 is a real server, server 1 handshakes and then goes silent. Every request
   // to server 1 (pull of its keys, the "done" command) must time out naming server 1.
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   ServerThread good(server_options(ctx, 1));
   SilentServer silent(ctx);
   WorkerOptions o = worker_options(ctx, {good.endpoint(), silent.endpoint()}, 0, 32);
@@ -105,7 +105,7 @@ TEST(PsWorkerTimeout, NamesTheServerThatDidNotAnswerAmongSeveral) {
 }
 
 TEST(PsWorkerTimeout, AServerThatIsNotRunningFailsTheHandshakeNamingIt) {
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   Server idle(server_options(ctx, 1));  // bound, never run
   WorkerOptions o = worker_options(ctx, {idle.endpoint()}, 0);
   o.timeout = 400ms;  // the worker's one timeout: the handshake's too
@@ -118,7 +118,7 @@ TEST(PsWorkerTimeout, AServerThatIsNotRunningFailsTheHandshakeNamingIt) {
 // The worker's message limits follow its slice size as the servers' do (they announce
 // theirs at the handshake and refuse a worker whose limit is larger).
 TEST(PsWorker, MessageLimitsFollowTheSliceSizeAsTheServersDo) {
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   const int64_t slice_bytes = int64_t{1} << 20;
   ServerOptions so = server_options(ctx, 1);
   so.van.limits = limits_for_slices(slice_bytes);  // as `loom ps-server --ps-slice-mb 1`
@@ -136,7 +136,7 @@ TEST(PsWorker, MessageLimitsFollowTheSliceSizeAsTheServersDo) {
 }
 
 TEST(PsWorker, PlanIsTheSharedShardPlan) {
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   ServerThread s0(server_options(ctx, 1)), s1(server_options(ctx, 1));
   Worker w(model_specs(), worker_options(ctx, {s0.endpoint(), s1.endpoint()}, 0, 32));
   const ShardPlan expected = plan_shards(model_specs(), 2, 32);
@@ -153,7 +153,7 @@ TEST(PsWorker, PlanIsTheSharedShardPlan) {
 }
 
 TEST(PsWorker, RejectsTensorsThatDoNotMatchTheModel) {
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   ServerThread s(server_options(ctx, 1));
   Worker w(model_specs(), worker_options(ctx, {s.endpoint()}, 0));
   w.init(initial_values());
@@ -185,7 +185,7 @@ TEST(PsWorker, RejectsTensorsThatDoNotMatchTheModel) {
 }
 
 TEST(PsWorker, HandlesCanBeWaitedInAnyOrderAndOnce) {
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   ServerThread s0(server_options(ctx, 1, Consistency::sync)), s1(server_options(ctx, 1, Consistency::sync));
   Worker w(model_specs(), worker_options(ctx, {s0.endpoint(), s1.endpoint()}, 0, 32));
   w.init(initial_values());
@@ -205,7 +205,7 @@ TEST(PsWorker, HandlesCanBeWaitedInAnyOrderAndOnce) {
 }
 
 TEST(PsWorker, InitKeepsTheValuesOfKeysTheServerAlreadyHolds) {
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   ServerThread s(server_options(ctx, 1));
   {
     Worker first(model_specs(), worker_options(ctx, {s.endpoint()}, 0));
@@ -228,7 +228,7 @@ TEST(PsWorker, AWorkerIdTheServerDoesNotKnowIsACommErrorNamingTheReason) {
   // The van acknowledges any hello (it does not know the job's size); the server then
   // refuses the worker. The Worker must report the server's reason, not a protocol error
   // about an unknown request.
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   ServerThread s(server_options(ctx, 2));
   Worker w0(model_specs(), worker_options(ctx, {s.endpoint()}, 0));
   w0.init(initial_values());
@@ -242,7 +242,7 @@ TEST(PsWorker, AWorkerIdTheServerDoesNotKnowIsACommErrorNamingTheReason) {
 
 TEST(PsWorker, NeedsAtLeastOneServer) {
   WorkerOptions o;
-  o.van.context = std::make_shared<VanContext>();
+  o.van.context = std::make_shared<ZmqContext>();
   EXPECT_THROW(Worker(model_specs(), o), ConfigError);
 }
 
@@ -255,7 +255,7 @@ namespace {
 // A refusal belongs to the handle whose request was refused: waiting on another handle
 // afterwards does not throw it, and the refused handle does.
 TEST(WorkerErrors, ARefusalIsThrownByItsOwnHandleOnly) {
-  auto ctx = std::make_shared<VanContext>();
+  auto ctx = std::make_shared<ZmqContext>();
   ServerThread s(server_options(ctx, 1));
   Worker w(model_specs(), worker_options(ctx, {s.endpoint()}, 0));
   w.init(initial_values());
