@@ -29,8 +29,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "loom/core/dist_env.h"
 #include "loom/core/log.h"
-#include "loom/core/process.h"
 #include "loom/data/dataset.h"
 #include "loom/data/partitioner.h"
 #include "loom/launch/self_executable.h"

@@ -36,9 +36,9 @@
 #include <thread>
 #include <vector>
 
+#include "loom/core/dist_env.h"
 #include "loom/core/error.h"
 #include "loom/core/log.h"
-#include "loom/core/process.h"
 #include "loom/ps/server.h"
 #include "loom/ps/worker.h"
 

@@ -1,6 +1,6 @@
 // A user's own training loop over loom's building blocks: a data set, the seeded
 // global-batch order, a built-in model, and loom's model file (readable by torch.load).
-#include <loom/core/process.h>
+#include <loom/core/dist_env.h>
 #include <loom/data/dataset.h>
 #include <loom/data/partitioner.h>
 #include <loom/models/registry.h>

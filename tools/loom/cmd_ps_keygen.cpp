@@ -9,7 +9,7 @@
 #include <memory>
 
 #include "commands.h"
-#include "loom/ps/van.h"
+#include "loom/ps/van_options.h"
 
 namespace loom::cli {
 

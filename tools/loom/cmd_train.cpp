@@ -16,7 +16,7 @@
 #include "loom/launch/launcher.h"
 #include "loom/launch/self_executable.h"
 #include "loom/ps/job_layout.h"
-#include "loom/ps/van.h"
+#include "loom/ps/van_options.h"
 #include "loom/train/ps_server_process.h"
 #include "loom/train/train_config.h"
 #include "loom/train/trainer.h"

@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "commands.h"
+#include "loom/core/dist_env.h"
 #include "loom/core/error.h"
 #include "loom/core/log.h"
-#include "loom/core/process.h"
 
 int main(int argc, char** argv) {
   loom::init_process();

@@ -5,7 +5,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -72,6 +74,8 @@ struct VanOptions {
   // when unusable: not a key, or a file others may read). Reads the environment: call it
   // once at start-up (entry points), not deep inside a loop.
   static VanOptions from_environment();
+  // The same, with the variables looked up through `get` (tests pass a map).
+  static VanOptions from_lookup(const std::function<std::optional<std::string>(const std::string&)>& get);
 };
 
 }  // namespace loom::ps

@@ -1,4 +1,4 @@
-#include "loom/core/process.h"
+#include "loom/core/dist_env.h"
 
 #include <dlfcn.h>
 

@@ -1,4 +1,4 @@
-#include "loom/dp/bucket_plan.h"
+#include "loom/dp/distributed_data_parallel.h"
 
 #include <c10/core/ScalarType.h>
 

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "loom/comm/group.h"
+#include "loom/core/choice.h"
 #include "loom/core/error.h"
 
 namespace loom::dp {
@@ -42,21 +43,14 @@ CommHook bf16_compress() {
 
 }  // namespace hooks
 
-const char* to_string(Compression compression) {
-  switch (compression) {
-    case Compression::none: return "none";
-    case Compression::fp16: return "fp16";
-    case Compression::bf16: return "bf16";
-  }
-  return "none";
-}
+namespace {
+constexpr Choice<Compression> kCompressions[] = {
+    {"none", Compression::none}, {"fp16", Compression::fp16}, {"bf16", Compression::bf16}};
+}  // namespace
 
-Compression parse_compression(const std::string& name) {
-  if (name == "none") return Compression::none;
-  if (name == "fp16") return Compression::fp16;
-  if (name == "bf16") return Compression::bf16;
-  LOOM_THROW(ConfigError, "unknown gradient compression '{}' (expected none, fp16 or bf16)", name);
-}
+const char* to_string(Compression compression) { return choice_name(compression, kCompressions); }
+
+Compression parse_compression(const std::string& name) { return parse_choice("grad-compression", name, kCompressions); }
 
 CommHook hook_for(Compression compression) {
   switch (compression) {

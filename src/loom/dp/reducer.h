@@ -48,7 +48,7 @@
 #include <vector>
 
 #include "loom/comm/work.h"
-#include "loom/dp/bucket_plan.h"
+#include "loom/dp/distributed_data_parallel.h"
 #include "loom/dp/grad_compression.h"
 
 namespace torch::autograd {

@@ -7,25 +7,19 @@
 #include <unordered_map>
 #include <vector>
 
+#include "loom/core/choice.h"
 #include "loom/core/error.h"
 
 namespace loom::ps {
 
-Consistency parse_consistency(const std::string& name) {
-  if (name == "sync") return Consistency::sync;
-  if (name == "async") return Consistency::async;
-  if (name == "ssp") return Consistency::ssp;
-  LOOM_THROW(ConfigError, "--consistency must be sync, async or ssp, got '{}'", name);
-}
+namespace {
+constexpr Choice<Consistency> kConsistencies[] = {
+    {"sync", Consistency::sync}, {"async", Consistency::async}, {"ssp", Consistency::ssp}};
+}  // namespace
 
-std::string consistency_name(Consistency c) {
-  switch (c) {
-    case Consistency::sync: return "sync";
-    case Consistency::async: return "async";
-    case Consistency::ssp: return "ssp";
-  }
-  return "?";
-}
+Consistency parse_consistency(const std::string& name) { return parse_choice("consistency", name, kConsistencies); }
+
+std::string consistency_name(Consistency c) { return choice_name(c, kConsistencies); }
 
 namespace {
 

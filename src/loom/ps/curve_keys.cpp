@@ -91,18 +91,26 @@ CurveKeys curve_keys_from_file(const std::string& path) {
 }  // namespace
 
 VanOptions VanOptions::from_environment() {
+  return from_lookup([](const std::string& name) -> std::optional<std::string> {
+    const char* value = std::getenv(name.c_str());
+    if (!value) return std::nullopt;
+    return std::string(value);
+  });
+}
+
+VanOptions VanOptions::from_lookup(const std::function<std::optional<std::string>(const std::string&)>& get) {
   VanOptions options;
-  if (const char* token = std::getenv("LOOM_PS_TOKEN")) options.token = token;
-  const char* secret = std::getenv(kCurveSecretEnv);
-  const char* file = std::getenv(kCurveKeyFileEnv);
-  if (secret && *secret) {
+  if (const auto token = get("LOOM_PS_TOKEN")) options.token = *token;
+  const auto secret = get(kCurveSecretEnv);
+  const auto file = get(kCurveKeyFileEnv);
+  if (secret && !secret->empty()) {
     try {
-      options.curve = CurveKeys::from_secret(secret);
+      options.curve = CurveKeys::from_secret(*secret);
     } catch (const ConfigError& e) {
       LOOM_THROW(ConfigError, "{}: {}", kCurveSecretEnv, e.what());
     }
-  } else if (file && *file) {
-    options.curve = curve_keys_from_file(file);
+  } else if (file && !file->empty()) {
+    options.curve = curve_keys_from_file(*file);
   }
   return options;
 }

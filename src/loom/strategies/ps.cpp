@@ -30,9 +30,7 @@ void PsStrategy::setup(const StrategySetup& s) {
   o.worker_id = static_cast<uint32_t>(context_->rank());
   o.slice_bytes = options_.slice_bytes;
   o.timeout = options_.timeout;
-  o.van = options_.van;
-  o.van.timeout = o.timeout;
-  o.van.limits = ps::limits_for_slices(o.slice_bytes);  // as the servers' (train/ps_server_process.cpp)
+  o.van = options_.van;  // token and CURVE key; the worker derives timeouts and limits from the two above
   for (int i = 0; i < options_.servers; ++i) o.servers.push_back(context_->store_get(ps::server_store_key(i)));
   worker_ = std::make_unique<ps::Worker>(specs, o);
   if (context_->rank() == 0) {

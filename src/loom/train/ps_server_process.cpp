@@ -8,7 +8,7 @@
 #include "loom/core/log.h"
 #include "loom/ps/job_layout.h"
 #include "loom/ps/server.h"
-#include "loom/ps/van.h"
+#include "loom/ps/van_options.h"
 #include "loom/train/checkpoint.h"
 #include "loom/train/fault_injection.h"
 #include "loom/train/train_config.h"

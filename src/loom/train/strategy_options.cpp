@@ -6,7 +6,7 @@
 #include <algorithm>
 
 #include "loom/core/error.h"
-#include "loom/ps/van.h"
+#include "loom/ps/van_options.h"
 #include "loom/strategies/bench_slowdown.h"
 
 namespace loom::train {

@@ -7,9 +7,9 @@
 
 #include "loom/comm/context.h"
 #include "loom/core/atomic_file.h"
+#include "loom/core/dist_env.h"
 #include "loom/core/error.h"
 #include "loom/core/log.h"
-#include "loom/core/process.h"
 #include "loom/data/dataset.h"
 #include "loom/data/partitioner.h"
 #include "loom/models/registry.h"

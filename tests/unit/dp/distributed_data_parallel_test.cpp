@@ -460,7 +460,9 @@ TEST(DistributedDataParallel, GradientsLiveInTheBucketsAndReplacedGradientsStill
       for (auto& p : model->parameters()) now.push_back(p.grad().data_ptr());
       if (s >= 1) {
         // Bucket storage is fixed after the rebuild at the end of step 0.
-        if (!homes.empty()) EXPECT_EQ(now, homes) << "step " << s;
+        if (!homes.empty()) {
+          EXPECT_EQ(now, homes) << "step " << s;
+        }
         homes = now;
       }
       opt.step();

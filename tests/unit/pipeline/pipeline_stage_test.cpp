@@ -8,8 +8,8 @@
 #include <mutex>
 
 #include "loom/comm/context.h"
+#include "loom/core/dist_env.h"
 #include "loom/core/error.h"
-#include "loom/core/process.h"
 #include "loom/models/registry.h"
 #include "loom/pipeline/layer_costs.h"
 #include "loom/pipeline/stage_split.h"

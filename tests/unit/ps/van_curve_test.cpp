@@ -1,5 +1,9 @@
 // CURVE: only a client holding the job's key pair is served; off this machine without a
 // key a van refuses unless insecure; the key from the environment or a private file.
+#include <map>
+#include <optional>
+#include <string>
+
 #include "unit/ps/van_testing.h"
 
 namespace loom::ps {
@@ -95,21 +99,28 @@ TEST(VanCurve, OffThisMachineWithoutAKeyIsRefusedUnlessInsecure) {
   }
 }
 
+// The variables a test "sets", looked up by VanOptions::from_lookup (no setenv).
+using Vars = std::map<std::string, std::string>;
+VanOptions van_options_from(const Vars& vars) {
+  return VanOptions::from_lookup([&](const std::string& name) -> std::optional<std::string> {
+    const auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  });
+}
+
 TEST(VanCurve, KeyFromTheEnvironmentOrAPrivateFile) {
   const CurveKeys keys = CurveKeys::generate();
   EXPECT_EQ(CurveKeys::from_secret(keys.secret_key).public_key, keys.public_key);
-  ::setenv("LOOM_PS_CURVE_SECRET", keys.secret_key.c_str(), 1);
-  EXPECT_EQ(VanOptions::from_environment().curve.public_key, keys.public_key);
+  EXPECT_EQ(van_options_from({{"LOOM_PS_CURVE_SECRET", keys.secret_key}}).curve.public_key, keys.public_key);
   const std::string bad = "this is not a Z85 key but it is secret!!";
-  ::setenv("LOOM_PS_CURVE_SECRET", bad.c_str(), 1);
   try {
-    VanOptions::from_environment();
+    van_options_from({{"LOOM_PS_CURVE_SECRET", bad}});
     ADD_FAILURE() << "took a bad key";
   } catch (const loom::ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("LOOM_PS_CURVE_SECRET"), std::string::npos) << e.what();
     EXPECT_EQ(std::string(e.what()).find(bad), std::string::npos) << "the error quotes the key: " << e.what();
   }
-  ::unsetenv("LOOM_PS_CURVE_SECRET");
 
   const std::string path = ::testing::TempDir() + "/loom-van-key-" + std::to_string(::getpid());
   ::unlink(path.c_str());
@@ -118,19 +129,17 @@ TEST(VanCurve, KeyFromTheEnvironmentOrAPrivateFile) {
   ASSERT_EQ(::stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   EXPECT_THROW(loom::ps::write_curve_key_file(path), loom::ConfigError) << "overwrote an existing key file";
-  ::setenv("LOOM_PS_CURVE_KEY_FILE", path.c_str(), 1);
-  EXPECT_EQ(VanOptions::from_environment().curve.public_key, written.public_key);
+  EXPECT_EQ(van_options_from({{"LOOM_PS_CURVE_KEY_FILE", path}}).curve.public_key, written.public_key);
   ::chmod(path.c_str(), 0644);
   try {
-    VanOptions::from_environment();
+    van_options_from({{"LOOM_PS_CURVE_KEY_FILE", path}});
     ADD_FAILURE() << "took a key file others may read";
   } catch (const loom::ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("mode 644"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
   }
-  ::unsetenv("LOOM_PS_CURVE_KEY_FILE");
   ::unlink(path.c_str());
-  EXPECT_TRUE(VanOptions::from_environment().curve.empty());
+  EXPECT_TRUE(van_options_from({}).curve.empty());
 }
 
 }  // namespace

@@ -125,10 +125,13 @@ TEST_P(VanTest, ClientWithALargerLimitThanTheServerIsRefusedAtTheHandshake) {
 }
 
 TEST(Van, TokenFromEnvironment) {
-  ::setenv("LOOM_PS_TOKEN", "from-env", 1);
-  EXPECT_EQ(VanOptions::from_environment().token, "from-env");
-  ::unsetenv("LOOM_PS_TOKEN");
-  EXPECT_EQ(VanOptions::from_environment().token, "");
+  auto token_from = [](std::optional<std::string> value) {
+    return VanOptions::from_lookup(
+               [&](const std::string& name) { return name == "LOOM_PS_TOKEN" ? value : std::nullopt; })
+        .token;
+  };
+  EXPECT_EQ(token_from("from-env"), "from-env");
+  EXPECT_EQ(token_from(std::nullopt), "");
 }
 
 TEST(Van, ConstantTimeEqual) {
