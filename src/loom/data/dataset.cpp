@@ -10,14 +10,46 @@ const char* to_string(Split split) { return split == Split::train ? "train" : "t
 
 int64_t Dataset::size() const { return targets.defined() ? targets.size(0) : 0; }
 
+int64_t Dataset::target_width() const {
+  if (!targets.defined()) return 0;
+  return targets.dim() >= 2 ? targets.size(1) : 1;
+}
+
 int64_t Batch::size() const { return targets.defined() ? targets.size(0) : 0; }
 
 namespace {
 
-Batch select_rows(const Dataset& dataset, const at::Tensor& index) {
+void check_loaded(const Dataset& dataset, const char* what) {
   LOOM_CHECK(dataset.inputs.defined() && dataset.targets.defined(), DataError,
-             "gather: data set '{}' is empty (not loaded)", dataset.name);
-  return Batch{dataset.inputs.index_select(0, index), dataset.targets.index_select(0, index)};
+             "{}: data set '{}' is empty (not loaded)", what, dataset.name);
+}
+
+// Throws when a row of `inputs` (the float32 batch) holds a NaN; `row_of(k)` maps the
+// batch's row k to the set's row for the message.
+template <typename RowOf>
+void check_nan(const Dataset& dataset, const at::Tensor& inputs, RowOf row_of) {
+  if (!dataset.reject_nan || !at::isFloatingType(dataset.inputs.scalar_type()) || inputs.numel() == 0) return;
+  const at::Tensor bad = inputs.view({inputs.size(0), -1}).isnan().any(1);
+  if (!bad.any().item<bool>()) return;
+  const int64_t k = bad.nonzero()[0][0].item<int64_t>();
+  LOOM_THROW(DataError, "{}: row {} holds a NaN in its inputs (pass --allow-nan to train on it)", dataset.name,
+             row_of(k));
+}
+
+// A float32 batch of the rows `rows` (already read from the set: a fresh tensor, or a
+// view of the set when `fresh` is false).
+at::Tensor as_float(const at::Tensor& rows, bool fresh) {
+  if (rows.scalar_type() != at::kFloat) return rows.to(at::kFloat).contiguous();
+  return fresh ? rows.contiguous() : rows.clone(at::MemoryFormat::Contiguous);
+}
+
+Batch select_rows(const Dataset& dataset, const at::Tensor& index) {
+  check_loaded(dataset, "gather");
+  // index_select reads only the selected rows (a mapped set faults in only their pages).
+  Batch b{as_float(dataset.inputs.index_select(0, index), /*fresh=*/true), dataset.targets.index_select(0, index)};
+  const int64_t* at = index.data_ptr<int64_t>();
+  check_nan(dataset, b.inputs, [at](int64_t k) { return at[k]; });
+  return b;
 }
 
 }  // namespace
@@ -49,6 +81,18 @@ Batch gather(const Dataset& dataset, const at::Tensor& indices) {
                dataset.name, n);
   }
   return select_rows(dataset, index);
+}
+
+Batch slice(const Dataset& dataset, int64_t start, int64_t count) {
+  check_loaded(dataset, "slice");
+  const int64_t n = dataset.size();
+  LOOM_CHECK(start >= 0 && count >= 0 && start <= n && count <= n - start, DataError,
+             "slice: rows [{}, {}) are out of range for data set '{}' of {} samples", start, start + count,
+             dataset.name, n);
+  Batch b{as_float(dataset.inputs.narrow(0, start, count), /*fresh=*/false),
+          dataset.targets.narrow(0, start, count).clone(at::MemoryFormat::Contiguous)};
+  check_nan(dataset, b.inputs, [start](int64_t k) { return start + k; });
+  return b;
 }
 
 }  // namespace loom::data

@@ -39,11 +39,8 @@ Dataset load_fashion_mnist(const std::string& dir, Split split) {
              "{}: expected images of {}x{} pixels, got {}x{}", images_path, kSide, kSide, images.dims[1],
              images.dims[2]);
   IdxArray labels = read_idx(labels_path, kInstallHint);
-  LOOM_CHECK(labels.dims.size() == 1, DataError, "{}: expected a 1-D IDX file of labels, got {} dimensions",
-             labels_path, labels.dims.size());
   const int64_t n = images.dims[0];
-  LOOM_CHECK(labels.dims[0] == n, DataError, "{} holds {} images but {} holds {} labels", images_path, n, labels_path,
-             labels.dims[0]);
+  check_idx_labels(labels, labels_path, n, images_path);
   if (n > 0) {
     const at::Tensor bad = (labels.data >= kFashionMnistClasses).nonzero();
     if (bad.size(0) > 0) {

@@ -163,4 +163,12 @@ IdxArray read_idx(const std::string& path, const std::string& open_hint) {
   return result;
 }
 
+void check_idx_labels(const IdxArray& labels, const std::string& labels_path, int64_t num_images,
+                      const std::string& images_path) {
+  LOOM_CHECK(labels.dims.size() == 1, DataError, "{}: expected a 1-D IDX file of labels, got {} dimensions",
+             labels_path, labels.dims.size());
+  LOOM_CHECK(labels.dims[0] == num_images, DataError, "{} holds {} images but {} holds {} labels", images_path,
+             num_images, labels_path, labels.dims[0]);
+}
+
 }  // namespace loom::data

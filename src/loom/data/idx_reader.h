@@ -30,4 +30,9 @@ struct IdxArray {
 // exist, e.g. how to install the package that provides it.
 IdxArray read_idx(const std::string& path, const std::string& open_hint = {});
 
+// Checks that `labels` (read from labels_path) is a 1-D label file of one label per
+// image of the `num_images` in images_path; throws DataError naming the files otherwise.
+void check_idx_labels(const IdxArray& labels, const std::string& labels_path, int64_t num_images,
+                      const std::string& images_path);
+
 }  // namespace loom::data
