@@ -36,6 +36,8 @@ np.save(d + "/fortran.npy", np.asfortranarray(x))
 np.save(d + "/big.npy", x.astype(">f4"))
 np.save(d + "/objects.npy", np.array([1, "a"], dtype=object), allow_pickle=True)
 torch.save({"inputs": torch.from_numpy(x), "targets": torch.arange(20) % 4}, d + "/t.pt")
+big = torch.arange(200, dtype=torch.float64).reshape(20, 10)
+torch.save({"inputs": big[:, 1::3], "targets": big[:, 0] / 10, "note": "a view"}, d + "/view.pt")
 )PY";
 
 class PythonFiles : public ::testing::Test {
@@ -100,6 +102,16 @@ TEST_F(PythonFiles, TorchSave) {
   EXPECT_TRUE(at::equal(d.inputs, expected_x()));
   EXPECT_TRUE(at::equal(d.targets, at::arange(20, at::kLong).remainder(4)));
   EXPECT_EQ(d.num_classes, 4);
+}
+
+// A view with a storage offset and strides (torch.save writes the whole storage).
+TEST_F(PythonFiles, TorchSaveOfAView) {
+  const Dataset d = load("tensors:" + path("view.pt"));
+  const at::Tensor big = at::arange(200, at::kDouble).view({20, 10});
+  EXPECT_EQ(d.sample_shape, (std::vector<int64_t>{3}));
+  EXPECT_TRUE(at::equal(slice(d, 0, 20).inputs, big.slice(1, 1, 10, 3).to(at::kFloat)));
+  EXPECT_EQ(d.targets.scalar_type(), at::kFloat);
+  EXPECT_TRUE(at::equal(d.targets, big.select(1, 0).div(10).to(at::kFloat)));
 }
 
 }  // namespace
