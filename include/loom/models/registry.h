@@ -34,9 +34,29 @@ torch::nn::Sequential make_model(const std::string& name, const ModelOptions& op
 std::vector<std::string> model_names();
 
 // ---- The training loss ------------------------------------------------------
-// The loss every built-in model trains with, in one place so that every strategy and
-// the pipeline stages compute the same number (the equivalence contract of DESIGN.md).
-// Mean cross-entropy over the batch: `logits` [N, C], `targets` [N] class indices.
+// The losses, in one place so that every strategy and the pipeline stages compute the
+// same number (the equivalence contract of DESIGN.md). Each is a mean over the batch's
+// rows (and over the elements of a row), so a batch split into shares weighted by their
+// rows sums back to it.
+//
+//   cross-entropy     `output` [N, C] logits, `targets` int64 [N] class indices
+//   mse               mean squared error; `targets` float, the shape of `output`
+//   bce-with-logits   binary cross-entropy on logits; `targets` float in [0, 1]
+//
+// For mse and bce-with-logits, targets of another shape with as many elements (e.g.
+// [N] against an output [N, 1]) are viewed as the output's shape, and integer targets
+// are converted to the output's dtype. A mismatch in element count is a ModelError.
+enum class LossKind { cross_entropy, mse, bce_with_logits };
+LossKind parse_loss(const std::string& name);  // ConfigError naming --loss and the allowed values
+const char* loss_name(LossKind kind);          // "cross-entropy" | "mse" | "bce-with-logits"
+// True for the losses whose targets are class indices (cross-entropy).
+bool takes_class_targets(LossKind kind);
+
+at::Tensor training_loss(LossKind kind, const at::Tensor& output, const at::Tensor& targets);
+// cross-entropy (the default).
 at::Tensor training_loss(const at::Tensor& logits, const at::Tensor& targets);
+// `targets` as the losses above read them against `output` (mse, bce: viewed as the
+// output's shape and dtype; cross-entropy: unchanged).
+at::Tensor aligned_targets(LossKind kind, const at::Tensor& output, const at::Tensor& targets);
 
 }  // namespace loom::models

@@ -1,9 +1,14 @@
 // MetricsWriter: the metrics contract of DESIGN.md, as JSON lines.
 //
 //   {"event":"step","step":..,"epoch":..,"loss":..,"samples_per_s":..,...}
-//   {"event":"eval","epoch":..,"test_loss":..,"test_accuracy":..}
-//   {"event":"summary","strategy":"..","world_size":..,"model":"..","steps":..,"samples":..,
-//    "wall_s":..,"samples_per_s":..,"final_train_loss":..,"test_accuracy":..,...}   (last)
+//   {"event":"eval","epoch":..,"test_loss":..,"test_accuracy":..,"test_mse":..}
+//   {"event":"summary","strategy":"..","world_size":..,"model":"..","loss":"..","steps":..,
+//    "samples":..,"wall_s":..,"samples_per_s":..,"final_train_loss":..,"evaluated":..,
+//    "test_loss":..,"test_accuracy":..,"test_mse":..,...}   (last)
+//
+// test_accuracy is a number for classification losses (cross-entropy, bce-with-logits),
+// test_mse for mse; the other is null, and all three are null when nothing was evaluated
+// ("evaluated": false: --no-eval, or a file data set without --eval-data).
 //
 // Lines go to "<path>.partial" as they happen (tail it to watch a run); finish() renames
 // it to <path>. A writer destroyed without finish() removes the partial file, so a
@@ -29,7 +34,8 @@ struct EvalRecord {
   int64_t epoch = 0;
   int64_t step = 0;
   double test_loss = 0;
-  double test_accuracy = 0;
+  double test_accuracy = -1;  // -1: not this loss's metric
+  double test_mse = -1;       // -1: not this loss's metric
 };
 
 struct Summary {
@@ -47,8 +53,11 @@ struct Summary {
   double samples_per_s = 0;  // samples / train_s, all workers together
   double final_train_loss = 0;
   int64_t skipped_steps = 0;  // --skip-nonfinite: steps without an update
+  std::string loss = "cross-entropy";
+  bool evaluated = false;
   double test_loss = 0;
-  double test_accuracy = -1;  // -1: not evaluated
+  double test_accuracy = -1;  // -1: not evaluated, or not a classification loss
+  double test_mse = -1;       // -1: not evaluated, or not mse
 };
 
 class MetricsWriter {

@@ -23,6 +23,10 @@ struct TrainConfig {
   std::string data = "fashion-mnist";
   std::string data_dir;  // empty: the data set's default location
   int64_t synthetic_samples = 8192;
+  std::string eval_data;               // empty: the built-in set's test split; a file set: no evaluation
+  std::string target_column;           // csv: the target column (empty: the last)
+  bool allow_nan = false;              // NaN inputs are an error unless set
+  std::string loss = "cross-entropy";  // cross-entropy | mse | bce-with-logits
   // schedule
   int64_t epochs = 1;
   int64_t steps = 0;           // > 0: run exactly this many steps instead of --epochs
@@ -72,6 +76,7 @@ struct TrainConfig {
   std::string interface;  // Gloo network interface; empty: automatic
   // outputs
   std::string save;
+  std::string save_scripted;    // --model FILE.pt: the trained TorchScript module
   bool save_nonfinite = false;  // write --save even when the final model holds a NaN or an infinity
   std::string init;
   // checkpoints and restarts (train/checkpoint.h)

@@ -27,7 +27,11 @@ struct PipelineStage::InFlight {
 PipelineStage::PipelineStage(torch::nn::Sequential stage_layers, comm::Group& group, PipelineStageOptions options)
     : layers_(std::move(stage_layers)), group_(group), options_(std::move(options)) {
   LOOM_CHECK(layers_ && layers_->size() > 0, ConfigError, "pipeline stage {}: has no layers", group_.rank());
-  if (!options_.loss) options_.loss = models::training_loss;
+  if (!options_.loss) {
+    options_.loss = [](const at::Tensor& output, const at::Tensor& targets) {
+      return models::training_loss(output, targets);
+    };
+  }
   p2p_ = std::make_unique<P2p>(group_, options_.tracer);
 }
 

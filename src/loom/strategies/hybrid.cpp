@@ -37,6 +37,9 @@ void HybridStrategy::setup(const StrategySetup& s) {
   }
   pipeline::PipelineStageOptions o;
   o.schedule = options_.schedule;
+  o.loss = [kind = step_.loss](const at::Tensor& out, const at::Tensor& targets) {
+    return models::training_loss(kind, out, targets);
+  };
   o.tracer = tracer_;
   // Reduce once per step: during the backward of the last micro-batch.
   if (ddp_) o.before_backward = [this](int, bool last) { ddp_->set_sync(last); };

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "loom/dp/distributed_data_parallel.h"
+#include "loom/models/registry.h"
 #include "loom/pipeline/schedule.h"
 #include "loom/pipeline/stage_split.h"
 #include "loom/ps/server.h"
@@ -25,8 +26,9 @@ std::string strategy_name(StrategyKind kind);
 
 // Settings every strategy that computes gradients shares.
 struct StepOptions {
-  bool skip_nonfinite = false;  // skip a step with non-finite gradients (nonfinite.h)
-  double slowdown = 1.0;        // BENCHMARK AID: this rank sleeps (slowdown - 1) x its compute time
+  models::LossKind loss = models::LossKind::cross_entropy;  // the training loss (models/registry.h)
+  bool skip_nonfinite = false;                              // skip a step with non-finite gradients (nonfinite.h)
+  double slowdown = 1.0;  // BENCHMARK AID: this rank sleeps (slowdown - 1) x its compute time
 };
 
 enum class SyncMode { grads, params };

@@ -9,11 +9,12 @@
 
 namespace loom::strategies {
 
-at::Tensor forward_backward(torch::nn::Sequential& model, const data::Batch& batch, trace::Tracer& tracer) {
+at::Tensor forward_backward(torch::nn::Sequential& model, const data::Batch& batch, trace::Tracer& tracer,
+                            models::LossKind kind) {
   at::Tensor loss;
   {
     auto span = tracer.span("forward");
-    loss = models::training_loss(model->forward(batch.inputs), batch.targets);
+    loss = models::training_loss(kind, model->forward(batch.inputs), batch.targets);
   }
   {
     auto span = tracer.span("backward");
@@ -25,7 +26,7 @@ at::Tensor forward_backward(torch::nn::Sequential& model, const data::Batch& bat
 Computed compute_gradients(torch::nn::Sequential& model, const data::Batch& batch, trace::Tracer& tracer,
                            const StepOptions& options) {
   const int64_t start = trace::Tracer::now_us();
-  const at::Tensor loss = forward_backward(model, batch, tracer);
+  const at::Tensor loss = forward_backward(model, batch, tracer, options.loss);
   const double compute_s = (trace::Tracer::now_us() - start) * 1e-6;
   return {loss.item<double>(), apply_bench_slowdown(options.slowdown, compute_s)};
 }

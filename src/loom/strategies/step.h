@@ -32,7 +32,8 @@ namespace loom::strategies {
 
 // Forward, loss and backward on `batch` (gradients accumulate into the model), traced as
 // "forward" and "backward" spans. Returns the loss.
-at::Tensor forward_backward(torch::nn::Sequential& model, const data::Batch& batch, trace::Tracer& tracer);
+at::Tensor forward_backward(torch::nn::Sequential& model, const data::Batch& batch, trace::Tracer& tracer,
+                            models::LossKind loss = models::LossKind::cross_entropy);
 
 struct Computed {
   double loss = 0;       // mean loss over the batch

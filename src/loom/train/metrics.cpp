@@ -12,6 +12,8 @@ namespace loom::train {
 namespace {
 // JSON has no NaN/Inf: they are written as null.
 nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+// A metric that does not apply is -1, written as null.
+nlohmann::json optional(double v) { return v < 0 ? nlohmann::json(nullptr) : num(v); }
 }  // namespace
 
 MetricsWriter::MetricsWriter(std::string path) : path_(std::move(path)) {
@@ -51,7 +53,8 @@ void MetricsWriter::write(const EvalRecord& r) {
                       {"epoch", r.epoch},
                       {"step", r.step},
                       {"test_loss", num(r.test_loss)},
-                      {"test_accuracy", num(r.test_accuracy)}}
+                      {"test_accuracy", optional(r.test_accuracy)},
+                      {"test_mse", optional(r.test_mse)}}
            .dump());
 }
 
@@ -71,8 +74,11 @@ std::string MetricsWriter::to_json(const Summary& s) {
                         {"samples_per_s", num(s.samples_per_s)},
                         {"final_train_loss", num(s.final_train_loss)},
                         {"skipped_steps", s.skipped_steps},
-                        {"test_loss", s.test_accuracy < 0 ? nlohmann::json(nullptr) : num(s.test_loss)},
-                        {"test_accuracy", s.test_accuracy < 0 ? nlohmann::json(nullptr) : num(s.test_accuracy)}}
+                        {"loss", s.loss},
+                        {"evaluated", s.evaluated},
+                        {"test_loss", s.evaluated ? num(s.test_loss) : nlohmann::json(nullptr)},
+                        {"test_accuracy", s.evaluated ? optional(s.test_accuracy) : nlohmann::json(nullptr)},
+                        {"test_mse", s.evaluated ? optional(s.test_mse) : nlohmann::json(nullptr)}}
       .dump();
 }
 

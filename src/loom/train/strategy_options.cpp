@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "loom/core/error.h"
+#include "loom/models/registry.h"
 #include "loom/ps/van_options.h"
 #include "loom/strategies/bench_slowdown.h"
 
@@ -28,6 +29,7 @@ strategies::StrategyOptions strategy_options(const TrainConfig& c, int rank, con
   using namespace strategies;
   StrategyOptions o;
   o.kind = parse_strategy(c.strategy);
+  o.step.loss = models::parse_loss(c.loss);
   o.step.skip_nonfinite = c.skip_nonfinite > 0;
   o.step.slowdown = bench_slowdown_for(c.bench_slowdown, rank);
 

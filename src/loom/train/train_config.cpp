@@ -9,6 +9,8 @@
 #include "loom/core/options.h"
 #include "loom/data/partitioner.h"
 #include "loom/dp/grad_compression.h"
+#include "loom/models/registry.h"
+#include "loom/models/scripted.h"
 #include "loom/pipeline/schedule.h"
 #include "loom/pipeline/stage_split.h"
 #include "loom/ps/server.h"
@@ -21,10 +23,17 @@ namespace loom::train {
 void register_train_options(OptionTable& t, TrainConfig& c) {
   t.add("strategy", &c.strategy, fmt::format("{}", fmt::join(strategies::strategy_names(), " | ")));
   t.add("nproc", &c.nproc, "local worker processes to spawn (or start under loom run / srun / mpirun)");
-  t.add("model", &c.model, "mlp | cnn | deep-mlp");
+  t.add("model", &c.model, "mlp | cnn | deep-mlp, or a TorchScript file (FILE.pt, saved by torch.jit.script(m).save)");
   t.add("width", &c.width, "hidden width of deep-mlp");
   t.add("depth", &c.depth, "linear layers of deep-mlp");
-  t.add("data", &c.data, "fashion-mnist | synthetic");
+  t.add("data", &c.data,
+        "fashion-mnist | synthetic | npy:INPUTS.npy,TARGETS.npy | tensors:FILE.pt | csv:FILE.csv | idx:DIR "
+        "(docs/data.md)");
+  t.add("eval-data", &c.eval_data,
+        "the evaluation set, in the forms of --data (default: the built-in set's test split; a file set has none)");
+  t.add("target-column", &c.target_column, "csv: the target column's name (default: the last column)");
+  t.add("allow-nan", &c.allow_nan, "train on inputs that hold NaN (by default a NaN in a batch's inputs is an error)");
+  t.add("loss", &c.loss, "cross-entropy | mse | bce-with-logits");
   t.add("data-dir", &c.data_dir, "directory of the data set files (default: the package's location)");
   t.add("synthetic-samples", &c.synthetic_samples, "training samples of --data synthetic");
   t.add("epochs", &c.epochs, "passes over the training set");
@@ -78,7 +87,9 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
   t.add("save", &c.save, "write the final model (state_dict readable by Python's torch.load) here");
   t.add("save-nonfinite", &c.save_nonfinite,
         "write --save even if the final model holds a NaN or an infinity (by default that is an error and no file)");
-  t.add("init", &c.init, "start from this model file (as written by --save)");
+  t.add("save-scripted", &c.save_scripted,
+        "--model FILE.pt: also write the trained TorchScript module here (Python: torch.jit.load)");
+  t.add("init", &c.init, "start from this model file (as written by --save, or torch.save(model.state_dict()))");
   t.add("checkpoint-dir", &c.checkpoint_dir,
         "save checkpoints here (each rank's state, atomically, checksummed; the newest complete one is kept)");
   t.add("checkpoint-every", &c.checkpoint_every, "steps between checkpoints");
@@ -132,6 +143,9 @@ void validate(const TrainConfig& c) {
              "--micro-batches {} exceeds --batch-size {}: a micro-batch needs at least one sample", c.micro_batches,
              c.batch_size);
   data::parse_scheme(c.partition);
+  models::parse_loss(c.loss);
+  LOOM_CHECK(c.save_scripted.empty() || models::is_model_file(c.model), ConfigError,
+             "--save-scripted needs --model FILE.pt (a TorchScript module); '{}' is a built-in model", c.model);
   LOOM_CHECK(c.shard_weights.empty() || c.partition == "proportional", ConfigError,
              "--shard-weights applies to --partition proportional, not {}", c.partition);
   if (c.shard_weights != "auto") data::parse_weights(c.shard_weights);  // throws on malformed weights

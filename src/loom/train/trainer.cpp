@@ -13,6 +13,7 @@
 #include "loom/data/dataset.h"
 #include "loom/data/partitioner.h"
 #include "loom/models/registry.h"
+#include "loom/models/scripted.h"
 #include "loom/strategies/factory.h"
 #include "loom/trace/tracer.h"
 #include "loom/train/checkpointer.h"
@@ -40,13 +41,58 @@ void set_threads(int threads) {
   }
 }
 
-data::DataOptions data_options(const TrainConfig& c) {
+data::DataOptions data_options(const TrainConfig& c, const std::string& name) {
   data::DataOptions d;
-  d.name = c.data;
+  d.name = name;
   d.dir = c.data_dir;
   d.synthetic.num_samples = c.synthetic_samples;
   d.synthetic.seed = static_cast<uint64_t>(c.seed);
+  d.target_column = c.target_column;
+  d.allow_nan = c.allow_nan;
   return d;
+}
+
+data::TargetKind target_kind(models::LossKind loss) {
+  return models::takes_class_targets(loss) ? data::TargetKind::classes : data::TargetKind::values;
+}
+
+// The evaluation set (rank 0 only): --eval-data, else the built-in set's own test split
+// (a file set brings one split only: without --eval-data it is not evaluated).
+data::Dataset load_eval_set(const TrainConfig& c, models::LossKind loss) {
+  if (!c.eval_data.empty()) {
+    return data::with_targets(data::load_dataset(data_options(c, c.eval_data), data::Split::test), target_kind(loss));
+  }
+  return data::with_targets(data::load_dataset(data_options(c, c.data), data::Split::test), target_kind(loss));
+}
+
+// The model: a TorchScript file, or a built-in model shaped by the training set.
+struct LoadedModel {
+  torch::nn::Sequential model{nullptr};
+  models::ScriptedModel scripted;  // script set when --model is a file
+};
+
+LoadedModel load_model(const TrainConfig& c, const data::Dataset& train_set, models::LossKind loss) {
+  LoadedModel out;
+  if (models::is_model_file(c.model)) {
+    out.scripted = models::load_scripted(c.model);
+    out.model = out.scripted.model;
+    const auto kind = strategies::parse_strategy(c.strategy);
+    LOOM_CHECK(out.scripted.sequential ||
+                   (kind != strategies::StrategyKind::pipeline && kind != strategies::StrategyKind::hybrid),
+               ConfigError,
+               "--model {}: --strategy {} cuts the model between the children of a top-level nn.Sequential, but "
+               "this module is a {} (script an nn.Sequential of its layers, or use single, allreduce or ps)",
+               c.model, c.strategy, out.scripted.type_name);
+    return out;
+  }
+  models::ModelOptions mopts;
+  mopts.sample_shape = train_set.sample_shape;
+  mopts.num_classes = models::takes_class_targets(loss) ? train_set.num_classes : train_set.target_width();
+  mopts.seed = static_cast<uint64_t>(c.seed);
+  mopts.width = c.width;
+  mopts.depth = c.depth;
+  out.model = models::make_model(c.model, mopts);
+  return out;
 }
 
 data::PartitionOptions partition_options(const TrainConfig& c, const strategies::DataSlot& slot, int64_t num_samples) {
@@ -259,18 +305,18 @@ Summary Trainer::run() {
   LOOM_CHECK(c.strategy != "single" || world == 1, ConfigError,
              "--strategy single runs one process, but this job has {} (use --nproc 1)", world);
 
-  // Data: every data rank holds the training set in memory; rank 0 also the test set.
-  const auto dopts = data_options(c);
-  const data::Dataset train_set = data::load_dataset(dopts, data::Split::train);
-  const data::Dataset test_set = (leader && c.eval) ? data::load_dataset(dopts, data::Split::test) : data::Dataset{};
+  // Data: every data rank holds the training set (in memory, or a file mapped into
+  // memory); rank 0 also the evaluation set.
+  const models::LossKind loss = models::parse_loss(c.loss);
+  const data::Dataset train_set =
+      data::with_targets(data::load_dataset(data_options(c, c.data), data::Split::train), target_kind(loss));
+  const bool evaluates = c.eval && (!c.eval_data.empty() || data::has_test_split(c.data));  // the same on every rank
+  const data::Dataset test_set = leader && evaluates ? load_eval_set(c, loss) : data::Dataset{};
 
-  models::ModelOptions mopts;
-  mopts.sample_shape = train_set.sample_shape;
-  mopts.num_classes = train_set.num_classes;
-  mopts.seed = static_cast<uint64_t>(c.seed);
-  mopts.width = c.width;
-  mopts.depth = c.depth;
-  torch::nn::Sequential model = models::make_model(c.model, mopts);
+  if (leader && c.eval && !evaluates)
+    log::info("no evaluation: --data {} has no test split (pass --eval-data)", c.data);
+  LoadedModel loaded = load_model(c, train_set, loss);
+  torch::nn::Sequential model = loaded.model;
   if (!c.init.empty()) {
     load_state_dict(*model, load_model_file(c.init), c.init);
     log::info("initialised the model from {}", c.init);
@@ -325,13 +371,18 @@ Summary Trainer::run() {
   summary.batch_size = c.batch_size;
   summary.threads = c.threads;
   summary.epochs = epochs;
+  summary.loss = models::loss_name(loss);
   auto evaluate_now = [&](torch::nn::Sequential& full, int64_t epoch, int64_t step) {
-    if (!leader || !c.eval) return;
-    const auto r = evaluate(full, test_set, c.eval_batch_size);
+    if (!leader || test_set.size() == 0) return;
+    const auto r = evaluate(full, test_set, c.eval_batch_size, loss);
+    summary.evaluated = true;
     summary.test_loss = r.loss;
     summary.test_accuracy = r.accuracy;
-    metrics.write(EvalRecord{epoch, step, r.loss, r.accuracy});
-    progress.message(fmt::format("epoch {} test accuracy {:.4f} test loss {:.4f}", epoch + 1, r.accuracy, r.loss));
+    summary.test_mse = r.mse;
+    metrics.write(EvalRecord{epoch, step, r.loss, r.accuracy, r.mse});
+    progress.message(fmt::format(
+        "epoch {} {} test loss {:.4f}", epoch + 1,
+        r.mse >= 0 ? fmt::format("test mse {:.6f}", r.mse) : fmt::format("test accuracy {:.4f}", r.accuracy), r.loss));
   };
 
   StepWindow window(c, leader);
@@ -372,7 +423,7 @@ Summary Trainer::run() {
       checkpointer.save(steps_done, strategy, local, *partitioner);
     }
     if (last) break;
-    if (in_epoch + 1 == steps_per_epoch && c.eval && c.steps == 0) {
+    if (in_epoch + 1 == steps_per_epoch && evaluates && c.steps == 0) {
       torch::nn::Sequential full = strategy.final_model();  // collective
       evaluate_now(full, epoch, t + 1);
     }
@@ -387,6 +438,10 @@ Summary Trainer::run() {
   torch::nn::Sequential full = strategy.final_model();  // collective; whole model on rank 0
   evaluate_now(full, (steps_done - 1) / steps_per_epoch, steps_done);
   const std::string unsaved = leader ? save_final_model(c, full) : "";
+  if (leader && unsaved.empty() && !c.save_scripted.empty()) {
+    models::save_scripted(loaded.scripted, state_dict(*full), c.save_scripted);
+    log::info("saved the TorchScript module to {}", c.save_scripted);
+  }
   if (slot.reads_data) recorder.write(slot.rank);
   strategy.finish();
   LOOM_CHECK(unsaved.empty(), TrainingError, "{}", unsaved);
@@ -401,7 +456,10 @@ Summary Trainer::run() {
     metrics.finish(summary);
     log::info("done: {} steps, {:.0f} samples/s, final train loss {:.4f}{}", summary.steps, summary.samples_per_s,
               summary.final_train_loss,
-              summary.test_accuracy >= 0 ? fmt::format(", test accuracy {:.4f}", summary.test_accuracy) : "");
+              !summary.evaluated           ? ", not evaluated"
+              : summary.test_mse >= 0      ? fmt::format(", test mse {:.6f}", summary.test_mse)
+              : summary.test_accuracy >= 0 ? fmt::format(", test accuracy {:.4f}", summary.test_accuracy)
+                                           : "");
   }
   return summary;
 }
