@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <set>
 
 #include "support/process.h"
@@ -62,6 +63,46 @@ RunResult run_loom(std::vector<std::string> args, const std::string& dir,
 }
 
 void write(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
+
+// A NumPy .npy file (format 1.0) as numpy.save writes it: the magic, the version, the
+// header dict padded with spaces to a multiple of 64 bytes, then `data` (C order).
+void write_npy(const std::string& path, const std::string& descr, const std::string& shape, const std::string& data) {
+  std::string header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
+  header.append((64 - (10 + header.size() + 1) % 64) % 64, ' ');
+  header += '\n';
+  std::string file = "\x93NUMPY";
+  file += '\x01';
+  file += '\x00';
+  file += static_cast<char>(header.size() & 0xff);
+  file += static_cast<char>(header.size() >> 8);
+  write(path, file + header + data);
+}
+
+// `rows` x 784 float32 values (little-endian, as on x86), row `nan_row` all NaN.
+std::string float_rows(int rows, int nan_row = -1) {
+  std::vector<float> v(static_cast<size_t>(rows) * 784);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i % 7) * 0.1f;
+  if (nan_row >= 0) std::fill_n(v.begin() + nan_row * 784, 784, std::numeric_limits<float>::quiet_NaN());
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+}
+
+// `rows` int64 class indices 0..9.
+std::string class_rows(int rows) {
+  std::vector<int64_t> v(static_cast<size_t>(rows));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int64_t>(i % 10);
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(int64_t));
+}
+
+// @/x.npy (40 x 784 float32) and @/y.npy (40 int64), then `change` spoils one of them.
+std::function<void(const std::string&)> npy_pair(std::function<void(const std::string& dir)> change = {}) {
+  return [change](const std::string& d) {
+    write_npy(d + "/x.npy", "<f4", "(40, 784)", float_rows(40));
+    write_npy(d + "/y.npy", "<i8", "(40,)", class_rows(40));
+    if (change) change(d);
+  };
+}
+
+const std::vector<std::string> kNpyData{"--data", "npy:@/x.npy,@/y.npy"};
 
 void copy_fashion(const std::string& to) {
   fs::create_directories(to);
@@ -123,6 +164,34 @@ std::vector<BadInput> cases() {
                  fs::copy_file(kFashion + "/train-labels-idx1-ubyte.gz", d + "/fm/train-images-idx3-ubyte.gz",
                                fs::copy_options::overwrite_existing);
                }});
+  // ---- the user's own files (issue 16): npy, csv, tensors, a model file -------------
+  t.push_back({"npy_truncated", train(kNpyData), "x.npy: truncated: header says",
+               npy_pair([](const std::string& d) { fs::resize_file(d + "/x.npy", fs::file_size(d + "/x.npy") / 2); })});
+  t.push_back({"npy_rows_differ", train(kNpyData), "inputs have 40 rows but targets 39",
+               npy_pair([](const std::string& d) { write_npy(d + "/y.npy", "<i8", "(39,)", class_rows(39)); })});
+  t.push_back({"npy_complex_dtype", train(kNpyData), "x.npy: unsupported dtype '<c8'",
+               npy_pair([](const std::string& d) { write_npy(d + "/x.npy", "<c8", "(40, 784)", float_rows(80)); })});
+  t.push_back({"npy_string_targets", train(kNpyData), "y.npy: unsupported dtype '<U3'",
+               npy_pair([](const std::string& d) {
+                 write_npy(d + "/y.npy", "<U3", "(40,)", std::string(40 * 3 * 4, '\0'));
+               })});
+  t.push_back({"npy_empty_file", train(kNpyData), "x.npy: not a NumPy .npy file",
+               npy_pair([](const std::string& d) { write(d + "/x.npy", ""); })});
+  t.push_back({"npy_zero_rows", train(kNpyData), "the inputs hold 0 rows",
+               npy_pair([](const std::string& d) {
+                 write_npy(d + "/x.npy", "<f4", "(0, 784)", "");
+                 write_npy(d + "/y.npy", "<i8", "(0,)", "");
+               })});
+  t.push_back({"npy_nan_in_inputs", train(kNpyData), "row 7 holds a NaN in its inputs (pass --allow-nan",
+               npy_pair([](const std::string& d) { write_npy(d + "/x.npy", "<f4", "(40, 784)", float_rows(40, 7)); })});
+  t.push_back({"csv_wrong_column_count", train({"--data", "csv:@/d.csv"}), "d.csv:4: 2 values, but the header has 3",
+               [](const std::string& d) { write(d + "/d.csv", "a,b,y\n1,2,0\n3,4,1\n5,6\n7,8,1\n"); }});
+  t.push_back({"csv_not_a_number", train({"--data", "csv:@/d.csv"}), "d.csv:3: column 'b' holds 'abc', not a number",
+               [](const std::string& d) { write(d + "/d.csv", "a,b,y\n1,2,0\n3,abc,1\n5,6,0\n"); }});
+  t.push_back({"tensors_not_torch_save", train({"--data", "tensors:@/t.pt"}), "t.pt: not a file torch.save writes",
+               [](const std::string& d) { write(d + "/t.pt", "inputs,targets\n"); }});
+  t.push_back({"model_not_torchscript", train({"--model", "@/notes.pt"}), "notes.pt: not a TorchScript module",
+               [](const std::string& d) { write(d + "/notes.pt", "this is not a model\n"); }});
   // ---- checkpoints ---------------------------------------------------------------
   t.push_back({"corrupt_checkpoint", train({"--checkpoint-dir", "@/ckpt", "--resume"}),
                "checksum mismatch, the checkpoint is corrupt", [](const std::string& d) {
