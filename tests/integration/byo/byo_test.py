@@ -16,6 +16,10 @@ Scenarios:
   ps          the same model: --strategy ps (2 workers, 1 server, sync) == single
   hybrid      the same model: --strategy hybrid --dp 2 --pp 2 == single
   averaging   the same model: allreduce --sync params --sync-every 1 == single (plain SGD)
+  losses      bce-with-logits: allreduce (proportional 2,1,1) and pipeline == single;
+              mse with [B,1] outputs against [N] targets: pipeline == single; a second,
+              differently shaped nn.Sequential scripted in the same Python process
+              (a mangled TorchScript type name) under pipeline (KNOWN FAILURE)
   init        --init with a Python state_dict (not the script's own parameters): loom's
               first loss == Python's loss of that init; one full-batch SGD step == Python's;
               --init from loom's own --save file
@@ -618,6 +622,56 @@ def scenario_init(d):
         check(diff < 1e-5, "one full-batch SGD step from --init == Python's step (max abs diff %.3g)" % diff)
 
 
+def scenario_losses(d):
+    """Equivalence holds for each loss, in the strategies that compute it differently:
+    bce-with-logits ([N, 2] float targets) under allreduce with proportional shards
+    2,1,1 and under pipeline (the last stage's loss); mse ([B, 1] outputs against [N]
+    targets) under pipeline."""
+    x, y = blobs(384, seed=1)
+    seed = 4 if broken("seed") else 3
+    multi = np.stack([y == 0, y == 2], axis=1).astype(np.float32)
+    torch.manual_seed(0)
+    bce_model = script_save(sequential(12, 2), d + "/bce.pt")
+    base = ["train", "--model", bce_model, "--data", save_npy(d, "bce", x, multi), "--loss", "bce-with-logits"]
+    base += common(lr=0.1)
+    runs = {"single": ["--strategy", "single", "--seed", 3],
+            "allreduce_proportional": ["--strategy", "allreduce", "--nproc", 3, "--partition", "proportional",
+                                       "--shard-weights", "2,1,1", "--seed", seed],
+            "pipeline": ["--strategy", "pipeline", "--nproc", 2, "--seed", seed]}
+    for name, flags in runs.items():
+        r = loom(*base, *flags, "--save", "%s/bce_%s.pt" % (d, name))
+        if check_run(r, "bce-with-logits: %s trains" % name) and name != "single":
+            check_equal_models(d + "/bce_single.pt", "%s/bce_%s.pt" % (d, name), "bce-with-logits: %s == single" % name)
+
+    # The mse model is scripted in a fresh Python process (see the KNOWN FAILURE below).
+    r_target = (x[:, 0] - 0.5 * x[:, 1]).astype(np.float32)
+    mse_model = d + "/mse.pt"
+    subprocess.run([sys.executable, "-c", "import torch, torch.nn as nn; torch.manual_seed(0); torch.jit.script("
+                    "nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 1))"
+                    ").save(%r)" % mse_model], check=True)
+    mse_data = save_npy(d, "mse", x, r_target)
+    base = ["train", "--model", mse_model, "--data", mse_data, "--loss", "mse"] + common(lr=0.02)
+    for name, flags in (("single", ["--strategy", "single", "--seed", 3]),
+                        ("pipeline", ["--strategy", "pipeline", "--nproc", 2, "--seed", seed])):
+        r = loom(*base, *flags, "--save", "%s/mse_%s.pt" % (d, name))
+        if check_run(r, "mse: %s trains" % name) and name != "single":
+            check_equal_models(d + "/mse_single.pt", "%s/mse_%s.pt" % (d, name), "mse: %s == single" % name)
+
+    # KNOWN FAILURE (2026-11-30, loom e28359f; a loom bug, reported): a user who scripts
+    # two differently shaped nn.Sequential in one Python session saves the second with a
+    # mangled type name, __torch__.torch.nn.modules.container.___torch_mangle_N.Sequential;
+    # loom (models/scripted.cpp) compares the name exactly, so pipeline and hybrid refuse
+    # it: "--strategy pipeline cuts the model between the children of a top-level
+    # nn.Sequential, but this module is a ...___torch_mangle_3.Sequential".
+    torch.manual_seed(0)
+    second = script_save(sequential(12, 1), d + "/second_sequential.pt")  # after sequential(12, 2) above
+    r = loom("train", "--model", second, "--data", mse_data, "--loss", "mse", *common(lr=0.02),
+             "--strategy", "pipeline", "--nproc", 2, "--seed", seed, "--save", d + "/second_pipeline.pt")
+    if check_run(r, "pipeline splits a second nn.Sequential scripted in the same Python process (mangled name)"):
+        check_equal_models(d + "/mse_single.pt", d + "/second_pipeline.pt",
+                           "the second nn.Sequential under pipeline == single")
+
+
 def check_one_line_error(r, what, *needles):
     """Non-zero exit (no signal, no hang), no crash text, one stderr line holding every needle."""
     ok = not r.timed_out and r.rc > 0
@@ -780,6 +834,7 @@ SCENARIOS = {
     "ps": scenario_ps,
     "hybrid": scenario_hybrid,
     "averaging": scenario_averaging,
+    "losses": scenario_losses,
     "init": scenario_init,
     "errors": scenario_errors,
     "sources": scenario_sources,
