@@ -28,7 +28,9 @@ Scenarios:
   sources     --data tensors:, idx:DIR (gzipped IDX written here), npy with float64 /
               uint8 / int64 inputs and whole-number float targets, --loss mse with a
               classifier's int targets, --loss bce-with-logits, no --eval-data
-              (evaluated false)
+              (evaluated false), csv classification with the default target column
+              (Python's accuracy == the summary's), a NaN input row: an error naming
+              the row, and with --allow-nan a model that handles it trains
 
 --break NAME breaks one check on purpose (each check must be able to fail); the names
 are listed in BREAKS. A run with --break must FAIL.
@@ -68,6 +70,7 @@ BREAKS = {
     "easy": "make the classes far apart (test accuracy 1: the accuracy comparison would tell little)",
     "no_learning": "train the regressor with lr 1e-7",
     "dtype": "give complex64 inputs where float64 belong",
+    "allow_nan": "give --allow-nan to the run that must fail on the NaN and not to the one that must train",
     "idx_labels": "shuffle the IDX test labels (nothing to learn)",
     "idx_scale": "scale the IDX pixels by 1/256 in Python instead of loom's 1/255",
 }
@@ -281,6 +284,13 @@ class Regressor(nn.Module):
 class Flatten(nn.Module):
     def forward(self, x):
         return x.reshape(x.shape[0], -1).float()
+
+
+class NanToZero(nn.Module):
+    """A user's model that handles missing values itself (so it wants --allow-nan)."""
+
+    def forward(self, x):
+        return torch.nan_to_num(x, nan=0.0)
 
 
 def sequential(d_in=12, classes=3):
@@ -789,6 +799,39 @@ def scenario_sources(d):
               "bce: summary loss=bce-with-logits, test_mse null", json.dumps(s))
         check(s is not None and rel_diff(s.get("test_loss"), want) < 1e-5,
               "bce: summary test_loss %r == Python's %.7f" % (s and s.get("test_loss"), want))
+
+    # csv for classification: the default target column (the last), class indices written
+    # as whole numbers; Python's accuracy on the csv test split == the summary's.
+    for name, xs, ys in (("train", x, y), ("test", xt, yt)):
+        with open("%s/cls_%s.csv" % (d, name), "w") as f:
+            f.write(",".join("f%d" % k for k in range(12)) + ",label\n")
+            for row, label in zip(xs, ys):
+                f.write(",".join("%.6g" % v for v in row) + ",%d\n" % label)
+    r = loom("train", "--model", residual, "--data", "csv:%s/cls_train.csv" % d, "--eval-data",
+             "csv:%s/cls_test.csv" % d, *quick, "--save", d + "/cls.pt", "--metrics", d + "/cls.jsonl")
+    if check_run(r, "csv classification with the default (last) target column trains"):
+        m = ResidualMLP()
+        if strict_load(m, d + "/cls.pt", "csv classification: strict load_state_dict"):
+            s = summary(d + "/cls.jsonl")
+            check_summary_fields(s, "csv classification", "cross-entropy", True, accuracy=True, mse=False)
+            cx, cy = read_csv_back("%s/cls_test.csv" % d, "label")
+            check_accuracy(s, m, cx, cy.astype(np.int64), "csv classification")
+
+    # A NaN in the inputs: an error naming the row without --allow-nan; with it, the NaN
+    # reaches a model that handles it (torch.nan_to_num) and the run trains.
+    xn = x.copy()
+    xn[5, 3] = np.nan
+    nan_data = save_npy(d, "nan", xn, y)
+    nan_model = script_save(nn.Sequential(NanToZero(), nn.Linear(12, 3)), d + "/nan_model.pt")
+    swap = ["--allow-nan"] if broken("allow_nan") else []
+    r = loom("train", "--model", nan_model, "--data", nan_data, *quick, *swap)
+    check_one_line_error(r, "a NaN in row 5 of the inputs without --allow-nan", "nan_x.npy",
+                         "row 5 holds a NaN in its inputs")
+    allow = [] if broken("allow_nan") else ["--allow-nan"]
+    r = loom("train", "--model", nan_model, "--data", nan_data, *quick, *allow, "--save", d + "/nan.pt")
+    if check_run(r, "--allow-nan: the NaN reaches the model, which handles it, and the run trains"):
+        sd = load_state_dict_file(d + "/nan.pt")
+        check(sd is not None and max_abs_diff_dicts(sd, sd) == 0.0, "--allow-nan: the saved model is finite")
 
     # idx:DIR, any MNIST-family set: tiny 8x8 images, gzipped IDX written here.
     idx = d + "/idx"
