@@ -24,7 +24,8 @@ Scenarios:
               first loss == Python's loss of that init; one full-batch SGD step == Python's;
               --init from loom's own --save file
   errors      pipeline/hybrid with a non-Sequential module, a model file that is not
-              TorchScript, a text file as model: one line naming the file and the cause
+              TorchScript, a text file as model, data that does not fit the model
+              (KNOWN FAILURE): one line naming the file and the cause
   sources     --data tensors:, idx:DIR (gzipped IDX written here), npy with float64 /
               uint8 / int64 inputs and whole-number float targets, --loss mse with a
               classifier's int targets, --loss bce-with-logits, no --eval-data
@@ -714,6 +715,23 @@ def scenario_errors(d):
     check_one_line_error(r, "a text file as --model", "notes.pt", script_word)
     r = loom("train", "--model", d + "/absent.pt", *base)
     check_one_line_error(r, "a missing --model file", "absent.pth" if broken("error_text") else "absent.pt")
+
+    # Data that does not fit the model. KNOWN FAILURE (2026-11-30, loom e28359f; reported):
+    # both print "loom: error: The following operation failed in the TorchScript
+    # interpreter." and then TorchScript's multi-line traceback ("Traceback of TorchScript
+    # ... RuntimeError: mat1 and mat2 shapes cannot be multiplied (32x5 and 12x16)"), not
+    # one line with the cause.
+    torch.manual_seed(0)
+    small = script_save(ResidualMLP(), d + "/small.pt")  # 12 inputs
+    x, y = blobs(64, seed=1)
+    x5, y5 = blobs(64, d=5, seed=2)
+    narrow = save_npy(d, "narrow", x5, y5)
+    r = loom("train", "--model", small, "--data", narrow, "--seed", 3, *common(steps=2))
+    check_one_line_error(r, "--data rows of 5 values for a model of 12 inputs", "loom:",
+                         "mat1 and mat2 shapes cannot be multiplied")
+    r = loom("train", "--model", small, "--data", save_npy(d, "wide", x, y), "--eval-data", narrow, "--seed", 3,
+             *common(steps=2))
+    check_one_line_error(r, "--eval-data rows of 5 values, --data rows of 12", "loom:", "narrow_x.npy")
 
 
 def write_idx(path, array):
