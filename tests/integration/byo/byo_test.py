@@ -8,7 +8,7 @@ One ctest entry per scenario (tests/CMakeLists.txt), run as
 
 Scenarios:
   residual    a scripted residual MLP with a LayerNorm (not nn.Sequential), NumPy data:
-              allreduce --nproc 2 == single (1e-5); strict load_state_dict in Python;
+              allreduce --nproc 2 and ps == single (1e-5); strict load_state_dict in Python;
               Python's test accuracy == the summary's; --save-scripted == Python model
   csv_mse     regression from CSV (--target-column not the last), --loss mse:
               allreduce == single; Python's test MSE == the summary's test_mse (1e-6 rel)
@@ -397,6 +397,10 @@ def scenario_residual(d):
             & check_run(ar, "allreduce --nproc 2 trains it")):
         return
     check_equal_models(d + "/single.pt", d + "/ar.pt", "allreduce --nproc 2 == single")
+    # The parameter server keys the module's tensors by their names: not only nn.Sequential.
+    ps = loom(*base, "--strategy", "ps", "--nproc", 2, "--servers", 1, "--seed", ar_seed, "--save", d + "/ps.pt")
+    if check_run(ps, "ps (2 workers, 1 server) trains the residual MLP"):
+        check_equal_models(d + "/single.pt", d + "/ps.pt", "ps == single")
 
     for name in ("single", "ar"):
         m = ResidualMLPRenamed() if broken("keys") else ResidualMLP()
