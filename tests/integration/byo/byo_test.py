@@ -31,7 +31,8 @@ Scenarios:
               classifier's int targets, --loss bce-with-logits, no --eval-data
               (evaluated false), csv classification with the default target column
               (Python's accuracy == the summary's), a NaN input row: an error naming
-              the row, and with --allow-nan a model that handles it trains
+              the row, and with --allow-nan a model that handles it trains;
+              allreduce --partition random on npy: disjoint shards
 
 --break NAME breaks one check on purpose (each check must be able to fail); the names
 are listed in BREAKS. A run with --break must FAIL.
@@ -72,6 +73,7 @@ BREAKS = {
     "no_learning": "train the regressor with lr 1e-7",
     "dtype": "give complex64 inputs where float64 belong",
     "allow_nan": "give --allow-nan to the run that must fail on the NaN and not to the one that must train",
+    "shards": "put one of worker 0's rows into worker 1's shard",
     "idx_labels": "shuffle the IDX test labels (nothing to learn)",
     "idx_scale": "scale the IDX pixels by 1/256 in Python instead of loom's 1/255",
 }
@@ -774,6 +776,21 @@ def scenario_sources(d):
         check_summary_fields(s, "no --eval-data", "cross-entropy", broken("evaluated"), accuracy=False, mse=False)
         evals = [rec for rec in records(d + "/noeval.jsonl") if rec.get("event") == "eval"]
         check(not evals, "no --eval-data: no eval records", json.dumps(evals))
+
+    # --partition random over a memory-mapped npy set: each worker draws from its own shard.
+    os.makedirs(d + "/indices")
+    r = loom("train", "--model", residual, "--data", npy, *quick, "--strategy", "allreduce", "--nproc", 2,
+             "--partition", "random", "--record-indices", d + "/indices")
+    if check_run(r, "allreduce --nproc 2 --partition random on npy trains"):
+        seen = []
+        for rank in (0, 1):
+            with open("%s/indices/rank-%d.json" % (d, rank)) as f:
+                seen.append({i for step in json.load(f)["steps"] for i in step})
+        if broken("shards"):
+            seen[1] |= {next(iter(seen[0]))}
+        check(seen[0] and seen[1] and not (seen[0] & seen[1]) and max(seen[0] | seen[1]) < len(y),
+              "--partition random: the two workers' rows are disjoint shards of the %d rows (%d and %d rows seen)" % (
+                  len(y), len(seen[0]), len(seen[1])))
 
     # Other input dtypes, and whole-number float targets for cross-entropy.
     for name, xs, ys in (("f64", x.astype(np.complex64 if broken("dtype") else np.float64), y),
