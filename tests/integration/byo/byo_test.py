@@ -23,6 +23,9 @@ Scenarios:
   init        --init with a Python state_dict (not the script's own parameters): loom's
               first loss == Python's loss of that init; one full-batch SGD step == Python's;
               --init from loom's own --save file
+  batchnorm   buffers and train()/eval(): BatchNorm running stats after one step ==
+              Python's; a BatchNorm + Dropout model is evaluated in eval mode; the
+              same command twice gives the same Dropout model (KNOWN FAILURE)
   errors      pipeline/hybrid with a non-Sequential module, a model file that is not
               TorchScript, a text file as model, data that does not fit the model
               (KNOWN FAILURE): one line naming the file and the cause
@@ -61,7 +64,7 @@ import torch.nn as nn
 
 BREAKS = {
     "seed": "train the distributed / other-strategy side with another seed",
-    "keys": "load the saved state_dict into a Python model with a renamed parameter",
+    "keys": "load the saved state_dict into a Python model with a renamed parameter / expect one more buffer",
     "accuracy": "flip one test label in Python's copy before computing the accuracy",
     "scripted": "compare --save-scripted with the untrained Python model / the other run's --save",
     "mse": "compute Python's test MSE (and the bce loss) without the last test row",
@@ -74,6 +77,7 @@ BREAKS = {
     "dtype": "give complex64 inputs where float64 belong",
     "allow_nan": "give --allow-nan to the run that must fail on the NaN and not to the one that must train",
     "shards": "put one of worker 0's rows into worker 1's shard",
+    "eval_mode": "compute Python's accuracy with the model in train mode",
     "idx_labels": "shuffle the IDX test labels (nothing to learn)",
     "idx_scale": "scale the IDX pixels by 1/256 in Python instead of loom's 1/255",
 }
@@ -689,6 +693,71 @@ def scenario_losses(d):
                            "the second nn.Sequential under pipeline == single")
 
 
+def bn_model(dropout):
+    layers = [nn.Linear(12, 16), nn.BatchNorm1d(16), nn.ReLU()]
+    if dropout:
+        layers.append(nn.Dropout(0.5))
+    return nn.Sequential(*layers, nn.Linear(16, 3))
+
+
+def scenario_batchnorm(d):
+    """Buffers and train()/eval(): a scripted module with BatchNorm (and Dropout).
+    One full-batch step == Python's, parameters and the running statistics; the saved
+    state_dict holds the buffers (strict load); evaluation runs in eval mode (Python's
+    eval-mode accuracy == the summary's, which train mode's batch statistics and dropout
+    would not give)."""
+    x, y = blobs(256, seed=1)
+    xt, yt = blobs(200, seed=2)
+    data, eval_data = save_npy(d, "train", x, y), save_npy(d, "test", xt, yt)
+    lr = 0.1
+    torch.manual_seed(0)
+    plain = bn_model(dropout=False)
+    path = script_save(plain, d + "/bn.pt")
+    r = loom("train", "--model", path, "--data", data, *common(steps=1, batch=len(y), lr=lr, momentum=0),
+             "--seed", 3, "--save", d + "/bn_one.pt")
+    if check_run(r, "one full-batch step of a BatchNorm model"):
+        m = bn_model(dropout=False)
+        m.load_state_dict(plain.state_dict())
+        m.train()
+        loss = nn.functional.cross_entropy(m(torch.from_numpy(x)), torch.from_numpy(y))
+        loss.backward()
+        with torch.no_grad():
+            for p in m.parameters():
+                p -= (lr * 1.01 if broken("lr") else lr) * p.grad
+        want = m.state_dict()
+        if broken("keys"):
+            want["1.extra_buffer"] = torch.zeros(1)
+        got = load_state_dict_file(d + "/bn_one.pt")
+        if got is not None:
+            check(set(got) == set(want), "BatchNorm: the saved state_dict holds the buffers too",
+                  "%s vs %s" % (sorted(got), sorted(want)))
+            got = {k: got[k] for k in want if k in got}
+            diff = max_abs_diff_dicts(got, want)
+            check(diff < 1e-5, "BatchNorm: one full-batch step == Python's, running stats and "
+                               "num_batches_tracked included (max abs diff %.3g)" % diff)
+
+    torch.manual_seed(0)
+    path = script_save(bn_model(dropout=True), d + "/bn_dropout.pt")
+    r = loom("train", "--model", path, "--data", data, "--eval-data", eval_data, *common(steps=10), "--seed", 3,
+             "--save", d + "/bn_dropout_out.pt", "--metrics", d + "/bn_dropout.jsonl")
+    if check_run(r, "a BatchNorm + Dropout model trains with evaluation"):
+        m = bn_model(dropout=True)
+        if strict_load(m, d + "/bn_dropout_out.pt", "BatchNorm + Dropout: strict load_state_dict"):
+            if broken("eval_mode"):
+                m.eval = m.train  # Python "evaluates" in train mode
+            check_accuracy(summary(d + "/bn_dropout.jsonl"), m, xt, yt, "BatchNorm + Dropout, eval mode")
+
+    # KNOWN FAILURE (2026-11-30, loom e28359f; reported): the same command twice, same
+    # --seed, gives different models when the module draws random numbers (Dropout):
+    # max abs diff 0.03 to 0.05 between runs; without Dropout the runs are bitwise equal.
+    # (The global generator Dropout draws from is not seeded by --seed.)
+    r = loom("train", "--model", path, "--data", data, *common(steps=10), "--seed", 4 if broken("seed") else 3,
+             "--save", d + "/bn_dropout_again.pt")
+    if check_run(r, "the Dropout model again, the same command"):
+        check_equal_models(d + "/bn_dropout_out.pt", d + "/bn_dropout_again.pt",
+                           "Dropout: the same command and --seed twice give the same model", tol=1e-12)
+
+
 def check_one_line_error(r, what, *needles):
     """Non-zero exit (no signal, no hang), no crash text, one stderr line holding every needle."""
     ok = not r.timed_out and r.rc > 0
@@ -918,6 +987,7 @@ SCENARIOS = {
     "averaging": scenario_averaging,
     "losses": scenario_losses,
     "init": scenario_init,
+    "batchnorm": scenario_batchnorm,
     "errors": scenario_errors,
     "sources": scenario_sources,
 }
