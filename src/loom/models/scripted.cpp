@@ -3,6 +3,8 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include <fmt/ranges.h>
+
 #include <map>
 #include <sstream>
 
@@ -16,20 +18,40 @@ namespace {
 // A torch::nn::Module view of one script module: its direct parameters and buffers are
 // registered under their own names (the same tensors), each child script module becomes
 // a child ScriptedModuleImpl, and forward() runs the script's own forward.
+// The last non-empty line of an error from the TorchScript interpreter: the cause
+// ("RuntimeError: mat1 and mat2 shapes cannot be multiplied (64x8 and 20x64)"), without
+// the script's traceback above it.
+std::string cause_of(const std::exception& e) {
+  const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+  std::string text = c10_error ? c10_error->what_without_backtrace() : e.what();
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text.substr(text.rfind('\n') + 1);
+}
+
 class ScriptedModuleImpl : public torch::nn::Module {
  public:
-  explicit ScriptedModuleImpl(torch::jit::Module script) : script_(std::move(script)) {
+  // `label` names the module in errors: the file, and the layer when it is one.
+  ScriptedModuleImpl(torch::jit::Module script, std::string label)
+      : script_(std::move(script)), label_(std::move(label)) {
     for (const auto& p : script_.named_parameters(/*recurse=*/false)) register_parameter(p.name, p.value, true);
     for (const auto& b : script_.named_buffers(/*recurse=*/false)) register_buffer(b.name, b.value);
-    for (const auto& c : script_.named_children())
-      register_module(c.name, std::make_shared<ScriptedModuleImpl>(c.value));
+    for (const auto& c : script_.named_children()) {
+      register_module(c.name, std::make_shared<ScriptedModuleImpl>(c.value, label_ + ", module '" + c.name + "'"));
+    }
     torch::nn::Module::train(script_.is_training());
   }
 
+  // One tensor in, one out. An error inside the script becomes one line naming the
+  // module, the input's shape and the cause.
   at::Tensor forward(const at::Tensor& input) {
-    const c10::IValue out = script_.forward({input});
-    LOOM_CHECK(out.isTensor(), ModelError, "the TorchScript module's forward returned a {}, not a tensor",
-               out.tagKind());
+    c10::IValue out;
+    try {
+      out = script_.forward({input});
+    } catch (const std::exception& e) {
+      LOOM_THROW(ModelError, "{}: forward failed on an input of shape {}: {}", label_, fmt::join(input.sizes(), "x"),
+                 cause_of(e));
+    }
+    LOOM_CHECK(out.isTensor(), ModelError, "{}: forward returned a {}, not a tensor", label_, out.tagKind());
     return out.toTensor();
   }
 
@@ -40,6 +62,7 @@ class ScriptedModuleImpl : public torch::nn::Module {
 
  private:
   torch::jit::Module script_;
+  std::string label_;
 };
 TORCH_MODULE(ScriptedModule);
 
@@ -49,7 +72,8 @@ TORCH_MODULE(ScriptedModule);
 // children are registered here instead (the same modules and tensors).
 class ScriptedWholeImpl : public torch::nn::SequentialImpl {
  public:
-  explicit ScriptedWholeImpl(const torch::jit::Module& script) : whole_(std::make_shared<ScriptedModuleImpl>(script)) {
+  ScriptedWholeImpl(const torch::jit::Module& script, const std::string& label)
+      : whole_(std::make_shared<ScriptedModuleImpl>(script, label)) {
     push_back("whole", whole_);
     unregister_module("whole");
     for (const auto& p : whole_->named_parameters(/*recurse=*/false)) register_parameter(p.key(), p.value(), true);
@@ -102,9 +126,13 @@ ScriptedModel load_scripted(const std::string& path) {
   out.sequential = out.type_name == "__torch__.torch.nn.modules.container.Sequential";
   if (out.sequential) {
     out.model = torch::nn::Sequential();
-    for (const auto& c : script->named_children()) out.model->push_back(std::string(c.name), ScriptedModule(c.value));
+    for (const auto& c : script->named_children()) {
+      out.model->push_back(std::string(c.name),
+                           ScriptedModule(c.value, "--model " + path + ", layer '" + c.name + "'"));
+    }
   } else {
-    const std::shared_ptr<torch::nn::SequentialImpl> whole = std::make_shared<ScriptedWholeImpl>(*script);
+    const std::shared_ptr<torch::nn::SequentialImpl> whole =
+        std::make_shared<ScriptedWholeImpl>(*script, "--model " + path);
     out.model = torch::nn::Sequential(whole);
   }
   LOOM_CHECK(!out.model->parameters().empty(), ModelError, "--model {}: the TorchScript module has no parameters",

@@ -123,6 +123,27 @@ TEST(Scripted, ForwardRunsTheScriptAndGradientsReachItsParameters) {
   }
 }
 
+TEST(Scripted, AFailingForwardIsOneLineNamingTheFileShapeAndCause) {
+  TempDir dir;
+  residual().save(dir.file("res.pt"));
+  sequential().save(dir.file("seq.pt"));
+  for (const auto& [file, where] : std::vector<std::pair<std::string, std::string>>{
+           {dir.file("res.pt"), "--model " + dir.file("res.pt") + ": forward failed on an input of shape 5x8: "},
+           {dir.file("seq.pt"),
+            "--model " + dir.file("seq.pt") + ", layer '0': forward failed on an input of shape 5x8: "}}) {
+    auto scripted = load_scripted(file);
+    try {
+      scripted.model->forward(torch::randn({5, 8}));  // the models take 6 inputs
+      FAIL() << file;
+    } catch (const loom::ModelError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(where), std::string::npos) << what;
+      EXPECT_NE(what.find("shapes cannot be multiplied"), std::string::npos) << what;  // the interpreter's cause
+      EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+    }
+  }
+}
+
 TEST(Scripted, TrainAndEvalReachTheScript) {
   TempDir dir;
   residual().save(dir.file("res.pt"));
