@@ -32,6 +32,8 @@ struct Dataset {
   // gather()/slice() throw DataError naming the set and the row when a row they read
   // holds a NaN in its inputs (sets read lazily from files are checked as rows are read).
   bool reject_nan = false;
+  // The inputs are a memory map of a file (npy:): rows are read from disk on first touch.
+  bool memory_mapped = false;
 
   int64_t size() const;          // N; 0 for a default-constructed Dataset
   int64_t target_width() const;  // 1 for targets [N], K for [N, K]
@@ -50,6 +52,12 @@ struct Batch {
 Batch gather(const Dataset& dataset, const std::vector<int64_t>& indices);
 // Same, with a 1-D integer tensor of indices (any integer dtype, CPU).
 Batch gather(const Dataset& dataset, const at::Tensor& indices);
+// Asks the kernel to start reading the rows `indices` of a memory-mapped set from disk
+// in the background (madvise MADV_WILLNEED on their pages), so that a later gather()
+// of them does not wait for the disk; it maps nothing into the process. Returns at
+// once; does nothing for a set in memory. Indices out of range are ignored (gather()
+// reports them). The trainer calls it with the next step's rows.
+void prefetch(const Dataset& dataset, const std::vector<int64_t>& indices);
 // The rows [start, start + count), as gather() converts them.
 Batch slice(const Dataset& dataset, int64_t start, int64_t count);
 

@@ -1,6 +1,8 @@
 #include "loom/data/dataset.h"
 
 #include <ATen/ATen.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "loom/core/error.h"
 
@@ -93,6 +95,26 @@ Batch slice(const Dataset& dataset, int64_t start, int64_t count) {
           dataset.targets.narrow(0, start, count).clone(at::MemoryFormat::Contiguous)};
   check_nan(dataset, b.inputs, [start](int64_t k) { return start + k; });
   return b;
+}
+
+}  // namespace loom::data
+
+namespace loom::data {
+
+void prefetch(const Dataset& dataset, const std::vector<int64_t>& indices) {
+  const int64_t n = dataset.size();
+  if (!dataset.memory_mapped || n == 0 || !dataset.inputs.defined()) return;
+  const auto row_bytes = static_cast<uintptr_t>(dataset.inputs.numel() / n * dataset.inputs.element_size());
+  if (row_bytes == 0) return;
+  const auto base = reinterpret_cast<uintptr_t>(dataset.inputs.data_ptr());
+  static const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  for (const int64_t i : indices) {
+    if (i < 0 || i >= n) continue;
+    const uintptr_t begin = base + static_cast<uintptr_t>(i) * row_bytes;
+    const uintptr_t first_page = begin & ~(page - 1);
+    // Advice only: a failure (e.g. memory that is not a file mapping) costs nothing but the hint.
+    ::madvise(reinterpret_cast<void*>(first_page), begin + row_bytes - first_page, MADV_WILLNEED);
+  }
 }
 
 }  // namespace loom::data

@@ -29,7 +29,9 @@ Dataset load_file_source(const std::string& kind, const std::string& spec, const
   const std::string& name = options.name;
   if (kind == "npy") {
     const auto [inputs, targets] = two_paths(name, spec, "npy:INPUTS.npy,TARGETS.npy");
-    return make_file_dataset(name, read_npy(inputs), read_npy(targets), options.allow_nan);
+    Dataset d = make_file_dataset(name, read_npy(inputs), read_npy(targets), options.allow_nan);
+    d.memory_mapped = true;
+    return d;
   }
   LOOM_CHECK(!spec.empty(), ConfigError, "data source '{}' names no file", name);
   if (kind == "tensors") {

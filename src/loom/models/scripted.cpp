@@ -123,7 +123,11 @@ ScriptedModel load_scripted(const std::string& path) {
   ScriptedModel out;
   out.script = script;
   out.type_name = script->type()->name() ? script->type()->name()->qualifiedName() : "?";
-  out.sequential = out.type_name == "__torch__.torch.nn.modules.container.Sequential";
+  // torch.jit.script mangles the name of a second, differently shaped Sequential of
+  // one Python session: "__torch__.torch.nn.modules.container.___torch_mangle_3.Sequential".
+  const std::string prefix = "__torch__.torch.nn.modules.container.";
+  out.sequential = out.type_name.rfind(prefix, 0) == 0 && out.type_name.size() >= 11 &&
+                   out.type_name.compare(out.type_name.size() - 11, 11, ".Sequential") == 0;
   if (out.sequential) {
     out.model = torch::nn::Sequential();
     for (const auto& c : script->named_children()) {

@@ -67,6 +67,11 @@ StateDict load_model_file(const std::string& path) {
     value = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
   } catch (const std::exception& e) {
     std::string cause = e.what();
+    // libtorch's unpickler reads a collections.OrderedDict as None, then fails on its items.
+    LOOM_CHECK(cause.find("Expected GenericDict but got None") == std::string::npos, CheckpointError,
+               "{}: a Python OrderedDict (torch.save(model.state_dict())), which libtorch cannot read; save "
+               "torch.save(dict(model.state_dict()), path) instead",
+               path);
     LOOM_THROW(CheckpointError, "{}: not a readable model file ({})", path, cause.substr(0, cause.find('\n')));
   }
   LOOM_CHECK(value.isGenericDict(), CheckpointError, "{}: not a model file (expected a dict of tensors, found {})",

@@ -312,6 +312,10 @@ Summary Trainer::run() {
       data::with_targets(data::load_dataset(data_options(c, c.data), data::Split::train), target_kind(loss));
   const bool evaluates = c.eval && (!c.eval_data.empty() || data::has_test_split(c.data));  // the same on every rank
   const data::Dataset test_set = leader && evaluates ? load_eval_set(c, loss) : data::Dataset{};
+  LOOM_CHECK(test_set.size() == 0 || test_set.sample_shape == train_set.sample_shape, DataError,
+             "--eval-data {}: its rows have shape {}, but the rows of --data {} have shape {}", test_set.name,
+             fmt::join(test_set.sample_shape, "x"), train_set.name, fmt::join(train_set.sample_shape, "x"));
+  torch::manual_seed(static_cast<uint64_t>(c.seed));  // what a model's own random ops (Dropout) draw from
 
   if (leader && c.eval && !evaluates)
     log::info("no evaluation: --data {} has no test split (pass --eval-data)", c.data);
@@ -402,6 +406,11 @@ Summary Trainer::run() {
       const std::vector<int64_t> indices = partitioner->indices(slot.rank, epoch, in_epoch);
       recorder.add(indices);
       data::Batch part = data::gather(train_set, indices);
+      if (train_set.memory_mapped && t + 1 < total_steps) {
+        // The disk reads of the next step's rows overlap this step's compute.
+        const int64_t next = t + 1;
+        data::prefetch(train_set, partitioner->indices(slot.rank, next / steps_per_epoch, next % steps_per_epoch));
+      }
       if (poisons_batch(fault, rank, t)) part.inputs = torch::full_like(part.inputs, std::nan(""));
       const double share = static_cast<double>(sizes[slot.rank]) / global_batch;
       auto span = tracer.span("step", "step");

