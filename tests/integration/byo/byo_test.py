@@ -19,16 +19,16 @@ Scenarios:
   losses      bce-with-logits: allreduce (proportional 2,1,1) and pipeline == single;
               mse with [B,1] outputs against [N] targets: pipeline == single; a second,
               differently shaped nn.Sequential scripted in the same Python process
-              (a mangled TorchScript type name) under pipeline (KNOWN FAILURE)
+              (a mangled TorchScript type name) under pipeline (FIXED in d4cd3e2, was a failing check)
   init        --init with a Python state_dict (not the script's own parameters): loom's
               first loss == Python's loss of that init; one full-batch SGD step == Python's;
               --init from loom's own --save file
   batchnorm   buffers and train()/eval(): BatchNorm running stats after one step ==
               Python's; a BatchNorm + Dropout model is evaluated in eval mode; the
-              same command twice gives the same Dropout model (KNOWN FAILURE)
+              same command twice gives the same Dropout model (FIXED in d4cd3e2, was a failing check)
   errors      pipeline/hybrid with a non-Sequential module, a model file that is not
               TorchScript, a text file as model, data that does not fit the model
-              (--eval-data: KNOWN FAILURE): one line naming the file and the cause
+              (--eval-data: FIXED in d4cd3e2, was a failing check): one line naming the file and the cause
   sources     --data tensors:, idx:DIR (gzipped IDX written here), npy with float64 /
               uint8 / int64 inputs and whole-number float targets, --loss mse with a
               classifier's int targets, --loss bce-with-logits, no --eval-data
@@ -666,7 +666,7 @@ def scenario_losses(d):
         if check_run(r, "bce-with-logits: %s trains" % name) and name != "single":
             check_equal_models(d + "/bce_single.pt", "%s/bce_%s.pt" % (d, name), "bce-with-logits: %s == single" % name)
 
-    # The mse model is scripted in a fresh Python process (see the KNOWN FAILURE below).
+    # The mse model is scripted in a fresh Python process (see the FIXED in d4cd3e2, was a failing check below).
     r_target = (x[:, 0] - 0.5 * x[:, 1]).astype(np.float32)
     mse_model = d + "/mse.pt"
     subprocess.run([sys.executable, "-c", "import torch, torch.nn as nn; torch.manual_seed(0); torch.jit.script("
@@ -680,7 +680,7 @@ def scenario_losses(d):
         if check_run(r, "mse: %s trains" % name) and name != "single":
             check_equal_models(d + "/mse_single.pt", "%s/mse_%s.pt" % (d, name), "mse: %s == single" % name)
 
-    # KNOWN FAILURE (2026-11-30, loom e28359f; a loom bug, reported): a user who scripts
+    # FIXED in d4cd3e2, was a failing check (2026-11-30, loom e28359f; a loom bug, reported): a user who scripts
     # two differently shaped nn.Sequential in one Python session saves the second with a
     # mangled type name, __torch__.torch.nn.modules.container.___torch_mangle_N.Sequential;
     # loom (models/scripted.cpp) compares the name exactly, so pipeline and hybrid refuse
@@ -749,7 +749,7 @@ def scenario_batchnorm(d):
                 m.eval = m.train  # Python "evaluates" in train mode
             check_accuracy(summary(d + "/bn_dropout.jsonl"), m, xt, yt, "BatchNorm + Dropout, eval mode")
 
-    # KNOWN FAILURE (2026-11-30, loom e28359f; reported): the same command twice, same
+    # FIXED in d4cd3e2, was a failing check (2026-11-30, loom e28359f; reported): the same command twice, same
     # --seed, gives different models when the module draws random numbers (Dropout):
     # max abs diff 0.03 to 0.05 between runs; without Dropout the runs are bitwise equal.
     # (The global generator Dropout draws from is not seeded by --seed.)
@@ -794,7 +794,7 @@ def scenario_errors(d):
     check_one_line_error(r, "a missing --model file", "absent.pth" if broken("error_text") else "absent.pt")
 
     # Data that does not fit the model: one line with the cause. --data: passes since loom
-    # 0bd46be. --eval-data of another width: KNOWN FAILURE (2026-11-30, loom 0bd46be;
+    # 0bd46be. --eval-data of another width: FIXED in d4cd3e2, was a failing check (2026-11-30, loom 0bd46be;
     # reported): the run trains to the end, then fails with "loom: model error: --model
     # small.pt: forward failed on an input of shape 64x5: RuntimeError: mat1 and mat2
     # shapes cannot be multiplied (64x5 and 12x16)", which does not name the --eval-data
