@@ -56,8 +56,17 @@ Batch gather(const Dataset& dataset, const at::Tensor& indices);
 // in the background (madvise MADV_WILLNEED on their pages), so that a later gather()
 // of them does not wait for the disk; it maps nothing into the process. Returns at
 // once; does nothing for a set in memory. Indices out of range are ignored (gather()
-// reports them). The trainer calls it with the next step's rows.
+// reports them).
 void prefetch(const Dataset& dataset, const std::vector<int64_t>& indices);
+// The same for every row: one sequential read-ahead of the whole inputs array, in large
+// reads (a disk reads a file sequentially 10x faster than row by row at random here).
+void prefetch_all(const Dataset& dataset);
+// The fraction, in [0, 1], of the pages of a memory-mapped set's inputs that the rows
+// `indices` lie on; 0 for a set in memory. The trainer reads the whole file ahead
+// (prefetch_all) when one epoch of a worker's rows covers at least half of its pages,
+// and only the next steps' rows (prefetch) otherwise: a worker whose shard is a small
+// part of a large file still reads only its own rows from disk.
+double page_coverage(const Dataset& dataset, const std::vector<int64_t>& indices);
 // The rows [start, start + count), as gather() converts them.
 Batch slice(const Dataset& dataset, int64_t start, int64_t count);
 

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <unistd.h>
+#include <algorithm>
 #include <chrono>
 #include <numeric>
 
@@ -245,6 +247,45 @@ class IndexRecorder {
   std::vector<std::vector<int64_t>> steps_;
 };
 
+// Disk reads of a memory-mapped (npy:) training set, overlapped with compute. When one
+// epoch of this worker's rows lies on at least half of the file's pages and the file
+// takes at most a quarter of this machine's memory, the whole file is read ahead at
+// start, sequentially (0.4 s for 188 MB here, against ~2.5 ms per step
+// of 64 rows read at random); otherwise, after each step's gather, the next step's rows.
+class ReadAhead {
+ public:
+  ReadAhead(const data::Dataset& set, data::Partitioner& partitioner, const strategies::DataSlot& slot,
+            int64_t first_step, int64_t total_steps)
+      : set_(set), partitioner_(partitioner), rank_(slot.rank), total_steps_(total_steps) {
+    if (!set.memory_mapped || !slot.reads_data) return;
+    const int64_t per_epoch = partitioner.steps_per_epoch();
+    std::vector<int64_t> rows;
+    for (int64_t t = first_step; t < std::min(total_steps, first_step + per_epoch); ++t) {
+      const auto step_rows = partitioner.indices(rank_, t / per_epoch, t % per_epoch);
+      rows.insert(rows.end(), step_rows.begin(), step_rows.end());
+    }
+    const double file_bytes = static_cast<double>(set.inputs.numel()) * set.inputs.element_size();
+    const double memory_bytes = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * ::sysconf(_SC_PAGESIZE);
+    if (data::page_coverage(set, rows) >= 0.5 && file_bytes <= memory_bytes / 4) {
+      data::prefetch_all(set);
+    } else {
+      per_step_ = true;
+    }
+  }
+  void after_gather(int64_t step) {
+    if (!per_step_ || step + 1 >= total_steps_) return;
+    const int64_t per_epoch = partitioner_.steps_per_epoch();
+    data::prefetch(set_, partitioner_.indices(rank_, (step + 1) / per_epoch, (step + 1) % per_epoch));
+  }
+
+ private:
+  const data::Dataset& set_;
+  data::Partitioner& partitioner_;
+  int rank_;
+  int64_t total_steps_;
+  bool per_step_ = false;
+};
+
 // --save on rank 0. A model with a NaN or an infinity is not written unless asked for
 // (--save-nonfinite): returns the error to raise once the collective finish() is done
 // (so the other ranks end cleanly and the job ends with this one line), or "".
@@ -315,6 +356,7 @@ Summary Trainer::run() {
   LOOM_CHECK(test_set.size() == 0 || test_set.sample_shape == train_set.sample_shape, DataError,
              "--eval-data {}: its rows have shape {}, but the rows of --data {} have shape {}", test_set.name,
              fmt::join(test_set.sample_shape, "x"), train_set.name, fmt::join(train_set.sample_shape, "x"));
+  data::prefetch_all(test_set);  // an evaluation reads every row: a mapped file is read ahead, in the background
   torch::manual_seed(static_cast<uint64_t>(c.seed));  // what a model's own random ops (Dropout) draw from
 
   if (leader && c.eval && !evaluates)
@@ -389,6 +431,7 @@ Summary Trainer::run() {
         r.mse >= 0 ? fmt::format("test mse {:.6f}", r.mse) : fmt::format("test accuracy {:.4f}", r.accuracy), r.loss));
   };
 
+  ReadAhead read_ahead(train_set, *partitioner, slot, first_step, total_steps);
   StepWindow window(c, leader);
   AutoReweighting reweighting(c.shard_weights == "auto" && slot.world_size > 1);
   IndexRecorder recorder(c.record_indices);
@@ -406,11 +449,7 @@ Summary Trainer::run() {
       const std::vector<int64_t> indices = partitioner->indices(slot.rank, epoch, in_epoch);
       recorder.add(indices);
       data::Batch part = data::gather(train_set, indices);
-      if (train_set.memory_mapped && t + 1 < total_steps) {
-        // The disk reads of the next step's rows overlap this step's compute.
-        const int64_t next = t + 1;
-        data::prefetch(train_set, partitioner->indices(slot.rank, next / steps_per_epoch, next % steps_per_epoch));
-      }
+      read_ahead.after_gather(t);
       if (poisons_batch(fault, rank, t)) part.inputs = torch::full_like(part.inputs, std::nan(""));
       const double share = static_cast<double>(sizes[slot.rank]) / global_batch;
       auto span = tracer.span("step", "step");
