@@ -171,14 +171,12 @@ std::vector<BadInput> cases() {
                npy_pair([](const std::string& d) { write_npy(d + "/y.npy", "<i8", "(39,)", class_rows(39)); })});
   t.push_back({"npy_complex_dtype", train(kNpyData), "x.npy: unsupported dtype '<c8'",
                npy_pair([](const std::string& d) { write_npy(d + "/x.npy", "<c8", "(40, 784)", float_rows(80)); })});
-  t.push_back({"npy_string_targets", train(kNpyData), "y.npy: unsupported dtype '<U3'",
-               npy_pair([](const std::string& d) {
-                 write_npy(d + "/y.npy", "<U3", "(40,)", std::string(40 * 3 * 4, '\0'));
-               })});
-  t.push_back({"npy_empty_file", train(kNpyData), "x.npy: not a NumPy .npy file",
+  t.push_back(
+      {"npy_string_targets", train(kNpyData), "y.npy: unsupported dtype '<U3'",
+       npy_pair([](const std::string& d) { write_npy(d + "/y.npy", "<U3", "(40,)", std::string(40 * 3 * 4, '\0')); })});
+  t.push_back({"npy_empty_file", train(kNpyData), "x.npy: empty file (0 bytes",
                npy_pair([](const std::string& d) { write(d + "/x.npy", ""); })});
-  t.push_back({"npy_zero_rows", train(kNpyData), "the inputs hold 0 rows",
-               npy_pair([](const std::string& d) {
+  t.push_back({"npy_zero_rows", train(kNpyData), "the inputs hold 0 rows", npy_pair([](const std::string& d) {
                  write_npy(d + "/x.npy", "<f4", "(0, 784)", "");
                  write_npy(d + "/y.npy", "<i8", "(0,)", "");
                })});

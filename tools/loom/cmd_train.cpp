@@ -76,7 +76,10 @@ int run_train(TrainCommand& cmd) {
 
   DistEnv env = DistEnv::from_environment();
   const bool ps = c.strategy == "ps";
-  if (env.source == "none" && (c.nproc > 1 || ps || c.max_restarts > 0)) return spawn_workers(cmd);
+  if (env.source == "none" && (c.nproc > 1 || ps || c.max_restarts > 0)) {
+    train::check_model_file(c);  // one line here rather than one per rank
+    return spawn_workers(cmd);
+  }
   if (env.restart_count > 0 && !c.checkpoint_dir.empty()) {
     cmd.config.resume_if_any = true;  // a restart continues from the newest checkpoint, if there is one
     log::info("restart {}: resuming from {} if it holds a checkpoint", env.restart_count, c.checkpoint_dir);

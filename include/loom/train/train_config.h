@@ -98,6 +98,22 @@ struct TrainConfig {
 
 void register_train_options(OptionTable& table, TrainConfig& config);
 void validate(const TrainConfig& config);
+// What validate() cannot see without reading files: with --model FILE.pt and --strategy
+// pipeline or hybrid, loads the script and throws the ConfigError of
+// check_cuttable(). `loom train` calls it before launching the job's processes, so the
+// error is one line, not one per rank.
+void check_model_file(const TrainConfig& config);
+
+}  // namespace loom::train
+
+namespace loom::models {
+struct ScriptedModel;  // models/scripted.h
+}
+
+namespace loom::train {
+// Pipeline and hybrid cut a model between the children of a top-level nn.Sequential:
+// throws ConfigError naming the file and the module's type when `scripted` is not one.
+void check_cuttable(const TrainConfig& config, const models::ScriptedModel& scripted);
 
 }  // namespace loom::train
 

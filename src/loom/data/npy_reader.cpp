@@ -210,6 +210,9 @@ std::string numpy_dtype_name(at::ScalarType dtype) {
 }
 
 NpyHeader parse_npy_header(const uint8_t* bytes, size_t size, const std::string& path) {
+  LOOM_CHECK(size > 0, DataError, "{}: empty file (0 bytes; expected a NumPy .npy file)", path);
+  LOOM_CHECK(size >= kMagicSize || std::memcmp(bytes, kMagic, size) != 0, DataError,
+             "{}: truncated: the .npy file ends inside its magic string ({} bytes)", path, size);
   LOOM_CHECK(size >= kMagicSize && std::memcmp(bytes, kMagic, kMagicSize) == 0, DataError,
              "{}: not a NumPy .npy file (bad magic: it does not start with \\x93NUMPY)", path);
   LOOM_CHECK(size >= kMagicSize + 2, DataError, "{}: truncated: the .npy file ends inside its version", path);

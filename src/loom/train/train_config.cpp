@@ -187,4 +187,23 @@ optim::OptimizerOptions optimizer_options(const TrainConfig& c) {
   return o;
 }
 
+void check_cuttable(const TrainConfig& c, const models::ScriptedModel& scripted) {
+  const auto kind = strategies::parse_strategy(c.strategy);
+  LOOM_CHECK(
+      scripted.sequential || (kind != strategies::StrategyKind::pipeline && kind != strategies::StrategyKind::hybrid),
+      ConfigError,
+      "--model {}: --strategy {} cuts the model between the children of a top-level nn.Sequential, but "
+      "this module is a {} (script an nn.Sequential of its layers, or use single, allreduce or ps)",
+      c.model, c.strategy, scripted.type_name);
+}
+
+void check_model_file(const TrainConfig& c) {
+  const auto kind = strategies::parse_strategy(c.strategy);
+  if (!models::is_model_file(c.model) ||
+      (kind != strategies::StrategyKind::pipeline && kind != strategies::StrategyKind::hybrid)) {
+    return;
+  }
+  check_cuttable(c, models::load_scripted(c.model));
+}
+
 }  // namespace loom::train

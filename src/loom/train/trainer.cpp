@@ -78,13 +78,7 @@ LoadedModel load_model(const TrainConfig& c, const data::Dataset& train_set, mod
   if (models::is_model_file(c.model)) {
     out.scripted = models::load_scripted(c.model);
     out.model = out.scripted.model;
-    const auto kind = strategies::parse_strategy(c.strategy);
-    LOOM_CHECK(out.scripted.sequential ||
-                   (kind != strategies::StrategyKind::pipeline && kind != strategies::StrategyKind::hybrid),
-               ConfigError,
-               "--model {}: --strategy {} cuts the model between the children of a top-level nn.Sequential, but "
-               "this module is a {} (script an nn.Sequential of its layers, or use single, allreduce or ps)",
-               c.model, c.strategy, out.scripted.type_name);
+    check_cuttable(c, out.scripted);
     return out;
   }
   models::ModelOptions mopts;

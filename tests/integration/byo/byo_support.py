@@ -104,7 +104,8 @@ def check_one_line_error(r, what, *needles):
     ok = not r.timed_out and r.rc > 0
     crash = [c for c in CRASH_TEXT if c in r.err]
     lines = [ln for ln in r.err_lines() if all(n in ln for n in needles)]
-    return check(ok and not crash and lines, "%s: exit > 0 and one line with %s" % (what, " + ".join(
+    # Exactly one: a job's error is said once, by the launcher or one rank, not by each rank.
+    return check(ok and not crash and len(lines) == 1, "%s: exit > 0 and one line with %s" % (what, " + ".join(
         repr(n) for n in needles)), ("crash text %s; " % crash if crash else "") + r.describe())
 
 

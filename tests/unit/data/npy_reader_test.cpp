@@ -151,7 +151,13 @@ TEST_F(NpyReader, ParsesTheHeader) {
 TEST_F(NpyReader, BadMagic) {
   const std::string m = error_for("PK\x03\x04 this is a zip file");
   EXPECT_TRUE(contains(m, path("a.npy") + ": not a NumPy .npy file (bad magic"));
-  EXPECT_TRUE(contains(error_for(""), "bad magic"));
+  EXPECT_TRUE(contains(error_for("\x93NUMPZ\x01\x00"), "bad magic"));
+}
+
+TEST_F(NpyReader, EmptyOrCutInsideTheMagic) {
+  EXPECT_TRUE(contains(error_for(""), path("a.npy") + ": empty file (0 bytes; expected a NumPy .npy file)"));
+  EXPECT_TRUE(contains(error_for("\x93NUM"), path("a.npy") + ": truncated: the .npy file ends inside its magic"));
+  EXPECT_TRUE(contains(error_for("\x93NUX"), "bad magic"));  // a short file that is not a cut .npy
 }
 
 TEST_F(NpyReader, UnsupportedVersion) {
