@@ -60,6 +60,24 @@ class Group {
   Work allgather(std::vector<at::Tensor>& output, const at::Tensor& input);
   Work barrier();
 
+  // Sharded collectives over one flat buffer, in place, with one element count per
+  // member (uneven allowed; counts[r] >= 0). Every member passes a dense contiguous CPU
+  // float32 or float64 `buffer` of sum(counts) elements and the same counts; member r's
+  // range is [offset(r), offset(r) + counts[r]) with offset(r) = counts[0] + ... +
+  // counts[r-1]. The buffer must stay alive and untouched until the work completes.
+  //   reduce_scatter: afterwards this member's range holds the sum over all members of
+  //     their buffers' values in that range: on shared memory bitwise what allreduce()
+  //     gives there (both add in rank order); over the ring, added in ring order (equal
+  //     within rounding). The rest of the buffer is scratch (unspecified).
+  //   all_gather: afterwards every member's buffer holds, in each range r, member r's
+  //     values of that range (bitwise copies).
+  // Same machine (uses_shared_memory()): through the shared-memory segment. Otherwise a
+  // ring over tagged send/recv: each member sends and receives the other members' ranges
+  // once, (N-1)/N of the buffer for equal counts, as a ring allreduce's first or second
+  // half does. Both are queued on the group's collective thread and run in issue order.
+  Work reduce_scatter(const at::Tensor& buffer, const std::vector<int64_t>& counts);
+  Work all_gather(const at::Tensor& buffer, const std::vector<int64_t>& counts);
+
   // One-number collectives, blocking (bounded by the timeout): the sum of every
   // member's `value`; every member's `value`, by group rank; the root's `value`; the
   // root's `values` (every member passes as many).

@@ -8,11 +8,14 @@
 #include <atomic>
 #include <chrono>
 #include <exception>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "loom/comm/group.h"
 #include "loom/comm/liveness.h"
+#include "loom/comm/ring_collectives.h"
 #include "loom/comm/shm_allreduce.h"
 #include "loom/comm/work.h"
 
@@ -36,6 +39,11 @@ struct Group::Impl {
   // Sum-allreduce of float tensors through shared memory when every member runs on
   // this machine (shm_allreduce.h); null otherwise. Everything else goes through pg.
   std::unique_ptr<ShmAllreduce> shm;
+  // Reduce-scatter and all-gather when `shm` is null: a ring over pg's send/recv, made
+  // on first use (its thread exists only in groups that use it).
+  std::unique_ptr<RingCollectives> ring;
+  std::once_flag ring_once;
+  RingCollectives& ring_engine();
   // Allreduces issued through each transport (Group::allreduce_counts).
   std::atomic<int64_t> shm_allreduces{0};
   std::atomic<int64_t> c10d_allreduces{0};

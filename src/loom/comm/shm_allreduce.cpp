@@ -9,6 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -22,6 +23,7 @@
 
 #include <fmt/format.h>
 
+#include "loom/comm/queued_work.h"
 #include "loom/core/error.h"
 #include "loom/core/log.h"
 #include "loom/core/tsan.h"
@@ -91,29 +93,6 @@ void store_set(c10d::Store& store, const std::string& key, const std::string& va
   store.set(key, std::vector<uint8_t>(value.begin(), value.end()));
 }
 
-// A c10d work completed by the shared-memory thread; its future drives on_completion.
-class ShmWork : public c10d::Work {
- public:
-  ShmWork() : future_(c10::make_intrusive<c10::ivalue::Future>(c10::NoneType::get())) {}
-  // Completion callbacks (on_completion) run here, before waiters are released.
-  void complete(std::exception_ptr error) {
-    tsan::release(this);  // the results written so far; loom::comm::Work::wait acquires
-    if (error) {
-      future_->setError(error);
-    } else {
-      future_->markCompleted(c10::IValue());
-    }
-    finish(error);
-  }
-  c10::intrusive_ptr<c10::ivalue::Future> getFuture() override { return future_; }
-  // The engine bounds every operation by the group's timeout itself and reports which
-  // rank it waited for; waiting with the same timeout here would only race it.
-  bool wait(std::chrono::milliseconds) override { return c10d::Work::wait(::kNoTimeout); }
-
- private:
-  c10::intrusive_ptr<c10::ivalue::Future> future_;
-};
-
 }  // namespace
 
 struct ShmAllreduce::Impl {
@@ -127,11 +106,15 @@ struct ShmAllreduce::Impl {
   char* slots = nullptr;   // size x capacity
   char* result = nullptr;  // capacity
   uint64_t capacity = 0;
-  uint32_t generation = 0;  // barriers passed by this rank
+  uint32_t generation = 0;            // barriers passed by this rank
+  const char* op_name = "allreduce";  // the running operation, for errors
 
+  enum class Kind { allreduce, reduce_scatter, all_gather };
   struct Op {
+    Kind kind = Kind::allreduce;
     std::vector<at::Tensor> tensors;
-    c10::intrusive_ptr<ShmWork> work;
+    std::vector<int64_t> counts;  // reduce_scatter, all_gather: elements per rank
+    c10::intrusive_ptr<QueuedWork> work;
   };
   std::mutex mutex;
   std::condition_variable cv;
@@ -157,14 +140,14 @@ struct ShmAllreduce::Impl {
         if (static_cast<int32_t>(seen - generation) >= 0) break;
         if (++spins < 256) continue;  // a few microseconds before sleeping
         if (futex_wait(&header->arrived[r].value, seen, 50)) continue;
-        if (stop.load()) LOOM_THROW(CommError, "allreduce on group '{}' (shared memory): stopped", group);
+        if (stop.load()) LOOM_THROW(CommError, "{} on group '{}' (shared memory): stopped", op_name, group);
         if (kill(header->pid[r], 0) == -1 && errno == ESRCH) {
-          LOOM_THROW(CommError, "allreduce on group '{}' (shared memory) failed: rank {} (pid {}) exited", group,
+          LOOM_THROW(CommError, "{} on group '{}' (shared memory) failed: rank {} (pid {}) exited", op_name, group,
                      global_ranks[r], header->pid[r]);
         }
         if (std::chrono::steady_clock::now() > deadline) {
-          LOOM_THROW(TimeoutError, "allreduce on group '{}' (shared memory) timed out after {} ms waiting for rank {}",
-                     group, timeout.count(), global_ranks[r]);
+          LOOM_THROW(TimeoutError, "{} on group '{}' (shared memory) timed out after {} ms waiting for rank {}",
+                     op_name, group, timeout.count(), global_ranks[r]);
         }
       }
     }
@@ -201,6 +184,63 @@ struct ShmAllreduce::Impl {
     }
   }
 
+  // reduce_scatter over windows of the buffer of at most one slot: each rank copies the
+  // window into its slot (all but its own range, which it reads from its buffer), then
+  // sums its range in rank order, as sum_partition does, so the result is bitwise what
+  // the allreduce gives there.
+  template <typename T>
+  void reduce_scatter(T* data, int64_t total, int64_t lo, int64_t hi) {
+    const int64_t window = static_cast<int64_t>(capacity / sizeof(T));
+    T* mine = reinterpret_cast<T*>(slots + rank * capacity);
+    for (int64_t w = 0; w < total; w += window) {
+      const int64_t end = std::min(total, w + window);
+      // Copy [w, end) minus [lo, hi) into the slot, at window-relative offsets.
+      const int64_t cut_lo = std::clamp(lo, w, end), cut_hi = std::clamp(hi, w, end);
+      std::memcpy(mine, data + w, (cut_lo - w) * sizeof(T));
+      std::memcpy(mine + (cut_hi - w), data + cut_hi, (end - cut_hi) * sizeof(T));
+      barrier();
+      for (int64_t i = cut_lo; i < cut_hi; ++i) {
+        const int64_t k = i - w;
+        T v = rank == 0 ? data[i] : reinterpret_cast<const T*>(slots)[k];
+        for (int r = 1; r < size; ++r) v += r == rank ? data[i] : reinterpret_cast<const T*>(slots + r * capacity)[k];
+        data[i] = v;
+      }
+      barrier();  // before the next window (or operation) overwrites the slots
+    }
+  }
+
+  // all_gather over windows of the whole shared area: each rank copies its range of the
+  // window in, then everyone copies the other ranges of the window out.
+  template <typename T>
+  void all_gather(T* data, int64_t total, int64_t lo, int64_t hi) {
+    const int64_t window = static_cast<int64_t>((size + 1) * capacity / sizeof(T));
+    T* area = reinterpret_cast<T*>(slots);
+    for (int64_t w = 0; w < total; w += window) {
+      const int64_t end = std::min(total, w + window);
+      const int64_t cut_lo = std::clamp(lo, w, end), cut_hi = std::clamp(hi, w, end);
+      std::memcpy(area + (cut_lo - w), data + cut_lo, (cut_hi - cut_lo) * sizeof(T));
+      barrier();
+      std::memcpy(data + w, area, (cut_lo - w) * sizeof(T));
+      std::memcpy(data + cut_hi, area + (cut_hi - w), (end - cut_hi) * sizeof(T));
+      barrier();
+    }
+  }
+
+  void execute_sharded(Op& op) {
+    at::Tensor& t = op.tensors.at(0);
+    int64_t lo = 0;
+    for (int r = 0; r < rank; ++r) lo += op.counts[r];
+    const int64_t hi = lo + op.counts[rank];
+    const bool reduce = op.kind == Kind::reduce_scatter;
+    if (t.scalar_type() == at::kFloat) {
+      reduce ? reduce_scatter(t.data_ptr<float>(), t.numel(), lo, hi)
+             : all_gather(t.data_ptr<float>(), t.numel(), lo, hi);
+    } else {
+      reduce ? reduce_scatter(t.data_ptr<double>(), t.numel(), lo, hi)
+             : all_gather(t.data_ptr<double>(), t.numel(), lo, hi);
+    }
+  }
+
   void run() {
     while (true) {
       Op op;
@@ -214,7 +254,14 @@ struct ShmAllreduce::Impl {
       std::exception_ptr error = broken;
       if (!error) {
         try {
-          execute(op.tensors);
+          op_name = op.kind == Kind::allreduce        ? "allreduce"
+                    : op.kind == Kind::reduce_scatter ? "reduce_scatter"
+                                                      : "all_gather";
+          if (op.kind == Kind::allreduce) {
+            execute(op.tensors);
+          } else {
+            execute_sharded(op);
+          }
         } catch (...) {
           error = broken = std::current_exception();
         }
@@ -257,13 +304,36 @@ bool ShmAllreduce::accepts(const std::vector<at::Tensor>& tensors) {
 }
 
 c10::intrusive_ptr<c10d::Work> ShmAllreduce::allreduce(std::vector<at::Tensor> tensors) {
-  auto work = c10::make_intrusive<ShmWork>();
+  auto work = c10::make_intrusive<QueuedWork>();
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);
-    impl_->queue.push_back({std::move(tensors), work});
+    impl_->queue.push_back({Impl::Kind::allreduce, std::move(tensors), {}, work});
   }
   impl_->cv.notify_one();
   return work;
+}
+
+c10::intrusive_ptr<c10d::Work> ShmAllreduce::enqueue(int kind, at::Tensor buffer, std::vector<int64_t> counts) {
+  auto work = c10::make_intrusive<QueuedWork>();
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    Impl::Op op;
+    op.kind = static_cast<Impl::Kind>(kind);
+    op.tensors.push_back(std::move(buffer));
+    op.counts = std::move(counts);
+    op.work = work;
+    impl_->queue.push_back(std::move(op));
+  }
+  impl_->cv.notify_one();
+  return work;
+}
+
+c10::intrusive_ptr<c10d::Work> ShmAllreduce::reduce_scatter(at::Tensor buffer, std::vector<int64_t> counts) {
+  return enqueue(static_cast<int>(Impl::Kind::reduce_scatter), std::move(buffer), std::move(counts));
+}
+
+c10::intrusive_ptr<c10d::Work> ShmAllreduce::all_gather(at::Tensor buffer, std::vector<int64_t> counts) {
+  return enqueue(static_cast<int>(Impl::Kind::all_gather), std::move(buffer), std::move(counts));
 }
 
 std::unique_ptr<ShmAllreduce> ShmAllreduce::connect(c10d::Store& store, int rank, int size,

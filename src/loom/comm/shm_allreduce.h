@@ -55,11 +55,21 @@ class ShmAllreduce {
   // Sums the tensors in place across the group, asynchronously. The tensors must stay
   // alive and untouched until the returned work completes.
   c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor> tensors);
+  // Group::reduce_scatter / all_gather (the caller checked the arguments), in the same
+  // queue as allreduce. reduce_scatter: per window of the buffer of at most one slot,
+  // each rank copies the window but its own range into its slot; barrier; each sums its
+  // range over the slots (its own part from its buffer) in rank order, as allreduce
+  // does, so its range is bitwise allreduce's; barrier. all_gather: per window of the
+  // whole shared area ((size + 1) slots), each rank copies its range in; barrier; each
+  // copies the others' out; barrier.
+  c10::intrusive_ptr<c10d::Work> reduce_scatter(at::Tensor buffer, std::vector<int64_t> counts);
+  c10::intrusive_ptr<c10d::Work> all_gather(at::Tensor buffer, std::vector<int64_t> counts);
 
   struct Impl;
 
  private:
   explicit ShmAllreduce(std::unique_ptr<Impl> impl);
+  c10::intrusive_ptr<c10d::Work> enqueue(int kind, at::Tensor buffer, std::vector<int64_t> counts);
   std::unique_ptr<Impl> impl_;
 };
 
