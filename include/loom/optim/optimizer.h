@@ -23,6 +23,10 @@ struct OptimizerOptions {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adam
 };
 
+// Bytes of per-parameter state the optimizer holds now (SGD's momentum buffers, Adam's
+// moments; 0 before the first step). Optimizers other than SGD and Adam count 0.
+int64_t state_bytes(const torch::optim::Optimizer& optimizer);
+
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(std::vector<at::Tensor> parameters,
                                                         const OptimizerOptions& options);
 

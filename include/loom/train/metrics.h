@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 namespace loom::train {
 
@@ -58,6 +59,10 @@ struct Summary {
   double test_loss = 0;
   double test_accuracy = -1;  // -1: not evaluated, or not a classification loss
   double test_mse = -1;       // -1: not evaluated, or not mse
+  // Data-parallel runs (single, allreduce): bytes of optimizer state and of gradients
+  // each data rank holds at the end, by rank; empty: not reported (not in the JSON).
+  std::vector<int64_t> optimizer_state_bytes;
+  std::vector<int64_t> gradient_bytes;
 };
 
 class MetricsWriter {

@@ -42,6 +42,8 @@ struct TrainConfig {
   std::string sync = "grads";             // grads | params (local SGD / model averaging)
   int64_t sync_every = 1;                 // --sync params: steps between averages
   std::string grad_compression = "none";  // none | fp16 | bf16
+  int64_t zero = 0;                       // ZeRO stage: 0 (off) | 1 (optimizer state sharded)
+  std::string zero_shard_weights;         // "2,1,1": each rank's share of the parameters; empty: as the data
   // ps
   int64_t servers = 1;                // parameter-server processes (beside --nproc workers)
   std::string consistency = "sync";   // sync | async | ssp

@@ -14,6 +14,20 @@ constexpr Choice<OptimizerKind> kOptimizers[] = {{"sgd", OptimizerKind::sgd}, {"
 OptimizerKind parse_optimizer(const std::string& name) { return parse_choice("optimizer", name, kOptimizers); }
 const char* optimizer_name(OptimizerKind kind) { return choice_name(kind, kOptimizers); }
 
+int64_t state_bytes(const torch::optim::Optimizer& optimizer) {
+  int64_t bytes = 0;
+  for (const auto& [key, state] : optimizer.state()) {
+    if (const auto* s = dynamic_cast<const torch::optim::SGDParamState*>(state.get())) {
+      if (s->momentum_buffer().defined()) bytes += static_cast<int64_t>(s->momentum_buffer().nbytes());
+    } else if (const auto* a = dynamic_cast<const torch::optim::AdamParamState*>(state.get())) {
+      for (const at::Tensor* t : {&a->exp_avg(), &a->exp_avg_sq(), &a->max_exp_avg_sq()}) {
+        if (t->defined()) bytes += static_cast<int64_t>(t->nbytes());
+      }
+    }
+  }
+  return bytes;
+}
+
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(std::vector<at::Tensor> parameters, const OptimizerOptions& o) {
   switch (o.kind) {
     case OptimizerKind::sgd:

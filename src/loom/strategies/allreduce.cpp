@@ -2,10 +2,13 @@
 
 #include <torch/torch.h>
 
+#include <fmt/ranges.h>
+
 #include "loom/comm/context.h"
 #include "loom/comm/group.h"
 #include "loom/core/error.h"
 #include "loom/core/log.h"
+#include "loom/dp/zero_optimizer.h"
 #include "loom/strategies/step.h"
 #include "loom/trace/tracer.h"
 
@@ -30,7 +33,17 @@ void AllreduceStrategy::setup(const StrategySetup& s) {
     averager_ = std::make_unique<dp::ModelAverager>(world, o);
     dp::ModelAverager::average(*model_, world, 1.0 / world.size());  // identical start on every rank
   }
-  optimizer_ = optim::make_optimizer(model_->parameters(), s.optimizer);
+  if (options_.zero >= 1) {
+    dp::ZeroOptions zo;
+    zo.shard_weights = options_.zero_shard_weights;
+    auto zero = std::make_unique<dp::ZeroRedundancyOptimizer>(model_->parameters(), world, s.optimizer, zo);
+    if (context_->rank() == 0) {
+      log::info("allreduce --zero 1: optimizer state sharded, parameters per rank {}", fmt::join(zero->counts(), ","));
+    }
+    optimizer_ = std::move(zero);
+  } else {
+    optimizer_ = optim::make_optimizer(model_->parameters(), s.optimizer);
+  }
 }
 
 DataSlot AllreduceStrategy::data_slot() const { return {context_->rank(), context_->world_size(), true}; }
@@ -54,6 +67,11 @@ StepOutput AllreduceStrategy::step(const data::Batch& batch, const StepInfo& inf
     averager_->step(*model_, batch.size());
   }
   return {c.loss, batch.size(), c.compute_s, skipped};
+}
+
+Strategy::StateBytes AllreduceStrategy::state_bytes() {
+  const auto* zero = dynamic_cast<const dp::ZeroRedundancyOptimizer*>(optimizer_.get());
+  return {zero ? zero->state_bytes() : optim::state_bytes(*optimizer_), gradient_bytes(*model_)};
 }
 
 std::vector<double> AllreduceStrategy::gather_over_data_ranks(double value) {

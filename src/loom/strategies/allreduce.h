@@ -32,7 +32,11 @@ class AllreduceStrategy : public Strategy {
   torch::nn::Sequential final_model() override;
   // grads: every rank holds the same state; params: checkpoints are taken right after
   // an average (the CLI requires --checkpoint-every to be a multiple of --sync-every).
-  LocalState local_state() override { return {model_.ptr().get(), optimizer_.get(), ddp_ != nullptr, ""}; }
+  // --zero: each rank holds its own range of the optimizer state (not replicated).
+  StateBytes state_bytes() override;
+  LocalState local_state() override {
+    return {model_.ptr().get(), optimizer_.get(), ddp_ != nullptr && options_.zero == 0, ""};
+  }
 
  private:
   AllreduceOptions options_;

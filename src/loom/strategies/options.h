@@ -37,8 +37,10 @@ SyncMode parse_sync_mode(const std::string& name);  // ConfigError naming --sync
 
 struct AllreduceOptions {
   SyncMode sync = SyncMode::grads;
-  int64_t sync_every = 1;  // --sync params: steps between model averages
-  dp::DdpOptions ddp;      // --sync grads (the strategy sets the tracer)
+  int64_t sync_every = 1;                  // --sync params: steps between model averages
+  dp::DdpOptions ddp;                      // --sync grads (the strategy sets the tracer)
+  int zero = 0;                            // ZeRO stage (--sync grads): 1 = dp::ZeroRedundancyOptimizer
+  std::vector<double> zero_shard_weights;  // each rank's share of the parameters; empty: equal
 };
 
 struct PsOptions {

@@ -19,6 +19,7 @@ class SingleStrategy : public Strategy {
   DataSlot data_slot() const override { return {}; }
   StepOutput step(const data::Batch& batch, const StepInfo& info) override;
   torch::nn::Sequential final_model() override { return model_; }
+  StateBytes state_bytes() override;
   LocalState local_state() override { return {model_.ptr().get(), optimizer_.get(), true, ""}; }
 
  private:

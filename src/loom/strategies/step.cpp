@@ -31,6 +31,14 @@ Computed compute_gradients(torch::nn::Sequential& model, const data::Batch& batc
   return {loss.item<double>(), apply_bench_slowdown(options.slowdown, compute_s)};
 }
 
+int64_t gradient_bytes(torch::nn::Module& model) {
+  int64_t bytes = 0;
+  for (const auto& p : model.parameters()) {
+    if (p.grad().defined()) bytes += static_cast<int64_t>(p.grad().nbytes());
+  }
+  return bytes;
+}
+
 bool optimizer_step(torch::optim::Optimizer& optimizer, const StepOptions& options, trace::Tracer& tracer,
                     comm::Group* agree) {
   auto span = tracer.span("optimizer");

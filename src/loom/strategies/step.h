@@ -46,6 +46,9 @@ Computed compute_gradients(torch::nn::Sequential& model, const data::Batch& batc
 // optimizer.step() in the span "optimizer", unless options.skip_nonfinite and a gradient
 // is not finite here or (with `agree`, collective) on any member of that group. Returns
 // true when the step was skipped.
+// Bytes of the gradients the model's parameters hold now.
+int64_t gradient_bytes(torch::nn::Module& model);
+
 bool optimizer_step(torch::optim::Optimizer& optimizer, const StepOptions& options, trace::Tracer& tracer,
                     comm::Group* agree = nullptr);
 

@@ -95,6 +95,13 @@ class Strategy {
   // Collective over the ranks that read data: every data rank's `value`, by data rank.
   virtual std::vector<double> gather_over_data_ranks(double value) { return {value}; }
   virtual LocalState local_state();
+  // Data-parallel strategies (single, allreduce): this rank's bytes of optimizer state
+  // and of gradients now, for the metrics summary; {-1, -1}: not reported.
+  struct StateBytes {
+    int64_t optimizer = -1;
+    int64_t gradients = -1;
+  };
+  virtual StateBytes state_bytes() { return {}; }
   // Checkpoints: state kept outside this process (parameter servers) is written into
   // `step_dir` now. Called on every rank, before the checkpoint counts as complete.
   virtual void checkpoint_services(const std::string& step_dir) { (void)step_dir; }

@@ -170,8 +170,8 @@ std::string checkpoint_mismatch(const CheckpointMeta& got, const CheckpointMeta&
   if (got.pp != want.pp) return differs("--pp", got.pp, want.pp);
   if (got.world_size != want.world_size && !(got.replicated && want.replicated)) {
     return fmt::format(
-        "it was written by {} processes and this run has {}; only --strategy allreduce --sync grads "
-        "(whose ranks all hold the same state) can resume with another number of workers",
+        "it was written by {} processes and this run has {}; only --strategy allreduce --sync grads without "
+        "--zero (whose ranks all hold the same state) can resume with another number of workers",
         got.world_size, want.world_size);
   }
   return "";

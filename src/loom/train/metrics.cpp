@@ -59,27 +59,29 @@ void MetricsWriter::write(const EvalRecord& r) {
 }
 
 std::string MetricsWriter::to_json(const Summary& s) {
-  return nlohmann::json{{"event", "summary"},
-                        {"strategy", s.strategy},
-                        {"world_size", s.world_size},
-                        {"model", s.model},
-                        {"data", s.data},
-                        {"steps", s.steps},
-                        {"samples", s.samples},
-                        {"epochs", s.epochs},
-                        {"batch_size", s.batch_size},
-                        {"threads", s.threads},
-                        {"wall_s", num(s.wall_s)},
-                        {"train_s", num(s.train_s)},
-                        {"samples_per_s", num(s.samples_per_s)},
-                        {"final_train_loss", num(s.final_train_loss)},
-                        {"skipped_steps", s.skipped_steps},
-                        {"loss", s.loss},
-                        {"evaluated", s.evaluated},
-                        {"test_loss", s.evaluated ? num(s.test_loss) : nlohmann::json(nullptr)},
-                        {"test_accuracy", s.evaluated ? optional(s.test_accuracy) : nlohmann::json(nullptr)},
-                        {"test_mse", s.evaluated ? optional(s.test_mse) : nlohmann::json(nullptr)}}
-      .dump();
+  nlohmann::json j{{"event", "summary"},
+                   {"strategy", s.strategy},
+                   {"world_size", s.world_size},
+                   {"model", s.model},
+                   {"data", s.data},
+                   {"steps", s.steps},
+                   {"samples", s.samples},
+                   {"epochs", s.epochs},
+                   {"batch_size", s.batch_size},
+                   {"threads", s.threads},
+                   {"wall_s", num(s.wall_s)},
+                   {"train_s", num(s.train_s)},
+                   {"samples_per_s", num(s.samples_per_s)},
+                   {"final_train_loss", num(s.final_train_loss)},
+                   {"skipped_steps", s.skipped_steps},
+                   {"loss", s.loss},
+                   {"evaluated", s.evaluated},
+                   {"test_loss", s.evaluated ? num(s.test_loss) : nlohmann::json(nullptr)},
+                   {"test_accuracy", s.evaluated ? optional(s.test_accuracy) : nlohmann::json(nullptr)},
+                   {"test_mse", s.evaluated ? optional(s.test_mse) : nlohmann::json(nullptr)}};
+  if (!s.optimizer_state_bytes.empty()) j["optimizer_state_bytes"] = s.optimizer_state_bytes;
+  if (!s.gradient_bytes.empty()) j["gradient_bytes"] = s.gradient_bytes;
+  return j.dump();
 }
 
 void MetricsWriter::finish(const Summary& s) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "loom/core/error.h"
+#include "loom/data/partitioner.h"
 #include "loom/models/registry.h"
 #include "loom/ps/van_options.h"
 #include "loom/strategies/bench_slowdown.h"
@@ -36,6 +37,13 @@ strategies::StrategyOptions strategy_options(const TrainConfig& c, int rank, con
   o.allreduce.sync = parse_sync_mode(c.sync);
   o.allreduce.sync_every = c.sync_every;
   o.allreduce.ddp = ddp_options(c);
+  o.allreduce.zero = static_cast<int>(c.zero);
+  // By default a rank owns a share of the parameters as large as its share of the data.
+  if (!c.zero_shard_weights.empty()) {
+    o.allreduce.zero_shard_weights = data::parse_weights(c.zero_shard_weights);
+  } else if (!c.shard_weights.empty() && c.shard_weights != "auto") {
+    o.allreduce.zero_shard_weights = data::parse_weights(c.shard_weights);
+  }
 
   if (o.kind == StrategyKind::ps) {
     o.ps.servers = static_cast<int>(c.servers);
@@ -73,6 +81,7 @@ void check_flags_apply(const TrainConfig& c) {
   const std::vector<Rule> rules{
       {"bucket-mb", c.bucket_mb != d.bucket_mb, ddp},
       {"grad-compression", c.grad_compression != d.grad_compression, ddp},
+      {"zero", c.zero != d.zero, {"allreduce"}},
       {"find-unused-parameters", c.find_unused_parameters != d.find_unused_parameters, ddp},
       {"sync", c.sync != d.sync, {"allreduce"}},
       {"sync-every", c.sync_every != d.sync_every, {"allreduce"}},

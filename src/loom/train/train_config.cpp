@@ -48,6 +48,11 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
         "allreduce: grads (average gradients every step) | params (average models every --sync-every steps)");
   t.add("sync-every", &c.sync_every, "allreduce --sync params: steps between model averages");
   t.add("grad-compression", &c.grad_compression, "allreduce: none | fp16 (communicate in half precision)");
+  t.add("zero", &c.zero,
+        "allreduce: ZeRO stage: 0 = off; 1 = each rank keeps optimizer state for its range of the parameters only "
+        "(docs/zero.md)");
+  t.add("zero-shard-weights", &c.zero_shard_weights,
+        "allreduce --zero: each rank's share of the parameters, e.g. 2,1,1 (default: --shard-weights, else equal)");
   t.add("time-limit", &c.time_limit,
         "stop at the first --log-every step after this many seconds of training (0: no limit)");
   t.add("skip-nonfinite", &c.skip_nonfinite,
@@ -118,6 +123,15 @@ void validate(const TrainConfig& c) {
   strategies::parse_sync_mode(c.sync);
   dp::parse_compression(c.grad_compression);
   LOOM_CHECK(c.bucket_mb > 0, ConfigError, "--bucket-mb must be positive, got {}", c.bucket_mb);
+  LOOM_CHECK(c.zero == 0 || c.zero == 1, ConfigError, "--zero must be 0 or 1, got {}", c.zero);
+  LOOM_CHECK(c.zero == 0 || c.sync == "grads", ConfigError,
+             "--zero {} shards the optimizer of gradient averaging: it does not apply to --sync {}", c.zero, c.sync);
+  LOOM_CHECK(c.zero_shard_weights.empty() || c.zero > 0, ConfigError, "--zero-shard-weights needs --zero 1");
+  if (!c.zero_shard_weights.empty()) {
+    const auto w = data::parse_weights(c.zero_shard_weights);  // throws on malformed weights
+    LOOM_CHECK(c.nproc == 1 || static_cast<int64_t>(w.size()) == c.nproc, ConfigError,
+               "--zero-shard-weights {} lists {} weights for --nproc {}", c.zero_shard_weights, w.size(), c.nproc);
+  }
   LOOM_CHECK(c.sync_every >= 1, ConfigError, "--sync-every must be at least 1, got {}", c.sync_every);
   LOOM_CHECK(c.time_limit >= 0, ConfigError, "--time-limit must be >= 0 seconds, got {}", c.time_limit);
   LOOM_CHECK(c.skip_nonfinite >= 0, ConfigError, "--skip-nonfinite must be >= 0 steps, got {}", c.skip_nonfinite);

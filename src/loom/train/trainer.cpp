@@ -477,6 +477,14 @@ Summary Trainer::run() {
   summary.train_s = window.train_s();
   summary.samples_per_s = window.samples_per_s();
   summary.final_train_loss = window.last_loss();
+  if (const auto bytes = strategy.state_bytes(); bytes.optimizer >= 0) {  // same answer on every rank
+    for (const double b : strategy.gather_over_data_ranks(static_cast<double>(bytes.optimizer))) {
+      summary.optimizer_state_bytes.push_back(static_cast<int64_t>(b));
+    }
+    for (const double b : strategy.gather_over_data_ranks(static_cast<double>(bytes.gradients))) {
+      summary.gradient_bytes.push_back(static_cast<int64_t>(b));
+    }
+  }
   torch::nn::Sequential full = strategy.final_model();  // collective; whole model on rank 0
   evaluate_now(full, (steps_done - 1) / steps_per_epoch, steps_done);
   const std::string unsaved = leader ? save_final_model(c, full) : "";

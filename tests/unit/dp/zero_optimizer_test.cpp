@@ -1,0 +1,151 @@
+// ZeroRedundancyOptimizer (ZeRO stage 1) against a single-process run on the same global
+// batches, with SGD + momentum and with Adam, 2 and 3 ranks, equal and uneven shards;
+// each rank holds optimizer state for its range only. Ranks are threads over a real
+// TCPStore and Gloo group (dp_testing.h), so the all-gather runs on shared memory.
+#include "loom/dp/zero_optimizer.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <mutex>
+
+#include "loom/comm/group.h"
+#include "loom/core/error.h"
+#include "loom/dp/distributed_data_parallel.h"
+#include "loom/models/registry.h"
+#include "unit/dp/dp_testing.h"
+
+namespace {
+
+using loom::comm::Context;
+using loom::dp::DistributedDataParallel;
+using loom::dp::ZeroOptions;
+using loom::dp::ZeroRedundancyOptimizer;
+namespace t = loom::dp::testing;
+
+constexpr int kSteps = 20;
+const std::vector<int64_t> kSample{1, 4, 4};
+constexpr int64_t kClasses = 5;
+
+struct Init {
+  Init() { torch::set_num_threads(1); }
+} init;
+
+torch::nn::Sequential mlp(uint64_t seed = 1) {
+  loom::models::ModelOptions o;
+  o.sample_shape = kSample;
+  o.num_classes = kClasses;
+  o.seed = seed;
+  return loom::models::make_model("mlp", o);
+}
+
+loom::optim::OptimizerOptions sgd_momentum() {
+  loom::optim::OptimizerOptions o;
+  o.lr = 0.1;
+  o.momentum = 0.9;
+  o.weight_decay = 1e-3;
+  return o;
+}
+
+loom::optim::OptimizerOptions adam() {
+  loom::optim::OptimizerOptions o;
+  o.kind = loom::optim::OptimizerKind::adam;
+  o.lr = 0.01;
+  o.weight_decay = 1e-3;
+  return o;
+}
+
+at::Tensor loss_of(const at::Tensor& logits, const at::Tensor& y) {
+  return torch::nn::functional::cross_entropy(logits, y);
+}
+
+std::vector<at::Tensor> reference_run(const t::Batches& data, const loom::optim::OptimizerOptions& o) {
+  auto model = mlp();
+  auto opt = loom::optim::make_optimizer(model->parameters(), o);
+  for (int s = 0; s < kSteps; ++s) {
+    opt->zero_grad();
+    loss_of(model->forward(data.x[s]), data.y[s]).backward();
+    opt->step();
+  }
+  return t::snapshot(*model);
+}
+
+struct RankResult {
+  std::vector<at::Tensor> params;
+  int64_t state_bytes = 0;
+  int64_t owned = 0;
+};
+
+// Every rank's final parameters and optimizer state. Rank r > 0 starts from another
+// init, which DistributedDataParallel's broadcast fixes.
+std::vector<RankResult> zero_run(const std::vector<int64_t>& batch_counts, const std::vector<double>& weights,
+                                 const t::Batches& data, const loom::optim::OptimizerOptions& o) {
+  const int world = static_cast<int>(batch_counts.size());
+  std::vector<RankResult> out(world);
+  std::mutex mu;
+  t::run_ranks(world, [&](Context& ctx) {
+    const int r = ctx.rank();
+    const int64_t off = t::offsets_of(batch_counts)[r], n = batch_counts[r], total = t::sum_of(batch_counts);
+    auto model = mlp(1 + r);
+    DistributedDataParallel ddp(model, ctx.world());
+    ZeroOptions zo;
+    zo.shard_weights = weights;
+    ZeroRedundancyOptimizer opt(model->parameters(), ctx.world(), o, zo);
+    for (int s = 0; s < kSteps; ++s) {
+      opt.zero_grad();
+      ddp.set_weight(double(n) / double(total));
+      loss_of(model->forward(data.x[s].narrow(0, off, n)), data.y[s].narrow(0, off, n)).backward();
+      ddp.finish();
+      opt.step();
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    out[r] = {t::snapshot(*model), opt.state_bytes(), opt.range_end() - opt.range_begin()};
+  });
+  return out;
+}
+
+int64_t param_count() {
+  int64_t n = 0;
+  for (const auto& p : mlp()->parameters()) n += p.numel();
+  return n;
+}
+
+void expect_equivalent(const std::vector<int64_t>& batch_counts, const std::vector<double>& weights,
+                       const loom::optim::OptimizerOptions& o, int64_t state_per_param) {
+  const auto data = t::make_batches(kSteps, t::sum_of(batch_counts), kSample, kClasses);
+  const auto ref = reference_run(data, o);
+  const auto ranks = zero_run(batch_counts, weights, data, o);
+  const int64_t total = param_count();
+  int64_t owned = 0;
+  for (size_t r = 0; r < ranks.size(); ++r) {
+    EXPECT_LT(t::max_abs_diff(ranks[r].params, ref), 1e-5) << "rank " << r;
+    EXPECT_EQ(t::max_abs_diff(ranks[r].params, ranks[0].params), 0.0) << "rank " << r << " differs from rank 0";
+    // Optimizer state only for its own range: bytes per element times its count.
+    EXPECT_EQ(ranks[r].state_bytes, ranks[r].owned * state_per_param) << "rank " << r;
+    owned += ranks[r].owned;
+  }
+  EXPECT_EQ(owned, total);
+}
+
+TEST(ZeroRedundancyOptimizer, SgdMomentumTwoRanksEqualsSingleProcess) {
+  expect_equivalent({6, 6}, {}, sgd_momentum(), 4);
+}
+
+TEST(ZeroRedundancyOptimizer, AdamThreeRanksEqualsSingleProcess) { expect_equivalent({4, 4, 4}, {}, adam(), 8); }
+
+TEST(ZeroRedundancyOptimizer, UnevenShardsAndBatchesEqualSingleProcess) {
+  expect_equivalent({6, 3, 3}, {2, 1, 1}, adam(), 8);
+  expect_equivalent({6, 3, 3}, {2, 1, 1}, sgd_momentum(), 4);
+}
+
+TEST(ZeroRedundancyOptimizer, ShardCountsFollowTheWeights) {
+  using loom::dp::zero_shard_counts;
+  EXPECT_EQ(zero_shard_counts(10, {1, 1}), (std::vector<int64_t>{5, 5}));
+  EXPECT_EQ(zero_shard_counts(11, {1, 1}), (std::vector<int64_t>{6, 5}));
+  EXPECT_EQ(zero_shard_counts(100, {2, 1, 1}), (std::vector<int64_t>{50, 25, 25}));
+  EXPECT_EQ(zero_shard_counts(7, {1, 0, 1}), (std::vector<int64_t>{4, 0, 3}));
+  EXPECT_THROW(zero_shard_counts(7, {0, 0}), loom::ConfigError);
+  EXPECT_THROW(zero_shard_counts(7, {1, -1}), loom::ConfigError);
+}
+
+}  // namespace
