@@ -4,6 +4,7 @@
 // holds 1/N (or its weight's share) of the optimizer state; a checkpoint resumes.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -93,25 +94,37 @@ TEST(Zero1, EqualsPlainAllreduceAndSingleWithEachOptimizerAndLayout) {
   }
 }
 
-TEST(Zero1, ACheckpointResumesWithTheSameWorkersBitwise) {
+// A checkpoint of 2 ranks resumes with 2 (bitwise) and with 3 (each new rank takes its
+// range of the optimizer state from the old parts) and ends where the uninterrupted run
+// ends; a run without --zero cannot take sharded state.
+TEST(Zero1, ACheckpointResumesWithTheSameOrAnotherNumberOfWorkers) {
   const auto dir = dir_for("resume");
-  const std::vector<std::string> base{"--strategy", "allreduce",   "--nproc", "2",    "--zero",
-                                      "1",          "--optimizer", "adam",    "--lr", "0.002"};
-  const auto full = loom::test::train_equivalence_job(with(base, {"--save", dir + "/full.pt"}));
+  const std::vector<std::string> adam{"--strategy", "allreduce", "--zero", "1", "--optimizer", "adam", "--lr", "0.001"};
+  const auto full = loom::test::train_equivalence_job(with(adam, {"--nproc", "2", "--save", dir + "/full.pt"}));
   ASSERT_TRUE(full.exited_with(0)) << full.describe();
   const auto first = loom::test::train_equivalence_job(
-      with(base, {"--steps", "10", "--checkpoint-dir", dir + "/ck", "--checkpoint-every", "5"}));
+      with(adam, {"--nproc", "2", "--steps", "10", "--checkpoint-dir", dir + "/ck", "--checkpoint-every", "5"}));
   ASSERT_TRUE(first.exited_with(0)) << first.describe();
-  const auto resumed = loom::test::train_equivalence_job(
-      with(base, {"--checkpoint-dir", dir + "/ck", "--resume", "--save", dir + "/resumed.pt"}));
-  ASSERT_TRUE(resumed.exited_with(0)) << resumed.describe();
-  EXPECT_EQ(max_abs_diff(dir + "/full.pt", dir + "/resumed.pt"), 0.0);
-  // Another number of workers cannot take this rank-by-rank state (yet): one named error.
-  const auto other =
-      loom::test::train_equivalence_job({"--strategy", "allreduce", "--nproc", "3", "--zero", "1", "--optimizer",
-                                         "adam", "--lr", "0.002", "--checkpoint-dir", dir + "/ck", "--resume"});
-  EXPECT_FALSE(other.exited_with(0));
-  EXPECT_NE(other.err.find("without --zero"), std::string::npos) << other.describe();
+  std::filesystem::copy(dir + "/ck", dir + "/ck3", std::filesystem::copy_options::recursive);
+  std::filesystem::copy(dir + "/ck", dir + "/ck-plain", std::filesystem::copy_options::recursive);
+
+  const auto same = loom::test::train_equivalence_job(
+      with(adam, {"--nproc", "2", "--checkpoint-dir", dir + "/ck", "--resume", "--save", dir + "/same.pt"}));
+  ASSERT_TRUE(same.exited_with(0)) << same.describe();
+  EXPECT_EQ(max_abs_diff(dir + "/full.pt", dir + "/same.pt"), 0.0);
+
+  const auto three = loom::test::train_equivalence_job(
+      with(adam, {"--nproc", "3", "--checkpoint-dir", dir + "/ck3", "--resume", "--save", dir + "/three.pt"}));
+  ASSERT_TRUE(three.exited_with(0)) << three.describe();
+  EXPECT_LT(max_abs_diff(dir + "/full.pt", dir + "/three.pt"), 1e-5);
+
+  const auto plain =
+      loom::test::train_equivalence_job({"--strategy", "allreduce", "--nproc", "2", "--optimizer", "adam", "--lr",
+                                         "0.001", "--checkpoint-dir", dir + "/ck-plain", "--resume"});
+  EXPECT_FALSE(plain.exited_with(0));
+  EXPECT_NE(plain.err.find("its optimizer state is sharded and this run's is not sharded (--zero must match)"),
+            std::string::npos)
+      << plain.describe();
 }
 
 }  // namespace

@@ -67,9 +67,18 @@ class ZeroRedundancyOptimizer : public torch::optim::Optimizer {
   // after DistributedDataParallel::finish), then all-gathers the parameters.
   torch::Tensor step(LossClosure closure = nullptr) override;
 
-  // This rank's optimizer state only (its range): a checkpoint part per rank.
+  // This rank's optimizer state only, as flat tensors over its range of the flat
+  // parameter space ("zero.begin", "zero.end", "zero.total", and per kind of state one
+  // tensor: SGD's "momentum_buffer"; Adam's "exp_avg", "exp_avg_sq" and "step"): a
+  // checkpoint part per rank, independent of how many ranks there were.
   void save(torch::serialize::OutputArchive& archive) const override;
+  // The state saved by one rank with this rank's range (same number of ranks, same
+  // weights): load_resharded({&archive}).
   void load(torch::serialize::InputArchive& archive) override;
+  // The state saved by every rank of a run with any number of ranks and weights (the
+  // parts together must cover this rank's range; CheckpointError otherwise): this rank
+  // takes the part of each that falls in its range. For resuming with another size.
+  void load_resharded(const std::vector<torch::serialize::InputArchive*>& parts);
 
   // Elements of the flat parameter space per rank, and this rank's [begin, end).
   const std::vector<int64_t>& counts() const { return counts_; }

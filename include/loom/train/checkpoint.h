@@ -35,6 +35,9 @@ struct CheckpointMeta {
   int world_size = 1;        // processes that train (not parameter servers)
   bool replicated = false;   // every data rank holds the same state (allreduce --sync grads)
   bool rank0_alone = false;  // only rank 0 wrote a part (asynchronous parameter-server workers)
+  // Every rank holds the same model and its own range of the optimizer state (allreduce
+  // --zero): a run with another size reads every part's optimizer state, resharded.
+  bool reshardable = false;
   std::string strategy, model, data, optimizer, partition, layout;
   int64_t width = 0, depth = 0, batch_size = 0, seed = 0, dp = 1, pp = 1;
   std::vector<double> weights;  // the partitioner's current proportional weights
@@ -78,7 +81,7 @@ class CheckpointDir {
 
 // Why `meta` cannot be resumed by a run with `expected`'s settings ("" when it can):
 // another strategy, model, data set, batch, seed, optimizer, partitioning or layout, or
-// another world size for state that is not replicated.
+// another world size for state that is neither replicated nor reshardable.
 std::string checkpoint_mismatch(const CheckpointMeta& meta, const CheckpointMeta& expected);
 
 }  // namespace loom::train

@@ -101,8 +101,99 @@ torch::Tensor ZeroRedundancyOptimizer::step(LossClosure closure) {
 
 int64_t ZeroRedundancyOptimizer::state_bytes() const { return optim::state_bytes(*local_); }
 
-void ZeroRedundancyOptimizer::save(torch::serialize::OutputArchive& archive) const { local_->save(archive); }
+namespace {
+// The kinds of state each optimizer keeps per element (and Adam's step count).
+std::vector<std::string> state_names(const torch::optim::Optimizer& o) {
+  if (dynamic_cast<const torch::optim::Adam*>(&o)) return {"exp_avg", "exp_avg_sq"};
+  return {"momentum_buffer"};
+}
 
-void ZeroRedundancyOptimizer::load(torch::serialize::InputArchive& archive) { local_->load(archive); }
+std::string state_key(const at::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+
+int64_t read_int(torch::serialize::InputArchive& archive, const std::string& key) {
+  c10::IValue v;
+  archive.read(key, v);
+  return v.toInt();
+}
+}  // namespace
+
+void ZeroRedundancyOptimizer::save(torch::serialize::OutputArchive& archive) const {
+  archive.write("zero.begin", c10::IValue(begin_));
+  archive.write("zero.end", c10::IValue(end_));
+  archive.write("zero.total", c10::IValue(flat_.numel()));
+  int64_t step = 0;
+  for (const std::string& name : state_names(*local_)) {
+    at::Tensor flat = at::zeros({end_ - begin_}, flat_.options());
+    bool any = false;
+    for (const auto& piece : pieces_) {
+      const auto it = local_->state().find(state_key(piece.view));
+      if (it == local_->state().end()) continue;
+      at::Tensor t;
+      if (auto* s = dynamic_cast<torch::optim::SGDParamState*>(it->second.get())) t = s->momentum_buffer();
+      if (auto* a = dynamic_cast<torch::optim::AdamParamState*>(it->second.get())) {
+        t = name == "exp_avg" ? a->exp_avg() : a->exp_avg_sq();
+        step = a->step();
+      }
+      if (!t.defined()) continue;
+      const int64_t at = offsets_[piece.param] + piece.lo - begin_;
+      flat.narrow(0, at, piece.hi - piece.lo).copy_(t.reshape(-1));
+      any = true;
+    }
+    if (any) archive.write("zero." + name, flat);
+  }
+  archive.write("zero.step", c10::IValue(step));
+}
+
+void ZeroRedundancyOptimizer::load(torch::serialize::InputArchive& archive) { load_resharded({&archive}); }
+
+void ZeroRedundancyOptimizer::load_resharded(const std::vector<torch::serialize::InputArchive*>& parts) {
+  const int64_t total = flat_.numel();
+  const auto names = state_names(*local_);
+  // This rank's range of each kind of state, assembled from the parts that overlap it.
+  std::vector<at::Tensor> mine(names.size());
+  std::vector<int64_t> covered(names.size(), 0);
+  int64_t step = 0;
+  for (auto* part : parts) {
+    const int64_t begin = read_int(*part, "zero.begin"), end = read_int(*part, "zero.end");
+    LOOM_CHECK(read_int(*part, "zero.total") == total, CheckpointError,
+               "ZeRO optimizer state for {} parameters cannot be loaded into a model of {}",
+               read_int(*part, "zero.total"), total);
+    step = std::max(step, read_int(*part, "zero.step"));
+    const int64_t lo = std::max(begin, begin_), hi = std::min(end, end_);
+    for (size_t k = 0; k < names.size(); ++k) {
+      at::Tensor flat;
+      if (!part->try_read("zero." + names[k], flat)) continue;  // a part saved before its first step
+      if (!mine[k].defined()) mine[k] = at::zeros({end_ - begin_}, flat_.options());
+      if (lo < hi) {
+        mine[k].narrow(0, lo - begin_, hi - lo).copy_(flat.narrow(0, lo - begin, hi - lo));
+        covered[k] += hi - lo;
+      }
+    }
+  }
+  local_->state().clear();
+  for (size_t k = 0; k < names.size(); ++k) {
+    if (!mine[k].defined()) continue;
+    LOOM_CHECK(covered[k] == end_ - begin_, CheckpointError,
+               "the ZeRO optimizer state loaded covers {} of the {} elements of this rank's range [{}, {})", covered[k],
+               end_ - begin_, begin_, end_);
+  }
+  for (const auto& piece : pieces_) {
+    const int64_t at = offsets_[piece.param] + piece.lo - begin_, n = piece.hi - piece.lo;
+    auto slice = [&](size_t k) { return mine[k].narrow(0, at, n).clone(); };
+    if (dynamic_cast<torch::optim::Adam*>(local_.get())) {
+      if (!mine[0].defined()) continue;
+      auto s = std::make_unique<torch::optim::AdamParamState>();
+      s->step(step);
+      s->exp_avg(slice(0));
+      s->exp_avg_sq(slice(1));
+      local_->state()[state_key(piece.view)] = std::move(s);
+    } else {
+      if (!mine[0].defined()) continue;
+      auto s = std::make_unique<torch::optim::SGDParamState>();
+      s->momentum_buffer(slice(0));
+      local_->state()[state_key(piece.view)] = std::move(s);
+    }
+  }
+}
 
 }  // namespace loom::dp

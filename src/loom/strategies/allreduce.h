@@ -35,7 +35,7 @@ class AllreduceStrategy : public Strategy {
   // --zero: each rank holds its own range of the optimizer state (not replicated).
   StateBytes state_bytes() override;
   LocalState local_state() override {
-    return {model_.ptr().get(), optimizer_.get(), ddp_ != nullptr && options_.zero == 0, ""};
+    return {model_.ptr().get(), optimizer_.get(), ddp_ != nullptr && options_.zero == 0, "", false, options_.zero > 0};
   }
 
  private:

@@ -72,6 +72,9 @@ struct LocalState {
   // Rank 0 saves alone, with no barrier: asynchronous workers, whose state lives on the
   // servers (the others may be at other steps, or gone). They resume from its part.
   bool rank0_alone = false;
+  // The model is replicated and each rank holds its own range of the optimizer state
+  // (allreduce --zero): a job may resume with another size, resharding that state.
+  bool reshardable = false;
 };
 
 struct StepOutput {

@@ -25,6 +25,7 @@ nlohmann::json to_json(const CheckpointMeta& m) {
           {"world_size", m.world_size},
           {"replicated", m.replicated},
           {"rank0_alone", m.rank0_alone},
+          {"reshardable", m.reshardable},
           {"strategy", m.strategy},
           {"model", m.model},
           {"data", m.data},
@@ -47,6 +48,7 @@ CheckpointMeta from_json(const nlohmann::json& j) {
   m.world_size = j.at("world_size");
   m.replicated = j.at("replicated");
   m.rank0_alone = j.at("rank0_alone");
+  m.reshardable = j.value("reshardable", false);  // absent in parts written before ZeRO
   m.strategy = j.at("strategy");
   m.model = j.at("model");
   m.data = j.at("data");
@@ -168,10 +170,15 @@ std::string checkpoint_mismatch(const CheckpointMeta& got, const CheckpointMeta&
   if (got.partition != want.partition) return differs("--partition", got.partition, want.partition);
   if (got.dp != want.dp) return differs("--dp", got.dp, want.dp);
   if (got.pp != want.pp) return differs("--pp", got.pp, want.pp);
-  if (got.world_size != want.world_size && !(got.replicated && want.replicated)) {
+  if (got.reshardable != want.reshardable) {
+    return fmt::format("its optimizer state is {} and this run's is {} (--zero must match)",
+                       got.reshardable ? "sharded" : "not sharded", want.reshardable ? "sharded" : "not sharded");
+  }
+  if (got.world_size != want.world_size && !(got.replicated && want.replicated) &&
+      !(got.reshardable && want.reshardable)) {
     return fmt::format(
-        "it was written by {} processes and this run has {}; only --strategy allreduce --sync grads without "
-        "--zero (whose ranks all hold the same state) can resume with another number of workers",
+        "it was written by {} processes and this run has {}; only --strategy allreduce --sync grads "
+        "(whose ranks all hold the same model) can resume with another number of workers",
         got.world_size, want.world_size);
   }
   return "";

@@ -10,6 +10,7 @@
 #include "loom/core/error.h"
 #include "loom/core/log.h"
 #include "loom/data/partitioner.h"
+#include "loom/dp/zero_optimizer.h"
 #include "loom/strategies/strategy.h"
 #include "loom/train/train_config.h"
 
@@ -41,6 +42,7 @@ CheckpointMeta Checkpointer::expected_meta(const strategies::LocalState* local) 
   if (local) {
     m.replicated = local->replicated;
     m.rank0_alone = local->rank0_alone;
+    m.reshardable = local->reshardable;
     m.layout = local->layout;
   }
   return m;
@@ -69,12 +71,16 @@ std::optional<CheckpointPart> Checkpointer::load_for_resume() {
   const bool own = std::filesystem::exists(path);
   if (!own && rank_ > 0) path = dir_.part_path(step, 0);  // replicated state, or rank 0 saved alone
   CheckpointPart part = read_checkpoint_part(path);
-  const bool stands_for_all = part.meta.rank0_alone || (part.meta.replicated && part.meta.world_size != world_);
+  // Replicated or resharded state: a rank the old run did not have starts from rank 0's
+  // part (its model; a resharded optimizer state is read from every part in restore()).
+  const bool stands_for_all =
+      part.meta.rank0_alone || ((part.meta.replicated || part.meta.reshardable) && part.meta.world_size != world_);
   LOOM_CHECK(own || stands_for_all, CheckpointError,
              "{}: missing, so the checkpoint of step {} cannot be resumed by rank {}", dir_.part_path(step, rank_),
              step, rank_);
   CheckpointMeta expected = expected_meta(nullptr);
   expected.replicated = part.meta.replicated;  // checked against the strategy after its setup
+  expected.reshardable = part.meta.reshardable;
   const std::string why = checkpoint_mismatch(part.meta, expected);
   LOOM_CHECK(why.empty(), CheckpointError, "{} cannot be resumed by this run: {}", path, why);
   LOOM_CHECK(part.meta.step == step, CheckpointError, "{}: holds step {}, but its directory says {}", path,
@@ -92,7 +98,21 @@ void Checkpointer::restore(const CheckpointPart& part, const strategies::LocalSt
              "(pass --split {})",
              part.source, part.meta.layout, local.layout, part.meta.layout);
   load_state_dict(*local.model, part.model, part.source);
-  if (local.optimizer) {
+  auto* zero = dynamic_cast<dp::ZeroRedundancyOptimizer*>(local.optimizer);
+  if (zero && part.meta.world_size != world_) {
+    // Every part's range of the optimizer state; this rank keeps what falls in its own.
+    std::vector<torch::serialize::InputArchive> archives(part.meta.world_size);
+    std::vector<torch::serialize::InputArchive*> pointers;
+    for (int r = 0; r < part.meta.world_size; ++r) {
+      const std::string path = dir_.part_path(part.meta.step, r);
+      const CheckpointPart other = r == part.meta.rank ? part : read_checkpoint_part(path);
+      std::istringstream in(other.optimizer);
+      archives[r].load_from(in);
+      pointers.push_back(&archives[r]);
+    }
+    zero->load_resharded(pointers);
+    log::debug("resharded the ZeRO optimizer state of {} ranks into this rank's range", part.meta.world_size);
+  } else if (local.optimizer) {
     try {
       torch::serialize::InputArchive archive;
       std::istringstream in(part.optimizer);
