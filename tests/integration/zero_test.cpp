@@ -94,6 +94,24 @@ TEST(Zero1, EqualsPlainAllreduceAndSingleWithEachOptimizerAndLayout) {
   }
 }
 
+// The hybrid mesh: each stage's optimizer sharded across its replicas (2 x 2).
+TEST(Zero1, HybridShardsEachStageAcrossItsReplicas) {
+  const std::vector<std::string> adam{"--optimizer", "adam", "--lr", "0.001"};
+  const auto reference = loom::test::single_reference("zero-hybrid", adam);
+  const auto dir = dir_for("hybrid");
+  const auto base = with({"--strategy", "hybrid", "--dp", "2", "--pp", "2", "--micro-batches", "2"}, adam);
+  const auto plain = loom::test::train_equivalence_job(with(base, {"--save", dir + "/plain.pt"}));
+  ASSERT_TRUE(plain.exited_with(0)) << plain.describe();
+  const auto zero = loom::test::train_equivalence_job(with(base, {"--zero", "1", "--save", dir + "/zero.pt"}));
+  ASSERT_TRUE(zero.exited_with(0)) << zero.describe();
+  EXPECT_LT(max_abs_diff(reference, dir + "/zero.pt"), 1e-5);
+  EXPECT_LT(max_abs_diff(dir + "/plain.pt", dir + "/zero.pt"), 1e-6);
+  // Each of the 4 ranks owns a range of its stage's optimizer state.
+  size_t lines = 0;
+  for (size_t at = 0; (at = zero.err.find("hybrid --zero 1: stage ", at)) != std::string::npos; ++at) ++lines;
+  EXPECT_EQ(lines, 4u) << zero.describe();
+}
+
 // A checkpoint of 2 ranks resumes with 2 (bitwise) and with 3 (each new rank takes its
 // range of the optimizer state from the old parts) and ends where the uninterrupted run
 // ends; a run without --zero cannot take sharded state.

@@ -2,10 +2,13 @@
 
 #include <torch/torch.h>
 
+#include <numeric>
+
 #include "loom/comm/context.h"
 #include "loom/comm/group.h"
 #include "loom/core/error.h"
 #include "loom/core/log.h"
+#include "loom/dp/zero_optimizer.h"
 #include "loom/pipeline/pipeline_stage.h"
 #include "loom/pipeline/stage_split.h"
 #include "loom/strategies/pipeline_split.h"
@@ -44,7 +47,21 @@ void HybridStrategy::setup(const StrategySetup& s) {
   // Reduce once per step: during the backward of the last micro-batch.
   if (ddp_) o.before_backward = [this](int, bool last) { ddp_->set_sync(last); };
   stage_ = std::make_unique<pipeline::PipelineStage>(layers, mesh_->pipeline(), o);
-  optimizer_ = optim::make_optimizer(layers->parameters(), s.optimizer);
+  if (ddp_ && options_.zero >= 1) {
+    // Each replica of this stage keeps optimizer state for its range of the stage's
+    // parameters; the step's all-gather runs over the stage's replicas.
+    dp::ZeroOptions zo;
+    zo.shard_weights = options_.zero_shard_weights;
+    auto zero =
+        std::make_unique<dp::ZeroRedundancyOptimizer>(layers->parameters(), mesh_->stage_group(), s.optimizer, zo);
+    const auto& counts = zero->counts();
+    log::info("hybrid --zero 1: stage {} replica {} keeps optimizer state for parameters [{}, {}) of the stage's {}",
+              mesh_->stage(), mesh_->replica(), zero->range_begin(), zero->range_end(),
+              std::accumulate(counts.begin(), counts.end(), int64_t{0}));
+    optimizer_ = std::move(zero);
+  } else {
+    optimizer_ = optim::make_optimizer(layers->parameters(), s.optimizer);
+  }
   if (leader) {
     const int m = options_.micro_batches;
     log::info("{}: --schedule {}, {} micro-batch(es) per pipeline", name(), pipeline::schedule_name(o.schedule), m);

@@ -68,6 +68,8 @@ struct HybridOptions {
   pipeline::ScheduleKind schedule = pipeline::ScheduleKind::one_f_one_b;
   SplitOptions split;
   dp::DdpOptions ddp;  // across replicas (dp > 1)
+  int zero = 0;        // ZeRO stage across the replicas of each stage (dp > 1): 1 = sharded optimizer
+  std::vector<double> zero_shard_weights;  // each replica's share of its stage's parameters; empty: equal
 };
 
 struct StrategyOptions {

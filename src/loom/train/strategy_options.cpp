@@ -67,6 +67,8 @@ strategies::StrategyOptions strategy_options(const TrainConfig& c, int rank, con
   // --balance time profiles one micro-batch of one pipeline.
   o.hybrid.split.profile_rows = std::max<int64_t>(1, c.batch_size / (o.hybrid.dp * c.micro_batches));
   o.hybrid.ddp = ddp_options(c);
+  o.hybrid.zero = static_cast<int>(c.zero);
+  if (!c.zero_shard_weights.empty()) o.hybrid.zero_shard_weights = data::parse_weights(c.zero_shard_weights);
   return o;
 }
 
@@ -81,7 +83,7 @@ void check_flags_apply(const TrainConfig& c) {
   const std::vector<Rule> rules{
       {"bucket-mb", c.bucket_mb != d.bucket_mb, ddp},
       {"grad-compression", c.grad_compression != d.grad_compression, ddp},
-      {"zero", c.zero != d.zero, {"allreduce"}},
+      {"zero", c.zero != d.zero, {"allreduce", "hybrid"}},
       {"find-unused-parameters", c.find_unused_parameters != d.find_unused_parameters, ddp},
       {"sync", c.sync != d.sync, {"allreduce"}},
       {"sync-every", c.sync_every != d.sync_every, {"allreduce"}},

@@ -127,10 +127,17 @@ void validate(const TrainConfig& c) {
   LOOM_CHECK(c.zero == 0 || c.sync == "grads", ConfigError,
              "--zero {} shards the optimizer of gradient averaging: it does not apply to --sync {}", c.zero, c.sync);
   LOOM_CHECK(c.zero_shard_weights.empty() || c.zero > 0, ConfigError, "--zero-shard-weights needs --zero 1");
+  LOOM_CHECK(c.zero == 0 || c.strategy != "hybrid" || c.dp > 1, ConfigError,
+             "--zero {} shards each stage's optimizer across its replicas: --strategy hybrid needs --dp > 1", c.zero);
   if (!c.zero_shard_weights.empty()) {
     const auto w = data::parse_weights(c.zero_shard_weights);  // throws on malformed weights
-    LOOM_CHECK(c.nproc == 1 || static_cast<int64_t>(w.size()) == c.nproc, ConfigError,
-               "--zero-shard-weights {} lists {} weights for --nproc {}", c.zero_shard_weights, w.size(), c.nproc);
+    if (c.strategy == "hybrid") {
+      LOOM_CHECK(static_cast<int64_t>(w.size()) == c.dp, ConfigError,
+                 "--zero-shard-weights {} lists {} weights for --dp {} replicas", c.zero_shard_weights, w.size(), c.dp);
+    } else {
+      LOOM_CHECK(c.nproc == 1 || static_cast<int64_t>(w.size()) == c.nproc, ConfigError,
+                 "--zero-shard-weights {} lists {} weights for --nproc {}", c.zero_shard_weights, w.size(), c.nproc);
+    }
   }
   LOOM_CHECK(c.sync_every >= 1, ConfigError, "--sync-every must be at least 1, got {}", c.sync_every);
   LOOM_CHECK(c.time_limit >= 0, ConfigError, "--time-limit must be >= 0 seconds, got {}", c.time_limit);
