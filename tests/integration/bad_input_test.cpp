@@ -223,6 +223,13 @@ std::vector<BadInput> cases() {
   t.push_back({"zero_batch", train({"--batch-size", "0"}), "--batch-size must be at least 1, got 0"});
   t.push_back({"zero_lr", train({"--lr", "0"}), "--lr must be positive, got 0"});
   t.push_back({"zero_threads", train({"--threads", "0"}), "--threads must be at least 1, got 0"});
+  t.push_back({"zero_stage_unknown", train({"--strategy", "allreduce", "--nproc", "2", "--zero", "3"}),
+               "--zero must be 0 or 1, got 3"});
+  t.push_back({"zero_with_pipeline", train({"--strategy", "pipeline", "--nproc", "2", "--zero", "1"}),
+               "--zero does not apply to --strategy pipeline"});
+  t.push_back({"zero_shard_weights_count",
+               train({"--strategy", "allreduce", "--nproc", "2", "--zero", "1", "--zero-shard-weights", "1,1,1"}),
+               "--zero-shard-weights 1,1,1 lists 3 weights for --nproc 2"});
   t.push_back({"negative_steps", train({"--steps", "-2"}), "--steps must not be negative, got -2"});
   t.push_back({"zero_checkpoint_every", train({"--checkpoint-dir", "@/c", "--checkpoint-every", "0"}),
                "--checkpoint-every must be at least 1, got 0"});

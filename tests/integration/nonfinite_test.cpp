@@ -47,6 +47,15 @@ TEST_F(SkipNonfinite, AllreduceSkipsOnEveryRankWhenOneRankSeesNan) {
   EXPECT_LT(max_abs_diff(reference_, path), 1e-5);
 }
 
+// --zero 1: no rank steps its range and none all-gathers, so the ranks stay in step.
+TEST_F(SkipNonfinite, ZeroShardedOptimizerSkipsOnEveryRank) {
+  const auto path = dir_for("zero") + "/m.pt";
+  const auto r = job(
+      {"--strategy", "allreduce", "--nproc", "2", "--zero", "1", "--skip-nonfinite", "1", "--save", path}, "nan:1:7");
+  ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  EXPECT_LT(max_abs_diff(reference_, path), 1e-5);
+}
+
 TEST_F(SkipNonfinite, PipelineStagesAgreeToSkip) {
   const auto path = dir_for("pipeline") + "/m.pt";
   const auto r =
