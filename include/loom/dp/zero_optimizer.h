@@ -18,7 +18,7 @@
 // the all-gather lands in the model with no copy) and splits it into one range per
 // rank, in rank order, proportional to ZeroOptions::shard_weights (equal by default): a
 // worker with less memory can own less. A parameter may straddle two ranges; each owner
-// updates its part. The optimizers loom has (SGD with momentum, Adam; optim/optimizer.h)
+// updates its part. The optimizers loom has (SGD with momentum, Adam, AdamW; optim/optimizer.h)
 // are elementwise, so stepping the ranges apart computes exactly what one optimizer over
 // the whole model computes.
 //

@@ -10,8 +10,8 @@
 
 namespace loom::optim {
 
-enum class OptimizerKind { sgd, adam };
-// "sgd" | "adam" (the --optimizer flag); anything else is a ConfigError.
+enum class OptimizerKind { sgd, adam, adamw };
+// "sgd" | "adam" | "adamw" (the --optimizer flag); anything else is a ConfigError.
 OptimizerKind parse_optimizer(const std::string& name);
 const char* optimizer_name(OptimizerKind kind);
 
@@ -19,12 +19,12 @@ struct OptimizerOptions {
   OptimizerKind kind = OptimizerKind::sgd;
   double lr = 0.01;
   double momentum = 0.0;                          // sgd
-  double weight_decay = 0.0;                      // sgd and adam (L2, as in libtorch)
-  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adam
+  double weight_decay = 0.0;                      // sgd and adam: L2, as in libtorch; adamw: decoupled
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adam and adamw
 };
 
 // Bytes of per-parameter state the optimizer holds now (SGD's momentum buffers, Adam's
-// moments; 0 before the first step). Optimizers other than SGD and Adam count 0.
+// and AdamW's moments; 0 before the first step). Other optimizers count 0.
 int64_t state_bytes(const torch::optim::Optimizer& optimizer);
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(std::vector<at::Tensor> parameters,

@@ -104,7 +104,9 @@ int64_t ZeroRedundancyOptimizer::state_bytes() const { return optim::state_bytes
 namespace {
 // The kinds of state each optimizer keeps per element (and Adam's step count).
 std::vector<std::string> state_names(const torch::optim::Optimizer& o) {
-  if (dynamic_cast<const torch::optim::Adam*>(&o)) return {"exp_avg", "exp_avg_sq"};
+  if (dynamic_cast<const torch::optim::Adam*>(&o) || dynamic_cast<const torch::optim::AdamW*>(&o)) {
+    return {"exp_avg", "exp_avg_sq"};
+  }
   return {"momentum_buffer"};
 }
 
@@ -133,6 +135,10 @@ void ZeroRedundancyOptimizer::save(torch::serialize::OutputArchive& archive) con
       if (auto* a = dynamic_cast<torch::optim::AdamParamState*>(it->second.get())) {
         t = name == "exp_avg" ? a->exp_avg() : a->exp_avg_sq();
         step = a->step();
+      }
+      if (auto* w = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get())) {
+        t = name == "exp_avg" ? w->exp_avg() : w->exp_avg_sq();
+        step = w->step();
       }
       if (!t.defined()) continue;
       const int64_t at = offsets_[piece.param] + piece.lo - begin_;
@@ -183,6 +189,13 @@ void ZeroRedundancyOptimizer::load_resharded(const std::vector<torch::serialize:
     if (dynamic_cast<torch::optim::Adam*>(local_.get())) {
       if (!mine[0].defined()) continue;
       auto s = std::make_unique<torch::optim::AdamParamState>();
+      s->step(step);
+      s->exp_avg(slice(0));
+      s->exp_avg_sq(slice(1));
+      local_->state()[state_key(piece.view)] = std::move(s);
+    } else if (dynamic_cast<torch::optim::AdamW*>(local_.get())) {
+      if (!mine[0].defined()) continue;
+      auto s = std::make_unique<torch::optim::AdamWParamState>();
       s->step(step);
       s->exp_avg(slice(0));
       s->exp_avg_sq(slice(1));

@@ -78,7 +78,7 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
         "pipeline: gpipe (all forwards, then all backwards) | 1f1b (memory bounded by the stages)");
   t.add("balance", &c.balance, "pipeline: how layers are cut into stages: uniform | params | time (profiled)");
   t.add("split", &c.split, "pipeline: layers per stage, e.g. 4,3,2 (overrides --balance)");
-  t.add("optimizer", &c.optimizer, "sgd | adam");
+  t.add("optimizer", &c.optimizer, "sgd | adam | adamw");
   t.add("lr", &c.lr, "learning rate");
   t.add("momentum", &c.momentum, "SGD momentum");
   t.add("weight-decay", &c.weight_decay, "L2 weight decay");

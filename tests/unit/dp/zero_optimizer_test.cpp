@@ -133,6 +133,13 @@ TEST(ZeroRedundancyOptimizer, SgdMomentumTwoRanksEqualsSingleProcess) {
 
 TEST(ZeroRedundancyOptimizer, AdamThreeRanksEqualsSingleProcess) { expect_equivalent({4, 4, 4}, {}, adam(), 8); }
 
+TEST(ZeroRedundancyOptimizer, AdamWTwoRanksEqualsSingleProcess) {
+  auto o = adam();
+  o.kind = loom::optim::OptimizerKind::adamw;
+  o.weight_decay = 0.05;  // decoupled
+  expect_equivalent({6, 6}, {}, o, 8);
+}
+
 TEST(ZeroRedundancyOptimizer, UnevenShardsAndBatchesEqualSingleProcess) {
   expect_equivalent({6, 3, 3}, {2, 1, 1}, adam(), 8);
   expect_equivalent({6, 3, 3}, {2, 1, 1}, sgd_momentum(), 4);
