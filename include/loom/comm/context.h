@@ -48,7 +48,7 @@ struct ContextOptions {
   // (every rank must be a thread of this process and share it). Null: TCP.
   std::shared_ptr<InProcessStore> in_process_store;
   // Allreduce through shared memory when every rank of a group is on this machine
-  // (dense fp32/fp64; comm/shm_allreduce.h); false keeps Gloo for every collective.
+  // (dense fp32/fp64; comm/shm_collectives.h); false keeps Gloo for every collective.
   // The CLI sets it from LOOM_SHM_ALLREDUCE (0 = false).
   bool shared_memory = true;
 };

@@ -42,7 +42,7 @@ class Group {
   std::chrono::milliseconds timeout() const;
 
   // Whether sum-allreduces of float tensors go through shared memory (every member on
-  // this machine, and ContextOptions::shared_memory: comm/shm_allreduce.h) or through c10d.
+  // this machine, and ContextOptions::shared_memory: comm/shm_collectives.h) or through c10d.
   bool uses_shared_memory() const;
   // How many allreduces this group has issued through each transport so far (a size-1
   // group issues none): what tests and logs use to say which one actually carried them.

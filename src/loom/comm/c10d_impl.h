@@ -16,7 +16,7 @@
 #include "loom/comm/group.h"
 #include "loom/comm/liveness.h"
 #include "loom/comm/ring_collectives.h"
-#include "loom/comm/shm_allreduce.h"
+#include "loom/comm/shm_collectives.h"
 #include "loom/comm/work.h"
 
 namespace loom::comm {
@@ -37,8 +37,8 @@ struct Work::Impl {
 struct Group::Impl {
   c10::intrusive_ptr<c10d::ProcessGroup> pg;
   // Sum-allreduce of float tensors through shared memory when every member runs on
-  // this machine (shm_allreduce.h); null otherwise. Everything else goes through pg.
-  std::unique_ptr<ShmAllreduce> shm;
+  // this machine (shm_collectives.h); null otherwise. Everything else goes through pg.
+  std::unique_ptr<ShmCollectives> shm;
   // Reduce-scatter and all-gather when `shm` is null: a ring over pg's send/recv, made
   // on first use (its thread exists only in groups that use it).
   std::unique_ptr<RingCollectives> ring;

@@ -115,7 +115,7 @@ std::shared_ptr<Group> make_group(c10::intrusive_ptr<c10d::Store> store,
                                   std::vector<int> global_ranks, std::string name, const ContextOptions& options,
                                   std::shared_ptr<Liveness> liveness) {
   const auto timeout = options.timeout;
-  ShmAllreduce::Options shm_options;
+  ShmCollectives::Options shm_options;
   shm_options.enabled = options.shared_memory;
   auto opts = c10d::ProcessGroupGloo::Options::create();
   opts->timeout = timeout;
@@ -128,8 +128,8 @@ std::shared_ptr<Group> make_group(c10::intrusive_ptr<c10d::Store> store,
   try {
     impl->pg =
         c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, static_cast<int>(impl->global_ranks.size()), opts);
-    impl->shm = ShmAllreduce::connect(*store, rank, static_cast<int>(impl->global_ranks.size()), impl->name,
-                                      impl->global_ranks, timeout, shm_options);
+    impl->shm = ShmCollectives::connect(*store, rank, static_cast<int>(impl->global_ranks.size()), impl->name,
+                                        impl->global_ranks, timeout, shm_options);
   } catch (const std::exception&) {
     rethrow_as_comm_error(fmt::format("connecting group '{}'", impl->name));
   }

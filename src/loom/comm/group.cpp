@@ -54,7 +54,7 @@ static Work issue(Group::Impl& g, const std::string& what, F&& call) {
 
 Work Group::allreduce(std::vector<at::Tensor>& tensors, ReduceOp op) {
   if (size() == 1) return Work::done();
-  if (op == ReduceOp::sum && impl_->shm && ShmAllreduce::accepts(tensors)) {
+  if (op == ReduceOp::sum && impl_->shm && ShmCollectives::accepts(tensors)) {
     ++impl_->shm_allreduces;
     return issue(*impl_, "allreduce", [&] { return impl_->shm->allreduce(tensors); });
   }

@@ -198,7 +198,7 @@ RingCollectives::RingCollectives(c10::intrusive_ptr<c10d::ProcessGroup> pg, std:
 
 RingCollectives::~RingCollectives() {
   {
-    // Under the mutex: run() tests `stop` under it before sleeping (see ~ShmAllreduce).
+    // Under the mutex: run() tests `stop` under it before sleeping (see ~ShmCollectives).
     std::lock_guard<std::mutex> lock(impl_->mutex);
     impl_->stop = true;
   }

@@ -1,7 +1,7 @@
 // Private to comm/: reduce-scatter and all-gather over one flat buffer with uneven
 // counts, as a ring over c10d's tagged send/recv, for groups whose members are not all
 // on one machine (Group::reduce_scatter / all_gather; same-machine groups use the
-// shared-memory segment, shm_allreduce.h). libtorch 1.13's ProcessGroupGloo has no
+// shared-memory segment, shm_collectives.h). libtorch 1.13's ProcessGroupGloo has no
 // reduce-scatter, and its allgather needs equal sizes.
 //
 // Reduce-scatter, N members, member r owning range r: in step s = 0..N-2, member r sends

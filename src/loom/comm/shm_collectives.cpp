@@ -1,4 +1,4 @@
-#include "loom/comm/shm_allreduce.h"
+#include "loom/comm/shm_collectives.h"
 
 #include <ATen/core/ivalue.h>
 #include <fcntl.h>
@@ -95,7 +95,7 @@ void store_set(c10d::Store& store, const std::string& key, const std::string& va
 
 }  // namespace
 
-struct ShmAllreduce::Impl {
+struct ShmCollectives::Impl {
   int rank = 0, size = 0;
   std::string group;
   std::vector<int> global_ranks;
@@ -272,11 +272,11 @@ struct ShmAllreduce::Impl {
   }
 };
 
-ShmAllreduce::ShmAllreduce(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
+ShmCollectives::ShmCollectives(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
   impl_->thread = std::thread([this] { impl_->run(); });
 }
 
-ShmAllreduce::~ShmAllreduce() {
+ShmCollectives::~ShmCollectives() {
   {
     // Under the mutex: run() tests `stop` under it, then sleeps. Stored outside, the
     // store and the notification could both fall between that test and the sleep, and
@@ -293,7 +293,7 @@ ShmAllreduce::~ShmAllreduce() {
   }
 }
 
-bool ShmAllreduce::accepts(const std::vector<at::Tensor>& tensors) {
+bool ShmCollectives::accepts(const std::vector<at::Tensor>& tensors) {
   for (const auto& t : tensors) {
     if (!t.defined() || !t.device().is_cpu() || t.layout() != at::kStrided || !t.is_contiguous() ||
         (t.scalar_type() != at::kFloat && t.scalar_type() != at::kDouble)) {
@@ -303,7 +303,7 @@ bool ShmAllreduce::accepts(const std::vector<at::Tensor>& tensors) {
   return !tensors.empty();
 }
 
-c10::intrusive_ptr<c10d::Work> ShmAllreduce::allreduce(std::vector<at::Tensor> tensors) {
+c10::intrusive_ptr<c10d::Work> ShmCollectives::allreduce(std::vector<at::Tensor> tensors) {
   auto work = c10::make_intrusive<QueuedWork>();
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);
@@ -313,7 +313,7 @@ c10::intrusive_ptr<c10d::Work> ShmAllreduce::allreduce(std::vector<at::Tensor> t
   return work;
 }
 
-c10::intrusive_ptr<c10d::Work> ShmAllreduce::enqueue(int kind, at::Tensor buffer, std::vector<int64_t> counts) {
+c10::intrusive_ptr<c10d::Work> ShmCollectives::enqueue(int kind, at::Tensor buffer, std::vector<int64_t> counts) {
   auto work = c10::make_intrusive<QueuedWork>();
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);
@@ -328,17 +328,18 @@ c10::intrusive_ptr<c10d::Work> ShmAllreduce::enqueue(int kind, at::Tensor buffer
   return work;
 }
 
-c10::intrusive_ptr<c10d::Work> ShmAllreduce::reduce_scatter(at::Tensor buffer, std::vector<int64_t> counts) {
+c10::intrusive_ptr<c10d::Work> ShmCollectives::reduce_scatter(at::Tensor buffer, std::vector<int64_t> counts) {
   return enqueue(static_cast<int>(Impl::Kind::reduce_scatter), std::move(buffer), std::move(counts));
 }
 
-c10::intrusive_ptr<c10d::Work> ShmAllreduce::all_gather(at::Tensor buffer, std::vector<int64_t> counts) {
+c10::intrusive_ptr<c10d::Work> ShmCollectives::all_gather(at::Tensor buffer, std::vector<int64_t> counts) {
   return enqueue(static_cast<int>(Impl::Kind::all_gather), std::move(buffer), std::move(counts));
 }
 
-std::unique_ptr<ShmAllreduce> ShmAllreduce::connect(c10d::Store& store, int rank, int size,
-                                                    const std::string& group_name, const std::vector<int>& global_ranks,
-                                                    std::chrono::milliseconds timeout, Options options) {
+std::unique_ptr<ShmCollectives> ShmCollectives::connect(c10d::Store& store, int rank, int size,
+                                                        const std::string& group_name,
+                                                        const std::vector<int>& global_ranks,
+                                                        std::chrono::milliseconds timeout, Options options) {
   if (size < 2 || size > kMaxRanks) return nullptr;
   const bool enabled = options.enabled;
   // 1. Are all ranks on this machine (and do they all want it)?
@@ -404,7 +405,7 @@ std::unique_ptr<ShmAllreduce> ShmAllreduce::connect(c10d::Store& store, int rank
   }
   impl->slots = static_cast<char*>(impl->base) + header_bytes();
   impl->result = impl->slots + size * impl->capacity;
-  return std::unique_ptr<ShmAllreduce>(new ShmAllreduce(std::move(impl)));
+  return std::unique_ptr<ShmCollectives>(new ShmCollectives(std::move(impl)));
 }
 
 }  // namespace loom::comm

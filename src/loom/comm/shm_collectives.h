@@ -1,9 +1,9 @@
-// Private to comm/: allreduce through shared memory for groups whose ranks all run on
-// one machine (the common case on a workstation, and the fast path of every multi-GPU-
+// Private to comm/: allreduce, reduce-scatter and all-gather through shared memory for
+// groups whose ranks all run on one machine (the common case on a workstation, and the fast path of every multi-GPU-
 // less host). Gloo's TCP allreduce over loopback costs milliseconds per bucket here;
 // memory copies cost microseconds.
 //
-// Setup (ShmAllreduce::connect, collective over the group, through its store): every
+// Setup (ShmCollectives::connect, collective over the group, through its store): every
 // rank publishes its machine identity (boot id, hostname, mount namespace); if all agree,
 // group rank 0 creates a POSIX shared-memory segment, every rank maps it and says whether
 // it could; only if every rank could does the group use it (otherwise connect() returns
@@ -34,7 +34,7 @@
 
 namespace loom::comm {
 
-class ShmAllreduce {
+class ShmCollectives {
  public:
   struct Options {
     int64_t capacity_bytes = 8 << 20;  // per slot; larger tensors go in chunks
@@ -45,10 +45,10 @@ class ShmAllreduce {
   // Collective over the group's members (group rank `rank` of `size`). Null when the
   // ranks are not all on this machine or shared memory is unavailable.
   // `global_ranks` name the members in errors.
-  static std::unique_ptr<ShmAllreduce> connect(c10d::Store& store, int rank, int size, const std::string& group_name,
-                                               const std::vector<int>& global_ranks, std::chrono::milliseconds timeout,
-                                               Options options);
-  ~ShmAllreduce();
+  static std::unique_ptr<ShmCollectives> connect(c10d::Store& store, int rank, int size, const std::string& group_name,
+                                                 const std::vector<int>& global_ranks,
+                                                 std::chrono::milliseconds timeout, Options options);
+  ~ShmCollectives();
 
   // Whether allreduce() takes these tensors (dense contiguous CPU float32 / float64).
   static bool accepts(const std::vector<at::Tensor>& tensors);
@@ -68,7 +68,7 @@ class ShmAllreduce {
   struct Impl;
 
  private:
-  explicit ShmAllreduce(std::unique_ptr<Impl> impl);
+  explicit ShmCollectives(std::unique_ptr<Impl> impl);
   c10::intrusive_ptr<c10d::Work> enqueue(int kind, at::Tensor buffer, std::vector<int64_t> counts);
   std::unique_ptr<Impl> impl_;
 };
