@@ -224,7 +224,7 @@ std::vector<BadInput> cases() {
   t.push_back({"zero_lr", train({"--lr", "0"}), "--lr must be positive, got 0"});
   t.push_back({"zero_threads", train({"--threads", "0"}), "--threads must be at least 1, got 0"});
   t.push_back({"zero_stage_unknown", train({"--strategy", "allreduce", "--nproc", "2", "--zero", "3"}),
-               "--zero must be 0 or 1, got 3"});
+               "--zero must be 0, 1 or 2, got 3"});
   t.push_back({"zero_with_pipeline", train({"--strategy", "pipeline", "--nproc", "2", "--zero", "1"}),
                "--zero does not apply to --strategy pipeline"});
   t.push_back({"zero_shard_weights_count",

@@ -1,7 +1,8 @@
-// --strategy allreduce --zero 1 through the real CLI and launcher: with the same seed and
-// global batch, after 20 steps with SGD + momentum and with Adam, 2 workers, 3 workers and
-// 3 workers with weights 2,1,1 save the model of plain allreduce and of single; each rank
-// holds 1/N (or its weight's share) of the optimizer state; a checkpoint resumes.
+// --strategy allreduce --zero 1 and --zero 2 through the real CLI and launcher: with the
+// same seed and global batch, after 20 steps with SGD + momentum and with Adam, 2 workers,
+// 3 workers and 3 workers with weights 2,1,1 save the model of plain allreduce and of
+// single; each rank holds 1/N (or its weight's share) of the optimizer state, and with
+// --zero 2 of the gradients (plus its bucket buffers); a checkpoint resumes.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -57,7 +58,11 @@ std::vector<std::string> with(std::vector<std::string> a, const std::vector<std:
   return a;
 }
 
-TEST(Zero1, EqualsPlainAllreduceAndSingleWithEachOptimizerAndLayout) {
+// --zero 2 on the equivalence MLP: each layer its own bucket (0.25 MiB holds no two of
+// its weight matrices), so the bucket buffers in flight are small next to the model.
+const std::vector<std::string> kZero2{"--zero", "2", "--bucket-mb", "0.25"};
+
+TEST(Zero, EqualsPlainAllreduceAndSingleWithEachOptimizerAndLayout) {
   for (const auto& opt : kOptimizers) {
     const auto reference = loom::test::single_reference("zero-" + opt.name, opt.flags);
     for (const auto& layout : kLayouts) {
@@ -90,32 +95,74 @@ TEST(Zero1, EqualsPlainAllreduceAndSingleWithEachOptimizerAndLayout) {
         total += shard[r];
       }
       EXPECT_EQ(total, full[0]) << what << ": the shards cover the state exactly once";
+
+      // --zero 2: the same model; each rank keeps its share of the gradients, plus at
+      // most two bucket buffers (the largest bucket: one weight matrix).
+      const auto zero2 = loom::test::train_equivalence_job(
+          with(with(base, kZero2), {"--save", dir + "/zero2.pt", "--metrics", dir + "/zero2.jsonl"}));
+      ASSERT_TRUE(zero2.exited_with(0)) << zero2.describe();
+      EXPECT_LT(max_abs_diff(reference, dir + "/zero2.pt"), 1e-5) << what << ": --zero 2 against single";
+      EXPECT_LT(max_abs_diff(dir + "/plain.pt", dir + "/zero2.pt"), 1e-6) << what << ": --zero 2 against plain";
+      const auto z2 = summary_of(dir + "/zero2.jsonl");
+      EXPECT_EQ(z2["optimizer_state_bytes"], z["optimizer_state_bytes"]) << what;
+      const auto plain_grads = p["gradient_bytes"].get<std::vector<int64_t>>();
+      const auto grads = z2["gradient_bytes"].get<std::vector<int64_t>>();
+      ASSERT_EQ(grads.size(), layout.weights.size()) << what;
+      const int64_t largest_bucket = 784 * 128 * 4;  // the MLP's first weight matrix
+      for (size_t r = 0; r < grads.size(); ++r) {
+        const double share = static_cast<double>(plain_grads[0]) * layout.weights[r] / weight_sum;
+        EXPECT_GE(static_cast<double>(grads[r]), share - 4) << what << " rank " << r;
+        EXPECT_LE(static_cast<double>(grads[r]), share + 4 + 2 * largest_bucket) << what << " rank " << r;
+      }
     }
   }
 }
 
-// The hybrid mesh: each stage's optimizer sharded across its replicas (2 x 2).
-TEST(Zero1, HybridShardsEachStageAcrossItsReplicas) {
+// The hybrid mesh: each stage's optimizer (and with --zero 2 its gradients) sharded
+// across its replicas (2 x 2).
+TEST(Zero, HybridShardsEachStageAcrossItsReplicas) {
   const std::vector<std::string> adam{"--optimizer", "adam", "--lr", "0.001"};
   const auto reference = loom::test::single_reference("zero-hybrid", adam);
   const auto dir = dir_for("hybrid");
   const auto base = with({"--strategy", "hybrid", "--dp", "2", "--pp", "2", "--micro-batches", "2"}, adam);
   const auto plain = loom::test::train_equivalence_job(with(base, {"--save", dir + "/plain.pt"}));
   ASSERT_TRUE(plain.exited_with(0)) << plain.describe();
-  const auto zero = loom::test::train_equivalence_job(with(base, {"--zero", "1", "--save", dir + "/zero.pt"}));
-  ASSERT_TRUE(zero.exited_with(0)) << zero.describe();
-  EXPECT_LT(max_abs_diff(reference, dir + "/zero.pt"), 1e-5);
-  EXPECT_LT(max_abs_diff(dir + "/plain.pt", dir + "/zero.pt"), 1e-6);
-  // Each of the 4 ranks owns a range of its stage's optimizer state.
-  size_t lines = 0;
-  for (size_t at = 0; (at = zero.err.find("hybrid --zero 1: stage ", at)) != std::string::npos; ++at) ++lines;
-  EXPECT_EQ(lines, 4u) << zero.describe();
+  for (const std::string stage : {"1", "2"}) {
+    const auto zero = loom::test::train_equivalence_job(with(base, {"--zero", stage, "--save", dir + "/zero.pt"}));
+    ASSERT_TRUE(zero.exited_with(0)) << zero.describe();
+    EXPECT_LT(max_abs_diff(reference, dir + "/zero.pt"), 1e-5) << "--zero " << stage;
+    EXPECT_LT(max_abs_diff(dir + "/plain.pt", dir + "/zero.pt"), 1e-6) << "--zero " << stage;
+    // Each of the 4 ranks owns a range of its stage's optimizer state.
+    size_t lines = 0;
+    const std::string line = "hybrid --zero " + stage + ": stage ";
+    for (size_t at = 0; (at = zero.err.find(line, at)) != std::string::npos; ++at) ++lines;
+    EXPECT_EQ(lines, 4u) << zero.describe();
+  }
+}
+
+// --grad-compression fp16: the hook reduces each bucket in full (in fp16) and a rank keeps
+// its range, so --zero 2 computes bitwise what --zero 1 does, near single. Two workers:
+// with three, Gloo's fp16 sums of the two stages' differently laid out buckets add the
+// ranks in other orders and round differently (5e-4 apart after 20 steps).
+TEST(Zero, GradientCompressionWorksWithEachStage) {
+  const auto dir = dir_for("fp16");
+  const auto reference = loom::test::single_reference("zero-fp16");
+  const std::vector<std::string> base{"--strategy", "allreduce", "--nproc", "2", "--grad-compression", "fp16"};
+  for (const std::string stage : {"1", "2"}) {
+    const auto r =
+        loom::test::train_equivalence_job(with(base, {"--zero", stage, "--save", dir + "/z" + stage + ".pt"}));
+    ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  }
+  EXPECT_EQ(max_abs_diff(dir + "/z1.pt", dir + "/z2.pt"), 0.0);
+  const double off = max_abs_diff(reference, dir + "/z2.pt");
+  EXPECT_GT(off, 0.0) << "fp16 rounding is visible";
+  EXPECT_LT(off, 1e-2);
 }
 
 // A checkpoint of 2 ranks resumes with 2 (bitwise) and with 3 (each new rank takes its
 // range of the optimizer state from the old parts) and ends where the uninterrupted run
 // ends; a run without --zero cannot take sharded state.
-TEST(Zero1, ACheckpointResumesWithTheSameOrAnotherNumberOfWorkers) {
+TEST(Zero, ACheckpointResumesWithTheSameOrAnotherNumberOfWorkers) {
   const auto dir = dir_for("resume");
   const std::vector<std::string> adam{"--strategy", "allreduce", "--zero", "1", "--optimizer", "adam", "--lr", "0.001"};
   const auto full = loom::test::train_equivalence_job(with(adam, {"--nproc", "2", "--save", dir + "/full.pt"}));

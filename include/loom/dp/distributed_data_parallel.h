@@ -161,6 +161,24 @@ class DistributedDataParallel {
   // find_unused_parameters is false. A no-op while sync is off.
   void finish();
 
+  // ZeRO stage 2 (ZeroRedundancyOptimizer::shard_gradients calls this for you): from the
+  // next synchronised backward on, each bucket is reduce-scattered as soon as it is
+  // complete, and a member keeps only its own range of the summed gradients. The flat
+  // gradient space is the trainable parameters (parameter_names()) in registration
+  // order, end to end; `counts` gives each member's contiguous range of it, in group rank
+  // order (summing to the parameters' elements; one dtype). Returns this member's range:
+  // after each finish() it holds the global-batch gradients of [its begin, its end);
+  // param.grad is left undefined (freed as soon as it is copied into its bucket), so the
+  // gradient memory between steps is the range plus at most a few bucket buffers. Buckets
+  // keep their initial plan (no rebuild). With compression or a registered hook, the
+  // bucket is reduced in full by the hook and the member keeps its range. Call it on
+  // every member, once, before the first synchronised backward (ConfigError otherwise).
+  at::Tensor shard_gradients(const std::vector<int64_t>& counts);
+  bool gradients_sharded() const;
+  // Bytes of gradient memory this object holds between steps: its bucket buffers (which
+  // are the param.grad tensors), or with shard_gradients the range and the bucket pool.
+  int64_t gradient_bytes() const;
+
   // Collective: copies the module's buffers (e.g. BatchNorm statistics) from `root`.
   void broadcast_buffers(int root = 0);
 

@@ -1,4 +1,4 @@
-// ZeroRedundancyOptimizer: ZeRO stage 1 (Rajbhandari et al., SC'20) for any optimizer
+// ZeroRedundancyOptimizer: ZeRO stages 1 and 2 (Rajbhandari et al., SC'20) for any optimizer
 // loom makes, the C++ counterpart of torch.distributed.optim.ZeroRedundancyOptimizer.
 // Each data-parallel rank keeps optimizer state for one contiguous range of the flat
 // parameter space only, and updates only that range; the parameters are then
@@ -12,6 +12,10 @@
 //     ddp.finish();   // every rank holds the global-batch gradients
 //     opt.step();     // this rank's range, then an all-gather of the parameters (collective)
 //   }
+//
+// Stage 2 adds `opt.shard_gradients(ddp);` after constructing both: DDP then
+// reduce-scatters each bucket during backward and keeps only this rank's range of the
+// gradients, which step() reads (param.grad stays undefined; docs/zero.md).
 //
 // The flat parameter space: the trainable parameters, in the order given, end to end.
 // Construction moves them into one flat buffer (each parameter becomes a view of it, so
@@ -43,6 +47,8 @@ class Group;
 }
 
 namespace loom::dp {
+
+class DistributedDataParallel;
 
 struct ZeroOptions {
   // Each rank's share of the flat parameter space, by group rank: finite, >= 0, with a
@@ -80,6 +86,15 @@ class ZeroRedundancyOptimizer : public torch::optim::Optimizer {
   // takes the part of each that falls in its range. For resuming with another size.
   void load_resharded(const std::vector<torch::serialize::InputArchive*>& parts);
 
+  // ZeRO stage 2: makes `ddp` (over the same group and the same parameters, in the same
+  // order: ConfigError / ModelError otherwise) keep only this rank's range of the
+  // reduced gradients (DistributedDataParallel::shard_gradients), and steps from that.
+  // Call on every rank, before the first backward.
+  void shard_gradients(DistributedDataParallel& ddp);
+  bool gradients_sharded() const { return grad_shard_.defined(); }
+  // Stage 2: this rank's range of the reduced gradients (valid after ddp.finish()).
+  const at::Tensor& gradient_shard() const { return grad_shard_; }
+
   // Elements of the flat parameter space per rank, and this rank's [begin, end).
   const std::vector<int64_t>& counts() const { return counts_; }
   int64_t range_begin() const { return begin_; }
@@ -106,6 +121,7 @@ class ZeroRedundancyOptimizer : public torch::optim::Optimizer {
   };
   std::vector<Piece> pieces_;
   std::unique_ptr<torch::optim::Optimizer> local_;
+  at::Tensor grad_shard_;  // stage 2: the reduced gradients of [begin_, end_)
 };
 
 }  // namespace loom::dp

@@ -15,7 +15,9 @@ DistributedDataParallel::DistributedDataParallel(std::shared_ptr<torch::nn::Modu
   ReducerOptions ro;
   ro.caps = caps_from_mb(options_.first_bucket_mb, options_.bucket_cap_mb);
   ro.find_unused_parameters = options_.find_unused_parameters;
-  ro.hook = hook_for(options_.compression);  // ConfigError for bf16, before any collective
+  // ConfigError for bf16, before any collective. None: the reducer's default (allreduce,
+  // or reduce-scatter once the gradients are sharded).
+  if (options_.compression != Compression::none) ro.hook = hook_for(options_.compression);
   ro.tracer = options_.tracer;
 
   std::vector<NamedTensor> entries;
@@ -48,6 +50,11 @@ double DistributedDataParallel::weight() const { return reducer_->weight(); }
 void DistributedDataParallel::set_sync(bool sync) { reducer_->set_sync(sync); }
 bool DistributedDataParallel::sync() const { return reducer_->sync(); }
 void DistributedDataParallel::finish() { reducer_->finish(); }
+at::Tensor DistributedDataParallel::shard_gradients(const std::vector<int64_t>& counts) {
+  return reducer_->shard(counts);
+}
+bool DistributedDataParallel::gradients_sharded() const { return reducer_->sharded(); }
+int64_t DistributedDataParallel::gradient_bytes() const { return reducer_->gradient_bytes(); }
 
 void DistributedDataParallel::register_comm_hook(CommHook hook) {
   LOOM_CHECK(options_.compression == Compression::none, ConfigError,

@@ -11,6 +11,7 @@
 
 #include "loom/comm/group.h"
 #include "loom/core/error.h"
+#include "loom/dp/gradient_shards.h"
 #include "loom/trace/tracer.h"
 
 namespace loom::dp {
@@ -31,9 +32,17 @@ bool is_alias_of(const at::Tensor& grad, const at::Tensor& slice) {
 
 }  // namespace
 
+// Sharded: buckets communicating at once; one more waits for the oldest before it takes
+// memory, which bounds the gradient memory in flight.
+constexpr size_t kInFlight = 2;
+
 struct Reducer::BucketState {
-  at::Tensor flat;  // gradients (+ the trailer in the last bucket), in the parameters' dtype
-  GradBucket view;  // what the hook sees: `flat`, its parameters and their offsets
+  // Gradients (+ the trailer in the last bucket, unless sharded), in the parameters'
+  // dtype; allocated on first use. Sharded: borrowed from the pool (`pooled`) per step.
+  at::Tensor flat;
+  at::Tensor pooled;
+  int64_t lo = 0, hi = 0;  // sharded: the range of the flat gradient space it holds
+  GradBucket view;         // what the hook sees: `flat`, its parameters and their offsets
   comm::Work work;
   size_t pending = 0;  // gradients not yet ready in this step
   bool launched = false;
@@ -67,6 +76,7 @@ Reducer::Reducer(std::vector<std::string> names, std::vector<at::Tensor> params,
       weight_(1.0 / group.size()) {
   LOOM_CHECK(names_.size() == params_.size(), ConfigError, "reducer: {} names for {} parameters", names_.size(),
              params_.size());
+  default_hook_ = !options_.hook;
   if (!options_.hook) options_.hook = hooks::allreduce();
   for (size_t i = 0; i < params_.size(); ++i) {
     const at::Tensor& p = params_[i];
@@ -129,6 +139,7 @@ void Reducer::set_comm_hook(CommHook hook) {
              "every bucket the same way)");
   options_.hook = std::move(hook);
   custom_hook_ = true;
+  default_hook_ = false;
 }
 
 int64_t Reducer::synced_steps() const {
@@ -136,30 +147,76 @@ int64_t Reducer::synced_steps() const {
   return synced_steps_;
 }
 
+at::Tensor Reducer::shard(const std::vector<int64_t>& counts) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  LOOM_CHECK(!shards_, ConfigError, "shard_gradients: the gradients are sharded already");
+  LOOM_CHECK(!started_, ConfigError, "shard_gradients: call it before the first synchronised backward");
+  LOOM_CHECK(static_cast<int>(counts.size()) == group_.size(), ConfigError,
+             "shard_gradients: {} counts for a group of {} members", counts.size(), group_.size());
+  int64_t total = 0;
+  for (const ParamInfo& p : info_) {
+    LOOM_CHECK(p.dtype == info_.front().dtype, ConfigError,
+               "shard_gradients: every parameter must have one dtype ('{}' is {}, '{}' is {})", info_.front().name,
+               c10::toString(info_.front().dtype), p.name, c10::toString(p.dtype));
+    total += p.numel;
+  }
+  shards_ = std::make_unique<GradientShards>(counts, group_.rank(), total, params_.front().options());
+  build(reverse_order(params_.size()));
+  return shards_->shard();
+}
+
+int64_t Reducer::gradient_bytes() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (shards_) return shards_->bytes();
+  int64_t bytes = 0;
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    if (buckets_[b].flat.defined()) bytes += plan_.buckets[b].numel * buckets_[b].flat.element_size();
+  }
+  return bytes;
+}
+
 void Reducer::build(const std::vector<size_t>& order) {
   plan_ = plan_buckets(info_, order, options_.caps);
   buckets_.clear();
   buckets_.resize(plan_.buckets.size());
+  std::vector<int64_t> flat_at(params_.size());  // each parameter's place in the flat space
+  for (size_t i = 1; i < params_.size(); ++i) flat_at[i] = flat_at[i - 1] + info_[i - 1].numel;
+  int64_t largest = 0;
   for (size_t b = 0; b < plan_.buckets.size(); ++b) {
-    const Bucket& spec = plan_.buckets[b];
-    const bool last = b + 1 == plan_.buckets.size();
-    const int64_t trailer = last ? static_cast<int64_t>(params_.size()) : 0;
+    Bucket& spec = plan_.buckets[b];
     BucketState& s = buckets_[b];
-    s.flat = at::zeros({spec.numel + trailer}, params_[spec.params.front()].options().requires_grad(false));
+    if (shards_) {
+      // See Note [sharded gradients]: a run of consecutive parameters, laid out in
+      // registration order, is one range of the flat space.
+      s.lo = flat_at[spec.params.front()];
+      for (size_t index : spec.params) s.lo = std::min(s.lo, flat_at[index]);
+      s.hi = s.lo + spec.numel;
+      for (size_t k = 0; k < spec.params.size(); ++k) {
+        spec.offsets[k] = flat_at[spec.params[k]] - s.lo;
+        LOOM_CHECK(spec.offsets[k] + info_[spec.params[k]].numel <= spec.numel, ConfigError,
+                   "shard_gradients: bucket {} does not hold one range of the flat gradient space", b);
+      }
+      if (spec.params.size() > 1) largest = std::max(largest, spec.numel);  // one parameter: its gradient
+    }
     s.view.index = b;
-    s.view.buffer = s.flat;
     for (size_t index : spec.params) s.view.parameters.push_back(params_[index]);
     s.view.offsets = spec.offsets;
   }
-  // Gradients live in the buckets (see Note [gradients as bucket views]): move any that
-  // exist (e.g. the reduced gradients of the step that triggered the rebuild).
-  at::NoGradGuard no_grad;
-  for (size_t index = 0; index < params_.size(); ++index) {
-    at::Tensor& grad = params_[index].mutable_grad();
-    if (!grad.defined()) continue;
-    at::Tensor view = grad_view(index);
-    view.copy_(grad);
-    grad = view;
+  if (shards_) {
+    shards_->set_buffer_numel(largest);
+    trailer_ = at::zeros({static_cast<int64_t>(params_.size())}, params_.front().options().requires_grad(false));
+  } else {
+    // Gradients live in the buckets (see Note [gradients as bucket views]): move any that
+    // exist (e.g. the reduced gradients of the step that triggered the rebuild).
+    at::NoGradGuard no_grad;
+    for (size_t index = 0; index < params_.size(); ++index) {
+      at::Tensor& grad = params_[index].mutable_grad();
+      if (!grad.defined()) continue;
+      acquire_buffer(plan_.bucket_of[index]);
+      at::Tensor view = grad_view(index);
+      view.copy_(grad);
+      grad = view;
+    }
   }
   ready_.assign(params_.size(), 0);
   fired_.assign(params_.size(), 0);
@@ -178,7 +235,14 @@ void Reducer::reset_step() {
     s.work = comm::Work();
     s.launch_us = 0;
     s.done_us.reset();
+    if (shards_) {  // only after a failed step: kept buckets gave theirs back
+      shards_->release(std::move(s.pooled));
+      s.pooled = at::Tensor();
+      s.flat = s.view.buffer = at::Tensor();
+    }
   }
+  in_flight_.clear();
+  trailer_work_ = comm::Work();
   arrival_.clear();
   next_launch_ = 0;
   error_ = nullptr;
@@ -209,12 +273,43 @@ at::Tensor Reducer::grad_view(size_t index) const {
   return alias_into(buckets_[b].flat, plan_.buckets[b].offsets[plan_.slot_of[index]], params_[index].sizes());
 }
 
+void Reducer::acquire_buffer(size_t b) {
+  BucketState& s = buckets_[b];
+  if (s.flat.defined()) return;
+  const Bucket& spec = plan_.buckets[b];
+  if (shards_) {
+    // See Note [sharded gradients]: bounded memory in flight; a one-parameter bucket uses
+    // its gradient (fill_sharded).
+    while (in_flight_.size() >= kInFlight) keep_oldest();
+    if (spec.params.size() == 1) return;
+    at::Tensor buffer = shards_->take_free();
+    if (!buffer.defined()) buffer = shards_->allocate();
+    s.pooled = buffer;
+    s.flat = buffer.narrow(0, 0, spec.numel);
+  } else {
+    const int64_t trailer = b + 1 == buckets_.size() ? static_cast<int64_t>(params_.size()) : 0;
+    s.flat = at::zeros({spec.numel + trailer}, params_[spec.params.front()].options().requires_grad(false));
+  }
+  s.view.buffer = s.flat;
+}
+
+void Reducer::keep_oldest() {
+  const size_t b = in_flight_.front();
+  in_flight_.pop_front();
+  BucketState& s = buckets_[b];
+  s.work.wait();
+  shards_->keep(s.flat, s.lo, s.hi);
+  shards_->release(std::move(s.pooled));
+  s.pooled = at::Tensor();
+  s.flat = s.view.buffer = at::Tensor();
+}
+
 void Reducer::mark_ready(size_t index, bool fired) {
   at::NoGradGuard no_grad;
   const size_t b = plan_.bucket_of[index];
   const Bucket& spec = plan_.buckets[b];
   BucketState& s = buckets_[b];
-  at::Tensor slice = s.flat.narrow(0, spec.offsets[plan_.slot_of[index]], info_[index].numel);
+  acquire_buffer(b);
   at::Tensor& grad = params_[index].mutable_grad();
   ready_[index] = 1;
   fired_[index] = fired ? 1 : 0;
@@ -224,6 +319,13 @@ void Reducer::mark_ready(size_t index, bool fired) {
         grad.layout() == at::kStrided && grad.scalar_type() == info_[index].dtype && grad.numel() == info_[index].numel,
         ModelError, "gradient of parameter '{}' is sparse or has the wrong dtype or size", names_[index]);
     contributed_[index] = 1;
+  }
+  if (shards_) {
+    fill_sharded(index, b, grad);
+    return;
+  }
+  at::Tensor slice = s.flat.narrow(0, spec.offsets[plan_.slot_of[index]], info_[index].numel);
+  if (grad.defined()) {
     if (weight_ == 0) {
       slice.zero_();  // not 0 * grad: a NaN from an empty batch must not spread
     } else if (is_alias_of(grad, slice)) {
@@ -238,6 +340,31 @@ void Reducer::mark_ready(size_t index, bool fired) {
   }
 }
 
+void Reducer::fill_sharded(size_t index, size_t b, at::Tensor& grad) {
+  // See Note [sharded gradients].
+  BucketState& s = buckets_[b];
+  const Bucket& spec = plan_.buckets[b];
+  if (spec.params.size() == 1 && grad.defined() && grad.is_contiguous()) {
+    // A bucket of one parameter is its gradient, reduced in place: no buffer, no copy.
+    if (weight_ == 0) {
+      grad.zero_();  // not 0 * grad: a NaN from an empty batch must not spread
+    } else if (weight_ != 1) {
+      grad.mul_(weight_);
+    }
+    s.flat = grad.view({-1});
+  } else {
+    if (!s.flat.defined()) s.flat = at::empty({spec.numel}, params_[index].options().requires_grad(false));
+    at::Tensor slice = s.flat.narrow(0, spec.offsets[plan_.slot_of[index]], info_[index].numel);
+    if (!grad.defined() || weight_ == 0) {
+      slice.zero_();
+    } else {
+      at::mul_out(slice, grad.reshape({-1}), at::Scalar(weight_));
+    }
+  }
+  s.view.buffer = s.flat;
+  grad = at::Tensor();  // only the shard outlives the step
+}
+
 void Reducer::launch_ready() {
   while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0) launch(next_launch_++);
 }
@@ -246,16 +373,29 @@ void Reducer::launch(size_t b) {
   at::NoGradGuard no_grad;
   BucketState& s = buckets_[b];
   const Bucket& spec = plan_.buckets[b];
-  if (b + 1 == buckets_.size()) {
+  const bool last = b + 1 == buckets_.size();
+  if (last) {
     // The trailer: per parameter, 1 if this rank produced its gradient (or, with
     // find_unused_parameters, had any gradient for it). See Note [bucket launch order].
     const auto& flags = options_.find_unused_parameters ? contributed_ : fired_;
     std::vector<float> values(flags.begin(), flags.end());
-    s.flat.narrow(0, spec.numel, static_cast<int64_t>(values.size())).copy_(at::tensor(values, at::kFloat));
+    at::Tensor trailer = shards_ ? trailer_ : s.flat.narrow(0, spec.numel, static_cast<int64_t>(values.size()));
+    trailer.copy_(at::tensor(values, at::kFloat));
   }
   s.launched = true;
   s.launch_us = trace::Tracer::now_us();
-  s.work = options_.hook(group_, s.view);
+  if (shards_) {
+    // See Note [sharded gradients]: another hook reduces in full; this rank keeps its part.
+    s.work = default_hook_ ? group_.reduce_scatter(s.flat, shards_->counts_within(s.lo, s.hi))
+                           : options_.hook(group_, s.view);
+    in_flight_.push_back(b);
+    if (last) {
+      std::vector<at::Tensor> io{trailer_};
+      trailer_work_ = group_.allreduce(io);
+    }
+  } else {
+    s.work = options_.hook(group_, s.view);
+  }
   if (options_.tracer && options_.tracer->enabled()) {
     s.done_us = std::make_shared<std::atomic<int64_t>>(0);
     s.work.on_completion([done = s.done_us] { done->store(trace::Tracer::now_us()); });
@@ -299,6 +439,14 @@ void Reducer::finish() {
                               done > 0 ? done : trace::Tracer::now_us(), /*lane=*/1);
     }
   }
+  if (shards_ && buckets_.back().launched) {
+    try {
+      trailer_work_.wait();
+      while (!in_flight_.empty()) keep_oldest();
+    } catch (...) {
+      if (!comm_error) comm_error = std::current_exception();
+    }
+  }
   if (comm_error || error_) {
     const auto e = comm_error ? comm_error : error_;
     reset_step();
@@ -311,18 +459,19 @@ void Reducer::finish() {
       if (c != group_.size()) throw_missing(counts);
     }
   }
-  attach_reduced_grads(counts);
+  if (!shards_) attach_reduced_grads(counts);  // sharded: the shard holds them
 
   ++synced_steps_;
   const std::vector<size_t> order = arrival_;
   reset_step();
-  if (!rebuilt_) rebuild_from_rank0(order);
+  if (!rebuilt_ && !shards_) rebuild_from_rank0(order);  // sharded: the layout stays
 }
 
 std::vector<int64_t> Reducer::read_trailer() {
-  const BucketState& s = buckets_.back();
   const at::Tensor trailer =
-      s.flat.narrow(0, plan_.buckets.back().numel, static_cast<int64_t>(params_.size())).to(at::kDouble);
+      (shards_ ? trailer_
+               : buckets_.back().flat.narrow(0, plan_.buckets.back().numel, static_cast<int64_t>(params_.size())))
+          .to(at::kDouble);
   std::vector<int64_t> counts(params_.size());
   const double* data = trailer.data_ptr<double>();
   for (size_t i = 0; i < counts.size(); ++i) counts[i] = std::llround(data[i]);

@@ -32,6 +32,18 @@
 // (grad_compression.h: hooks::allreduce() unless another is set), which the reducer calls
 // once per bucket, in launch order, under its mutex.
 //
+// Note [sharded gradients] (ZeRO stage 2, shard()): the buckets are planned once, in
+// reverse registration order, and never rebuilt, and each lays its parameters out in
+// registration order, so bucket b holds one contiguous range [lo, hi) of the flat
+// gradient space (gradient_shards.h). A gradient is copied into its bucket (scaled by the
+// weight) when ready and param.grad is freed at once (a bucket of one parameter is its
+// gradient itself, reduced in place); a complete bucket is
+// reduce-scattered (or, with another communication hook, reduced by it in full) and this
+// rank's part is kept in the shard, after which the bucket's buffer goes back to a pool.
+// At most two buckets are in flight: a third waits for the oldest before it takes
+// memory, so a step holds the shard plus a bounded amount of gradient memory. The trailer
+// travels in its own small allreduce next to the last bucket.
+//
 // Thread-safety: hooks run on the autograd thread; set_weight/set_sync/finish may be
 // called from the training thread between backward passes. State is guarded by one
 // mutex. Ownership: holds the parameters' gradient accumulators (so the hooks stay
@@ -41,6 +53,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <deque>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -62,6 +75,8 @@ class Tracer;
 }
 
 namespace loom::dp {
+
+class GradientShards;
 
 struct ReducerOptions {
   BucketCaps caps;
@@ -98,6 +113,16 @@ class Reducer {
   // started, for an empty hook, or when one was set already.
   void set_comm_hook(CommHook hook);
 
+  // ZeRO stage 2: see Note [sharded gradients]. `counts`: elements of the flat gradient
+  // space per member, summing to the parameters' elements. Before the first synchronised
+  // backward only, once (ConfigError otherwise). Returns the shard: after each finish(),
+  // this member's range of the reduced gradients; param.grad is left undefined.
+  at::Tensor shard(const std::vector<int64_t>& counts);
+  bool sharded() const { return shards_ != nullptr; }
+  // Bytes of gradient memory held between steps: the buckets (plain), or the shard and
+  // the pooled bucket buffers (sharded).
+  int64_t gradient_bytes() const;
+
   const BucketPlan& plan() const;
   const std::vector<ParamInfo>& params() const { return info_; }
   bool rebuilt() const;
@@ -112,6 +137,11 @@ class Reducer {
   at::Tensor grad_view(size_t index) const;  // param.grad's home in its bucket
   void launch_ready();
   void launch(size_t bucket);
+  void acquire_buffer(size_t bucket);  // sharded: a pool buffer for the bucket
+  void keep_oldest();
+  void fill_sharded(size_t index, size_t bucket,
+                    at::Tensor& grad);  // sharded mark_ready                  // sharded: wait for the oldest bucket in
+                                        // flight, keep its part
   void build(const std::vector<size_t>& order);
   void reset_step();
   void rebuild_from_rank0(const std::vector<size_t>& local_order);
@@ -137,6 +167,11 @@ class Reducer {
   int64_t synced_steps_ = 0;
   BucketPlan plan_;
   std::vector<BucketState> buckets_;
+  bool default_hook_ = true;                // no hook given: allreduce, or reduce-scatter when sharded
+  std::unique_ptr<GradientShards> shards_;  // ZeRO stage 2; null otherwise
+  at::Tensor trailer_;                      // sharded: the trailer's own buffer
+  comm::Work trailer_work_;
+  std::deque<size_t> in_flight_;  // sharded: launched buckets whose part is not yet kept
 
   // Per step.
   std::vector<uint8_t> ready_, fired_, contributed_;

@@ -8,6 +8,7 @@
 
 #include "loom/comm/group.h"
 #include "loom/core/error.h"
+#include "loom/dp/distributed_data_parallel.h"
 
 namespace loom::dp {
 
@@ -88,6 +89,11 @@ torch::Tensor ZeroRedundancyOptimizer::step(LossClosure closure) {
   LOOM_CHECK(!closure, ConfigError, "ZeRO: step() takes no closure");
   bool any = false;
   for (auto& piece : pieces_) {
+    if (grad_shard_.defined()) {  // stage 2: the reduced gradients of this range
+      piece.view.mutable_grad() = grad_shard_.narrow(0, offsets_[piece.param] + piece.lo - begin_, piece.hi - piece.lo);
+      any = true;
+      continue;
+    }
     const at::Tensor& g = params_[piece.param].grad();
     // A parameter without a gradient is not stepped, as torch's optimizers skip it.
     piece.view.mutable_grad() = g.defined() ? g.reshape(-1).narrow(0, piece.lo, piece.hi - piece.lo) : at::Tensor();
@@ -97,6 +103,24 @@ torch::Tensor ZeroRedundancyOptimizer::step(LossClosure closure) {
   for (auto& piece : pieces_) piece.view.mutable_grad() = at::Tensor();  // no reference to this step's gradients
   group_.all_gather(flat_, counts_).wait();
   return {};
+}
+
+void ZeroRedundancyOptimizer::shard_gradients(DistributedDataParallel& ddp) {
+  LOOM_CHECK(&ddp.group() == &group_, ConfigError,
+             "ZeRO stage 2: DistributedDataParallel must reduce over the optimizer's group");
+  std::vector<at::Tensor> trainable;
+  for (const auto& p : ddp.module().parameters(/*recurse=*/true)) {
+    if (p.defined() && p.requires_grad()) trainable.push_back(p);
+  }
+  bool same = trainable.size() == params_.size();
+  for (size_t k = 0; same && k < params_.size(); ++k) {
+    same = trainable[k].unsafeGetTensorImpl() == params_[k].unsafeGetTensorImpl();
+  }
+  LOOM_CHECK(same, ModelError,
+             "ZeRO stage 2: the optimizer ({} parameters) and DistributedDataParallel ({} trainable parameters) must "
+             "hold the same parameters in the same order",
+             params_.size(), trainable.size());
+  grad_shard_ = ddp.shard_gradients(counts_);
 }
 
 int64_t ZeroRedundancyOptimizer::state_bytes() const { return optim::state_bytes(*local_); }

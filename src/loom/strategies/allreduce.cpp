@@ -37,8 +37,10 @@ void AllreduceStrategy::setup(const StrategySetup& s) {
     dp::ZeroOptions zo;
     zo.shard_weights = options_.zero_shard_weights;
     auto zero = std::make_unique<dp::ZeroRedundancyOptimizer>(model_->parameters(), world, s.optimizer, zo);
+    if (options_.zero >= 2) zero->shard_gradients(*ddp_);  // --zero needs --sync grads: ddp_ exists
     if (context_->rank() == 0) {
-      log::info("allreduce --zero 1: optimizer state sharded, parameters per rank {}", fmt::join(zero->counts(), ","));
+      log::info("allreduce --zero {}: optimizer state{} sharded, parameters per rank {}", options_.zero,
+                options_.zero >= 2 ? " and gradients" : "", fmt::join(zero->counts(), ","));
     }
     optimizer_ = std::move(zero);
   } else {
@@ -61,7 +63,8 @@ StepOutput AllreduceStrategy::step(const data::Batch& batch, const StepInfo& inf
   }
   // grads: the averaged gradients are every rank's, so every rank decides alike.
   // params: each replica skips its own local step.
-  const bool skipped = optimizer_step(*optimizer_, step_, *tracer_);
+  // --zero 2: each rank holds its own range of the gradients, so they agree.
+  const bool skipped = optimizer_step(*optimizer_, step_, *tracer_, options_.zero >= 2 ? &context_->world() : nullptr);
   if (averager_) {
     auto span = tracer_->span("model average");
     averager_->step(*model_, batch.size());
@@ -71,7 +74,8 @@ StepOutput AllreduceStrategy::step(const data::Batch& batch, const StepInfo& inf
 
 Strategy::StateBytes AllreduceStrategy::state_bytes() {
   const auto* zero = dynamic_cast<const dp::ZeroRedundancyOptimizer*>(optimizer_.get());
-  return {zero ? zero->state_bytes() : optim::state_bytes(*optimizer_), gradient_bytes(*model_)};
+  const int64_t grads = ddp_ && ddp_->gradients_sharded() ? ddp_->gradient_bytes() : gradient_bytes(*model_);
+  return {zero ? zero->state_bytes() : optim::state_bytes(*optimizer_), grads};
 }
 
 std::vector<double> AllreduceStrategy::gather_over_data_ranks(double value) {

@@ -54,10 +54,11 @@ void HybridStrategy::setup(const StrategySetup& s) {
     zo.shard_weights = options_.zero_shard_weights;
     auto zero =
         std::make_unique<dp::ZeroRedundancyOptimizer>(layers->parameters(), mesh_->stage_group(), s.optimizer, zo);
+    if (options_.zero >= 2) zero->shard_gradients(*ddp_);
     const auto& counts = zero->counts();
-    log::info("hybrid --zero 1: stage {} replica {} keeps optimizer state for parameters [{}, {}) of the stage's {}",
-              mesh_->stage(), mesh_->replica(), zero->range_begin(), zero->range_end(),
-              std::accumulate(counts.begin(), counts.end(), int64_t{0}));
+    log::info("hybrid --zero {}: stage {} replica {} keeps optimizer state{} for parameters [{}, {}) of the stage's {}",
+              options_.zero, mesh_->stage(), mesh_->replica(), options_.zero >= 2 ? " and gradients" : "",
+              zero->range_begin(), zero->range_end(), std::accumulate(counts.begin(), counts.end(), int64_t{0}));
     optimizer_ = std::move(zero);
   } else {
     optimizer_ = optim::make_optimizer(layers->parameters(), s.optimizer);

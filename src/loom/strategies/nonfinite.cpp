@@ -5,10 +5,14 @@
 #include <vector>
 
 #include "loom/comm/group.h"
+#include "loom/dp/zero_optimizer.h"
 
 namespace loom::strategies {
 
 bool gradients_finite(const torch::optim::Optimizer& optimizer) {
+  // ZeRO stage 2: param.grad is freed; the rank's range of the gradients is all it has.
+  const auto* zero = dynamic_cast<const dp::ZeroRedundancyOptimizer*>(&optimizer);
+  if (zero && zero->gradients_sharded()) return at::isfinite(zero->gradient_shard()).all().item<bool>();
   for (const auto& group : optimizer.param_groups()) {
     for (const auto& p : group.params()) {
       const at::Tensor& g = p.grad();

@@ -17,7 +17,8 @@ class Group;
 
 namespace loom::strategies {
 
-// True when every defined gradient of the optimizer's parameters is finite.
+// True when every defined gradient of the optimizer's parameters is finite (with ZeRO
+// stage 2, of the rank's range of the gradients: pass the data-parallel group as `agree`).
 bool gradients_finite(const torch::optim::Optimizer& optimizer);
 
 // optimizer.step(), unless `skip_nonfinite` and a gradient is not finite on this rank or,

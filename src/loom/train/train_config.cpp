@@ -49,8 +49,8 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
   t.add("sync-every", &c.sync_every, "allreduce --sync params: steps between model averages");
   t.add("grad-compression", &c.grad_compression, "allreduce: none | fp16 (communicate in half precision)");
   t.add("zero", &c.zero,
-        "allreduce: ZeRO stage: 0 = off; 1 = each rank keeps optimizer state for its range of the parameters only "
-        "(docs/zero.md)");
+        "allreduce, hybrid: ZeRO stage: 0 = off; 1 = each rank keeps optimizer state for its range of the "
+        "parameters only; 2 = and only its range of the gradients (docs/zero.md)");
   t.add("zero-shard-weights", &c.zero_shard_weights,
         "allreduce --zero: each rank's share of the parameters, e.g. 2,1,1 (default: --shard-weights, else equal)");
   t.add("time-limit", &c.time_limit,
@@ -123,10 +123,10 @@ void validate(const TrainConfig& c) {
   strategies::parse_sync_mode(c.sync);
   dp::parse_compression(c.grad_compression);
   LOOM_CHECK(c.bucket_mb > 0, ConfigError, "--bucket-mb must be positive, got {}", c.bucket_mb);
-  LOOM_CHECK(c.zero == 0 || c.zero == 1, ConfigError, "--zero must be 0 or 1, got {}", c.zero);
+  LOOM_CHECK(c.zero >= 0 && c.zero <= 2, ConfigError, "--zero must be 0, 1 or 2, got {}", c.zero);
   LOOM_CHECK(c.zero == 0 || c.sync == "grads", ConfigError,
              "--zero {} shards the optimizer of gradient averaging: it does not apply to --sync {}", c.zero, c.sync);
-  LOOM_CHECK(c.zero_shard_weights.empty() || c.zero > 0, ConfigError, "--zero-shard-weights needs --zero 1");
+  LOOM_CHECK(c.zero_shard_weights.empty() || c.zero > 0, ConfigError, "--zero-shard-weights needs --zero 1 or 2");
   LOOM_CHECK(c.zero == 0 || c.strategy != "hybrid" || c.dp > 1, ConfigError,
              "--zero {} shards each stage's optimizer across its replicas: --strategy hybrid needs --dp > 1", c.zero);
   if (!c.zero_shard_weights.empty()) {
