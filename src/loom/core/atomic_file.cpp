@@ -22,29 +22,38 @@ std::string dir_of(const std::string& path) {
 }  // namespace
 
 void write_file_atomic(const std::string& path, std::string_view bytes) {
+  write_file_atomic(path, [bytes](const ByteSink& write) { write(bytes); });
+}
+
+void write_file_atomic(const std::string& path, const std::function<void(const ByteSink& write)>& produce) {
   LOOM_CHECK(!path.empty(), Error, "cannot write a file with an empty path");
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   LOOM_CHECK(fd >= 0, Error, "cannot write {}: {}", path, std::strerror(errno));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      LOOM_THROW(Error, "cannot write {}: {}", path, std::strerror(err));
+  int err = 0;  // the first write error
+  const ByteSink write = [&](std::string_view bytes) {
+    size_t done = 0;
+    while (err == 0 && done < bytes.size()) {
+      const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        err = n < 0 ? errno : EIO;
+        break;
+      }
+      done += static_cast<size_t>(n);
     }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const int err = errno;
+  };
+  try {
+    produce(write);
+  } catch (...) {
+    ::close(fd);
     ::unlink(tmp.c_str());
-    LOOM_THROW(Error, "cannot write {}: {}", path, std::strerror(err));
+    throw;
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
+  if (err == 0 && ::fsync(fd) != 0) err = errno;
+  if (::close(fd) != 0 && err == 0) err = errno;
+  if (err == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) err = errno;
+  if (err != 0) {
     ::unlink(tmp.c_str());
     LOOM_THROW(Error, "cannot write {}: {}", path, std::strerror(err));
   }

@@ -3,6 +3,7 @@
 // <path>, and an existing <path> stays until the new one is complete.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -10,6 +11,15 @@ namespace loom {
 
 // Throws loom::Error naming the path and the OS error.
 void write_file_atomic(const std::string& path, std::string_view bytes);
+
+// The same, streamed: `produce(write)` calls write(bytes) as often as it likes, so a large
+// file is never held in memory whole. `write` never throws: the first error is kept,
+// later writes are dropped, and it is thrown (naming the path and the OS error) once
+// `produce` returns, so a producer that cannot survive an exception midway (libtorch's
+// zip writer) is never interrupted. An exception from `produce` removes the temporary
+// file and propagates.
+using ByteSink = std::function<void(std::string_view bytes)>;
+void write_file_atomic(const std::string& path, const std::function<void(const ByteSink& write)>& produce);
 
 // Reads a whole file; throws DataError naming the path when it cannot.
 std::string read_file(const std::string& path);

@@ -1,5 +1,8 @@
 #include "loom/train/model_io.h"
 
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/export.h>
+#include <torch/csrc/jit/serialization/pickler.h>
 #include <torch/torch.h>
 
 #include <fmt/format.h>
@@ -40,8 +43,23 @@ void load_state_dict(torch::nn::Module& module, const StateDict& state, const st
 void save_model_file(const std::string& path, const StateDict& state) {
   c10::Dict<std::string, at::Tensor> dict;
   for (const auto& [name, tensor] : state) dict.insert(name, tensor.detach().contiguous());
-  const std::vector<char> bytes = torch::pickle_save(dict);
-  write_file_atomic(path, std::string_view(bytes.data(), bytes.size()));
+  // torch::pickle_save's format (a zip of the pickled dict and one record per tensor,
+  // what Python's torch.load reads), streamed to the file: pickle_save builds the whole
+  // file in a growing vector, twice the model at its peak, which is what fails first
+  // when memory is tight. Only the small pickle program is held in memory here.
+  std::vector<char> program;
+  torch::jit::Pickler pickler([&](const char* bytes, size_t n) { program.insert(program.end(), bytes, bytes + n); });
+  pickler.protocol();
+  pickler.pushIValue(dict);
+  pickler.stop();
+  write_file_atomic(path, [&](const ByteSink& write) {
+    caffe2::serialize::PyTorchStreamWriter zip([&](const void* bytes, size_t n) {
+      write(std::string_view(static_cast<const char*>(bytes), n));
+      return n;  // errors surface from write_file_atomic, after the zip is complete
+    });
+    torch::jit::writeArchiveAndTensors("data", program.data(), program.size(), pickler.tensorData(), zip);
+    zip.writeEndOfFile();
+  });
 }
 
 std::string describe_nonfinite(const StateDict& state) {

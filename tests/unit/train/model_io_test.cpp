@@ -3,8 +3,13 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "loom/core/error.h"
 #include "loom/models/registry.h"
@@ -34,6 +39,38 @@ TEST(ModelIo, SaveLoadRoundTrip) {
   save_model_file(path, state_dict(*a));
   load_state_dict(*b, load_model_file(path), path);
   for (size_t i = 0; i < a->parameters().size(); ++i) EXPECT_TRUE(a->parameters()[i].equal(b->parameters()[i]));
+}
+
+// The file is streamed (not built in memory as torch::pickle_save does) but is byte for
+// byte what torch::pickle_save makes of the same dict.
+TEST(ModelIo, StreamedFileIsWhatPickleSaveWrites) {
+  auto m = loom::models::make_model("cnn", {});
+  const auto path = temp("streamed.pt");
+  save_model_file(path, state_dict(*m));
+  c10::Dict<std::string, at::Tensor> dict;
+  for (const auto& [k, v] : state_dict(*m)) dict.insert(k, v.detach().contiguous());
+  const std::vector<char> expected = torch::pickle_save(dict);
+  std::ifstream in(path, std::ios::binary);
+  const std::string got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(got.size(), expected.size());
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), expected.begin()));
+}
+
+// A write error (here: the disk is /dev/full's) is one named error after the zip writer
+// is done, not an abort inside libtorch, and leaves no file behind.
+TEST(ModelIo, WriteErrorsAreNamedAndLeaveNothing) {
+  const auto dir = temp("full_dir");
+  std::filesystem::create_directories(dir);
+  const auto path = dir + "/m.pt";
+  std::filesystem::create_symlink("/dev/full", path + ".tmp." + std::to_string(::getpid()));
+  try {
+    save_model_file(path, state_dict(*loom::models::make_model("mlp", {})));
+    FAIL() << "no error";
+  } catch (const loom::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot write " + path + ": No space left on device"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(path));
 }
 
 TEST(ModelIo, MismatchesNameTheTensor) {
