@@ -3,6 +3,8 @@
 //   loom run --nproc N [...] -- CMD ARGS...
 //   loom ps-server --index I --workers W [...]
 //   loom ps-keygen FILE
+#include <c10/util/Exception.h>
+
 #include <CLI/CLI.hpp>
 
 #include <iostream>
@@ -40,6 +42,12 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const loom::Error& e) {
     loom::log::error_line(fmt::format("{}: {}", e.kind(), e.what()), e.location());
+    return 1;
+  } catch (const c10::Error& e) {
+    // libtorch's own errors (e.g. the allocator's "can't allocate memory") carry a C++
+    // backtrace after the message: one line, without it.
+    const std::string text = e.what_without_backtrace();
+    loom::log::error_line(fmt::format("error: {}", text.substr(0, text.find('\n'))));
     return 1;
   } catch (const std::exception& e) {
     loom::log::error_line(fmt::format("error: {}", e.what()));
