@@ -126,14 +126,6 @@ void ZeroRedundancyOptimizer::shard_gradients(DistributedDataParallel& ddp) {
 int64_t ZeroRedundancyOptimizer::state_bytes() const { return optim::state_bytes(*local_); }
 
 namespace {
-// The kinds of state each optimizer keeps per element (and Adam's step count).
-std::vector<std::string> state_names(const torch::optim::Optimizer& o) {
-  if (dynamic_cast<const torch::optim::Adam*>(&o) || dynamic_cast<const torch::optim::AdamW*>(&o)) {
-    return {"exp_avg", "exp_avg_sq"};
-  }
-  return {"momentum_buffer"};
-}
-
 std::string state_key(const at::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
 
 int64_t read_int(torch::serialize::InputArchive& archive, const std::string& key) {
@@ -148,22 +140,15 @@ void ZeroRedundancyOptimizer::save(torch::serialize::OutputArchive& archive) con
   archive.write("zero.end", c10::IValue(end_));
   archive.write("zero.total", c10::IValue(flat_.numel()));
   int64_t step = 0;
-  for (const std::string& name : state_names(*local_)) {
+  for (const std::string& name : optim::state_names(*local_)) {
     at::Tensor flat = at::zeros({end_ - begin_}, flat_.options());
     bool any = false;
     for (const auto& piece : pieces_) {
       const auto it = local_->state().find(state_key(piece.view));
       if (it == local_->state().end()) continue;
-      at::Tensor t;
-      if (auto* s = dynamic_cast<torch::optim::SGDParamState*>(it->second.get())) t = s->momentum_buffer();
-      if (auto* a = dynamic_cast<torch::optim::AdamParamState*>(it->second.get())) {
-        t = name == "exp_avg" ? a->exp_avg() : a->exp_avg_sq();
-        step = a->step();
-      }
-      if (auto* w = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get())) {
-        t = name == "exp_avg" ? w->exp_avg() : w->exp_avg_sq();
-        step = w->step();
-      }
+      const optim::ParamStateView view = optim::view_state(*it->second);
+      step = std::max(step, view.step);
+      const at::Tensor t = view.get(name);
       if (!t.defined()) continue;
       const int64_t at = offsets_[piece.param] + piece.lo - begin_;
       flat.narrow(0, at, piece.hi - piece.lo).copy_(t.reshape(-1));
@@ -178,7 +163,7 @@ void ZeroRedundancyOptimizer::load(torch::serialize::InputArchive& archive) { lo
 
 void ZeroRedundancyOptimizer::load_resharded(const std::vector<torch::serialize::InputArchive*>& parts) {
   const int64_t total = flat_.numel();
-  const auto names = state_names(*local_);
+  const auto names = optim::state_names(*local_);
   // This rank's range of each kind of state, assembled from the parts that overlap it.
   std::vector<at::Tensor> mine(names.size());
   std::vector<int64_t> covered(names.size(), 0);
@@ -209,27 +194,13 @@ void ZeroRedundancyOptimizer::load_resharded(const std::vector<torch::serialize:
   }
   for (const auto& piece : pieces_) {
     const int64_t at = offsets_[piece.param] + piece.lo - begin_, n = piece.hi - piece.lo;
-    auto slice = [&](size_t k) { return mine[k].narrow(0, at, n).clone(); };
-    if (dynamic_cast<torch::optim::Adam*>(local_.get())) {
-      if (!mine[0].defined()) continue;
-      auto s = std::make_unique<torch::optim::AdamParamState>();
-      s->step(step);
-      s->exp_avg(slice(0));
-      s->exp_avg_sq(slice(1));
-      local_->state()[state_key(piece.view)] = std::move(s);
-    } else if (dynamic_cast<torch::optim::AdamW*>(local_.get())) {
-      if (!mine[0].defined()) continue;
-      auto s = std::make_unique<torch::optim::AdamWParamState>();
-      s->step(step);
-      s->exp_avg(slice(0));
-      s->exp_avg_sq(slice(1));
-      local_->state()[state_key(piece.view)] = std::move(s);
-    } else {
-      if (!mine[0].defined()) continue;
-      auto s = std::make_unique<torch::optim::SGDParamState>();
-      s->momentum_buffer(slice(0));
-      local_->state()[state_key(piece.view)] = std::move(s);
+    if (!mine[0].defined()) continue;  // no state yet (saved before the first step)
+    optim::ParamStateView view;
+    view.step = step;
+    for (size_t k = 0; k < names.size(); ++k) {
+      if (mine[k].defined()) view.tensors.emplace_back(names[k], mine[k].narrow(0, at, n).clone());
     }
+    local_->state()[state_key(piece.view)] = optim::make_state(*local_, view);
   }
 }
 
