@@ -159,9 +159,10 @@ TEST(Zero, GradientCompressionWorksWithEachStage) {
   EXPECT_LT(off, 1e-2);
 }
 
-// A checkpoint of 2 ranks resumes with 2 (bitwise) and with 3 (each new rank takes its
-// range of the optimizer state from the old parts) and ends where the uninterrupted run
-// ends; a run without --zero cannot take sharded state.
+// A checkpoint of 2 ranks resumes with 2 (bitwise), with --zero 2 (the same state: bitwise)
+// and with 3 (each new rank takes its range of the optimizer state from the old parts)
+// and ends where the uninterrupted run ends; a run without --zero cannot take sharded
+// state.
 TEST(Zero, ACheckpointResumesWithTheSameOrAnotherNumberOfWorkers) {
   const auto dir = dir_for("resume");
   const std::vector<std::string> adam{"--strategy", "allreduce", "--zero", "1", "--optimizer", "adam", "--lr", "0.001"};
@@ -171,12 +172,20 @@ TEST(Zero, ACheckpointResumesWithTheSameOrAnotherNumberOfWorkers) {
       with(adam, {"--nproc", "2", "--steps", "10", "--checkpoint-dir", dir + "/ck", "--checkpoint-every", "5"}));
   ASSERT_TRUE(first.exited_with(0)) << first.describe();
   std::filesystem::copy(dir + "/ck", dir + "/ck3", std::filesystem::copy_options::recursive);
+  std::filesystem::copy(dir + "/ck", dir + "/ck-stage2", std::filesystem::copy_options::recursive);
   std::filesystem::copy(dir + "/ck", dir + "/ck-plain", std::filesystem::copy_options::recursive);
 
   const auto same = loom::test::train_equivalence_job(
       with(adam, {"--nproc", "2", "--checkpoint-dir", dir + "/ck", "--resume", "--save", dir + "/same.pt"}));
   ASSERT_TRUE(same.exited_with(0)) << same.describe();
   EXPECT_EQ(max_abs_diff(dir + "/full.pt", dir + "/same.pt"), 0.0);
+
+  auto stage2 = adam;
+  stage2[3] = "2";  // --zero 2
+  const auto two = loom::test::train_equivalence_job(
+      with(stage2, {"--nproc", "2", "--checkpoint-dir", dir + "/ck-stage2", "--resume", "--save", dir + "/two.pt"}));
+  ASSERT_TRUE(two.exited_with(0)) << two.describe();
+  EXPECT_EQ(max_abs_diff(dir + "/full.pt", dir + "/two.pt"), 0.0);
 
   const auto three = loom::test::train_equivalence_job(
       with(adam, {"--nproc", "3", "--checkpoint-dir", dir + "/ck3", "--resume", "--save", dir + "/three.pt"}));
