@@ -109,7 +109,7 @@ struct ShmCollectives::Impl {
   uint32_t generation = 0;            // barriers passed by this rank
   const char* op_name = "allreduce";  // the running operation, for errors
 
-  enum class Kind { allreduce, reduce_scatter, all_gather };
+  using Kind = ShmCollectives::Kind;
   struct Op {
     Kind kind = Kind::allreduce;
     std::vector<at::Tensor> tensors;
@@ -307,18 +307,18 @@ c10::intrusive_ptr<c10d::Work> ShmCollectives::allreduce(std::vector<at::Tensor>
   auto work = c10::make_intrusive<QueuedWork>();
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);
-    impl_->queue.push_back({Impl::Kind::allreduce, std::move(tensors), {}, work});
+    impl_->queue.push_back({Kind::allreduce, std::move(tensors), {}, work});
   }
   impl_->cv.notify_one();
   return work;
 }
 
-c10::intrusive_ptr<c10d::Work> ShmCollectives::enqueue(int kind, at::Tensor buffer, std::vector<int64_t> counts) {
+c10::intrusive_ptr<c10d::Work> ShmCollectives::enqueue(Kind kind, at::Tensor buffer, std::vector<int64_t> counts) {
   auto work = c10::make_intrusive<QueuedWork>();
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);
     Impl::Op op;
-    op.kind = static_cast<Impl::Kind>(kind);
+    op.kind = kind;
     op.tensors.push_back(std::move(buffer));
     op.counts = std::move(counts);
     op.work = work;
@@ -329,11 +329,11 @@ c10::intrusive_ptr<c10d::Work> ShmCollectives::enqueue(int kind, at::Tensor buff
 }
 
 c10::intrusive_ptr<c10d::Work> ShmCollectives::reduce_scatter(at::Tensor buffer, std::vector<int64_t> counts) {
-  return enqueue(static_cast<int>(Impl::Kind::reduce_scatter), std::move(buffer), std::move(counts));
+  return enqueue(Kind::reduce_scatter, std::move(buffer), std::move(counts));
 }
 
 c10::intrusive_ptr<c10d::Work> ShmCollectives::all_gather(at::Tensor buffer, std::vector<int64_t> counts) {
-  return enqueue(static_cast<int>(Impl::Kind::all_gather), std::move(buffer), std::move(counts));
+  return enqueue(Kind::all_gather, std::move(buffer), std::move(counts));
 }
 
 std::unique_ptr<ShmCollectives> ShmCollectives::connect(c10d::Store& store, int rank, int size,

@@ -65,11 +65,14 @@ class ShmCollectives {
   c10::intrusive_ptr<c10d::Work> reduce_scatter(at::Tensor buffer, std::vector<int64_t> counts);
   c10::intrusive_ptr<c10d::Work> all_gather(at::Tensor buffer, std::vector<int64_t> counts);
 
+  // The operations the queue runs.
+  enum class Kind { allreduce, reduce_scatter, all_gather };
+
   struct Impl;
 
  private:
   explicit ShmCollectives(std::unique_ptr<Impl> impl);
-  c10::intrusive_ptr<c10d::Work> enqueue(int kind, at::Tensor buffer, std::vector<int64_t> counts);
+  c10::intrusive_ptr<c10d::Work> enqueue(Kind kind, at::Tensor buffer, std::vector<int64_t> counts);
   std::unique_ptr<Impl> impl_;
 };
 
