@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "loom/comm/c10d_impl.h"
+#include "loom/comm/sharded_args.h"
 #include "loom/core/error.h"
 
 namespace loom::comm {
@@ -97,27 +98,6 @@ Work Group::barrier() {
   return issue(*impl_, "barrier", [&] { return impl_->pg->barrier(opts); });
 }
 
-namespace {
-// The arguments of Group::reduce_scatter / all_gather, checked before anything is issued.
-void check_sharded(const Group& g, const char* what, const at::Tensor& buffer, const std::vector<int64_t>& counts) {
-  LOOM_CHECK(buffer.defined() && buffer.device().is_cpu() && buffer.layout() == at::kStrided &&
-                 buffer.is_contiguous() && (buffer.scalar_type() == at::kFloat || buffer.scalar_type() == at::kDouble),
-             CommError, "{} on group '{}': the buffer must be a dense contiguous CPU float32 or float64 tensor", what,
-             g.name());
-  LOOM_CHECK(static_cast<int>(counts.size()) == g.size(), CommError,
-             "{} on group '{}': {} counts for a group of {} members", what, g.name(), counts.size(), g.size());
-  int64_t total = 0;
-  for (size_t r = 0; r < counts.size(); ++r) {
-    LOOM_CHECK(counts[r] >= 0, CommError, "{} on group '{}': member {}'s count is negative ({})", what, g.name(), r,
-               counts[r]);
-    total += counts[r];
-  }
-  LOOM_CHECK(buffer.numel() == total, CommError,
-             "{} on group '{}': the buffer holds {} elements, but the counts add up to {}", what, g.name(),
-             buffer.numel(), total);
-}
-}  // namespace
-
 RingCollectives& Group::Impl::ring_engine() {
   std::call_once(ring_once, [this] {
     ring = std::make_unique<RingCollectives>(pg, name, global_ranks, timeout, RingCollectives::Options{});
@@ -126,14 +106,14 @@ RingCollectives& Group::Impl::ring_engine() {
 }
 
 Work Group::reduce_scatter(const at::Tensor& buffer, const std::vector<int64_t>& counts) {
-  check_sharded(*this, "reduce_scatter", buffer, counts);
+  check_sharded_args("reduce_scatter", name(), size(), buffer, counts);
   if (size() == 1) return Work::done();
   if (impl_->shm) return issue(*impl_, "reduce_scatter", [&] { return impl_->shm->reduce_scatter(buffer, counts); });
   return issue(*impl_, "reduce_scatter", [&] { return impl_->ring_engine().reduce_scatter(buffer, counts); });
 }
 
 Work Group::all_gather(const at::Tensor& buffer, const std::vector<int64_t>& counts) {
-  check_sharded(*this, "all_gather", buffer, counts);
+  check_sharded_args("all_gather", name(), size(), buffer, counts);
   if (size() == 1) return Work::done();
   if (impl_->shm) return issue(*impl_, "all_gather", [&] { return impl_->shm->all_gather(buffer, counts); });
   return issue(*impl_, "all_gather", [&] { return impl_->ring_engine().all_gather(buffer, counts); });

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "loom/comm/queued_work.h"
+#include "loom/comm/sharded_args.h"
 #include "loom/core/error.h"
 
 namespace loom::comm {
@@ -210,34 +211,9 @@ RingCollectives::~RingCollectives() {
   }
 }
 
-namespace {
-
-void check_arguments(const char* op, const std::string& group, int size, const at::Tensor& buffer,
-                     const std::vector<int64_t>& counts) {
-  LOOM_CHECK(buffer.defined(), CommError, "{} on group '{}': the buffer is undefined", op, group);
-  LOOM_CHECK(buffer.device().is_cpu() && buffer.layout() == at::kStrided, CommError,
-             "{} on group '{}': the buffer must be a dense CPU tensor, not {}", op, group, buffer.toString());
-  LOOM_CHECK(buffer.scalar_type() == at::kFloat || buffer.scalar_type() == at::kDouble, CommError,
-             "{} on group '{}': the buffer must be float32 or float64, not {}", op, group,
-             c10::toString(buffer.scalar_type()));
-  LOOM_CHECK(buffer.is_contiguous(), CommError, "{} on group '{}': the buffer must be contiguous", op, group);
-  LOOM_CHECK(static_cast<int>(counts.size()) == size, CommError,
-             "{} on group '{}': {} counts for a group of size {} (one per member)", op, group, counts.size(), size);
-  int64_t total = 0;
-  for (size_t r = 0; r < counts.size(); ++r) {
-    LOOM_CHECK(counts[r] >= 0, CommError, "{} on group '{}': count {} of member {} is negative", op, group, counts[r],
-               r);
-    total += counts[r];
-  }
-  LOOM_CHECK(total == buffer.numel(), CommError,
-             "{} on group '{}': the counts sum to {} elements but the buffer has {}", op, group, total, buffer.numel());
-}
-
-}  // namespace
-
 static c10::intrusive_ptr<c10d::Work> enqueue(RingCollectives::Impl& impl, Kind kind, at::Tensor buffer,
                                               std::vector<int64_t> counts) {
-  check_arguments(name_of(kind), impl.group, impl.size, buffer, counts);
+  check_sharded_args(name_of(kind), impl.group, impl.size, buffer, counts);
   auto work = c10::make_intrusive<QueuedWork>();
   if (impl.size == 1) {  // nothing to exchange: the range is already the whole sum
     work->complete(nullptr);

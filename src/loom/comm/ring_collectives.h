@@ -49,7 +49,8 @@ class RingCollectives {
 
   // See Group::reduce_scatter / Group::all_gather. `buffer`: dense contiguous CPU
   // float32 or float64 with sum(counts) elements; counts.size() == the group's size.
-  // Invalid arguments throw CommError at once (before anything is queued).
+  // Invalid arguments throw CommError at once (before anything is queued), in
+  // Group's words (check_sharded_args, sharded_args.h).
   c10::intrusive_ptr<c10d::Work> reduce_scatter(at::Tensor buffer, std::vector<int64_t> counts);
   c10::intrusive_ptr<c10d::Work> all_gather(at::Tensor buffer, std::vector<int64_t> counts);
 

@@ -186,29 +186,29 @@ TEST(RingCollectives, BadArgumentsThrowCommErrorAtOnce) {
         [&] {
           ring->reduce_scatter(torch::zeros({4}, torch::kLong), {2, 2});
         },
-        "reduce_scatter on group 'world': the buffer must be float32 or float64, not Long");
+        "reduce_scatter on group 'world': the buffer must be a dense contiguous CPU float32 or float64 tensor");
     expect_comm_error(
         [&] {
           ring->all_gather(torch::zeros({4, 2}).t(), {4, 4});
         },
-        "all_gather on group 'world': the buffer must be contiguous");
+        "all_gather on group 'world': the buffer must be a dense contiguous CPU float32 or float64 tensor");
     expect_comm_error([&] { ring->reduce_scatter(torch::zeros({4}), {4}); },
-                      "reduce_scatter on group 'world': 1 counts for a group of size 2 (one per member)");
+                      "reduce_scatter on group 'world': 1 counts for a group of 2 members");
     expect_comm_error(
         [&] {
           ring->reduce_scatter(torch::zeros({4}), {5, -1});
         },
-        "reduce_scatter on group 'world': count -1 of member 1 is negative");
+        "reduce_scatter on group 'world': member 1's count is negative (-1)");
     expect_comm_error(
         [&] {
           ring->all_gather(torch::zeros({4}), {2, 3});
         },
-        "all_gather on group 'world': the counts sum to 5 elements but the buffer has 4");
+        "all_gather on group 'world': the buffer holds 4 elements, but the counts add up to 5");
     expect_comm_error(
         [&] {
           ring->all_gather(at::Tensor(), {0, 0});
         },
-        "all_gather on group 'world': the buffer is undefined");
+        "all_gather on group 'world': the buffer must be a dense contiguous CPU float32 or float64 tensor");
     // Nothing was queued: a good operation still works.
     at::Tensor buffer = torch::full({4}, float(ctx.rank() + 1));
     ring->reduce_scatter(buffer, {2, 2})->wait();
