@@ -23,27 +23,15 @@ using loom::dp::DistributedDataParallel;
 namespace t = loom::dp::testing;
 
 constexpr int kSteps = 20;
-const std::vector<int64_t> kSample{1, 4, 4};
-constexpr int64_t kClasses = 5;
+const std::vector<int64_t>& kSample = t::kMlpSample;
+constexpr int64_t kClasses = t::kMlpClasses;
+using t::loss_of;
+using t::mlp;
 
-struct Init {
-  Init() { torch::set_num_threads(1); }
-} init;
-
-torch::nn::Sequential mlp(uint64_t seed = 1) {
-  loom::models::ModelOptions o;
-  o.sample_shape = kSample;
-  o.num_classes = kClasses;
-  o.seed = seed;
-  return loom::models::make_model("mlp", o);
-}
+const t::Init init;
 
 torch::optim::SGD sgd(torch::nn::Module& m, double momentum = 0.9) {
   return torch::optim::SGD(m.parameters(), torch::optim::SGDOptions(0.1).momentum(momentum));
-}
-
-at::Tensor loss_of(const at::Tensor& logits, const at::Tensor& y) {
-  return torch::nn::functional::cross_entropy(logits, y);
 }
 
 // The single-process run: the full global batch each step.

@@ -13,10 +13,33 @@
 #include <vector>
 
 #include "loom/comm/context.h"
+#include "loom/models/registry.h"
 #include "support/tensor_compare.h"
 #include "support/thread_ranks.h"
 
 namespace loom::dp::testing {
+
+// One intra-op thread per process: the ranks are threads already. A test file that wants
+// it declares one at namespace scope (`const Init init;`).
+struct Init {
+  Init() { torch::set_num_threads(1); }
+};
+
+// The small MLP of the DDP and ZeRO tests (models' "mlp"): samples of shape kMlpSample,
+// kMlpClasses classes, weights drawn from `seed`.
+inline const std::vector<int64_t> kMlpSample{1, 4, 4};
+inline constexpr int64_t kMlpClasses = 5;
+inline torch::nn::Sequential mlp(uint64_t seed = 1) {
+  loom::models::ModelOptions o;
+  o.sample_shape = kMlpSample;
+  o.num_classes = kMlpClasses;
+  o.seed = seed;
+  return loom::models::make_model("mlp", o);
+}
+
+inline at::Tensor loss_of(const at::Tensor& logits, const at::Tensor& y) {
+  return torch::nn::functional::cross_entropy(logits, y);
+}
 
 // Runs fn(ctx) on `world` threads, one rank each (support/thread_ranks.h: one
 // in-process store); returns each rank's exception (or null).

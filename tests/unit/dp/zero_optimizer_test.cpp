@@ -25,20 +25,12 @@ using loom::dp::ZeroRedundancyOptimizer;
 namespace t = loom::dp::testing;
 
 constexpr int kSteps = 20;
-const std::vector<int64_t> kSample{1, 4, 4};
-constexpr int64_t kClasses = 5;
+const std::vector<int64_t>& kSample = t::kMlpSample;
+constexpr int64_t kClasses = t::kMlpClasses;
+using t::loss_of;
+using t::mlp;
 
-struct Init {
-  Init() { torch::set_num_threads(1); }
-} init;
-
-torch::nn::Sequential mlp(uint64_t seed = 1) {
-  loom::models::ModelOptions o;
-  o.sample_shape = kSample;
-  o.num_classes = kClasses;
-  o.seed = seed;
-  return loom::models::make_model("mlp", o);
-}
+const t::Init init;
 
 loom::optim::OptimizerOptions sgd_momentum() {
   loom::optim::OptimizerOptions o;
@@ -54,10 +46,6 @@ loom::optim::OptimizerOptions adam() {
   o.lr = 0.01;
   o.weight_decay = 1e-3;
   return o;
-}
-
-at::Tensor loss_of(const at::Tensor& logits, const at::Tensor& y) {
-  return torch::nn::functional::cross_entropy(logits, y);
 }
 
 std::vector<at::Tensor> reference_run(const t::Batches& data, const loom::optim::OptimizerOptions& o) {
