@@ -18,6 +18,7 @@ LAYERS = [
     ["trace", "optim", "comm", "data", "models", "launch"],  # services the blocks share
     ["dp", "ps", "pipeline", "hybrid"],                    # the building blocks
     ["strategies"],                                        # the five strategies, one factory
+    ["plan"],                                              # the planner: profiles, cost model
     ["train"],                                             # the Trainer and the CLI's config
 ]
 # Arrows between modules of one layer that are part of the design.

@@ -24,7 +24,21 @@ using Clock = std::chrono::steady_clock;
 double seconds_now() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
 }  // namespace
 
-std::vector<double> time_costs(torch::nn::Sequential& model, const at::Tensor& sample, int repeats) {
+namespace {
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+  return v[v.size() / 2];
+}
+
+// Per layer, per timed run: forward and backward seconds; and each layer's output bytes.
+struct Runs {
+  std::vector<std::vector<double>> forward, backward;
+  std::vector<int64_t> output_bytes;
+};
+
+Runs time_layers(torch::nn::Sequential& model, const at::Tensor& sample, int repeats) {
   LOOM_CHECK(repeats >= 1, ConfigError, "time_costs: repeats must be >= 1, got {}", repeats);
   LOOM_CHECK(sample.defined() && sample.dim() >= 1 && sample.size(0) >= 1, ConfigError,
              "time_costs: needs a sample batch with at least one row");
@@ -38,7 +52,10 @@ std::vector<double> time_costs(torch::nn::Sequential& model, const at::Tensor& s
   std::vector<torch::nn::AnyModule*> modules;
   for (auto& m : *model) modules.push_back(&m);
   const size_t n = modules.size();
-  std::vector<std::vector<double>> runs(n);
+  Runs out;
+  out.forward.resize(n);
+  out.backward.resize(n);
+  out.output_bytes.assign(n, 0);
   for (int r = 0; r <= repeats; ++r) {  // run 0 warms up
     // One forward and one backward of the whole model, as a stage runs them, with a
     // timestamp at every layer boundary: in the forward after each layer, in the
@@ -49,6 +66,7 @@ std::vector<double> time_costs(torch::nn::Sequential& model, const at::Tensor& s
       const double t0 = seconds_now();
       x = modules[i]->forward(x);
       fwd[i] = seconds_now() - t0;
+      out.output_bytes[i] = static_cast<int64_t>(x.numel()) * static_cast<int64_t>(x.element_size());
       if (x.requires_grad()) {
         x.register_hook([&grad_ready, i](const at::Tensor&) { grad_ready[i + 1] = seconds_now(); });
       }
@@ -68,7 +86,8 @@ std::vector<double> time_costs(torch::nn::Sequential& model, const at::Tensor& s
       // the end of the pass when its input needs none. 0 when its output needs none.
       const double from = grad_ready[i + 1];
       const double until = grad_ready[i] > 0 ? grad_ready[i] : end;
-      runs[i].push_back(fwd[i] + (from > 0 ? std::max(0.0, until - from) : 0.0));
+      out.forward[i].push_back(fwd[i]);
+      out.backward[i].push_back(from > 0 ? std::max(0.0, until - from) : 0.0);
     }
   }
   {
@@ -79,13 +98,36 @@ std::vector<double> time_costs(torch::nn::Sequential& model, const at::Tensor& s
     }
     for (size_t b = 0; b < buffers.size(); ++b) buffers[b].copy_(buffer_copies[b]);
   }
+  return out;
+}
+
+}  // namespace
+
+std::vector<double> time_costs(torch::nn::Sequential& model, const at::Tensor& sample, int repeats) {
+  const Runs runs = time_layers(model, sample, repeats);
   std::vector<double> costs;
-  for (auto& r : runs) {
-    if (r.empty()) r.push_back(0);
-    std::nth_element(r.begin(), r.begin() + r.size() / 2, r.end());
-    costs.push_back(r[r.size() / 2]);
+  for (size_t i = 0; i < runs.forward.size(); ++i) {
+    std::vector<double> total;
+    for (size_t r = 0; r < runs.forward[i].size(); ++r) total.push_back(runs.forward[i][r] + runs.backward[i][r]);
+    costs.push_back(median(total));
   }
   return costs;
+}
+
+std::vector<LayerProfile> profile_layers(torch::nn::Sequential& model, const at::Tensor& sample, int repeats) {
+  const Runs runs = time_layers(model, sample, repeats);
+  const auto children = model->children();
+  std::vector<LayerProfile> out(runs.forward.size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i].forward_s = median(runs.forward[i]);
+    out[i].backward_s = median(runs.backward[i]);
+    out[i].output_bytes = runs.output_bytes[i];
+    for (const auto& p : children[i]->parameters()) {
+      out[i].param_count += p.numel();
+      out[i].param_bytes += static_cast<int64_t>(p.numel()) * static_cast<int64_t>(p.element_size());
+    }
+  }
+  return out;
 }
 
 }  // namespace loom::pipeline

@@ -181,6 +181,29 @@ TEST(LayerCosts, CountParametersAndTimeLayersWithoutChangingTheModel) {
   for (const auto& p : model->parameters()) EXPECT_FALSE(p.grad().defined());
 }
 
+// The planner's profile (issue 18): the same timed runs, in parts. Forward and backward
+// of every parametrised layer are measured apart, each layer's output bytes are those
+// of the tensor it hands on, and its parameter bytes are exact; the model is unchanged.
+TEST(LayerCosts, ProfileSplitsForwardBackwardAndCountsBytes) {
+  auto model = make_mlp();
+  const auto before = dp::testing::snapshot(*model);
+  const auto profile = profile_layers(model, torch::ones({8, 1, 6, 6}), 3);
+  ASSERT_EQ(profile.size(), model->size());
+  EXPECT_EQ(profile[0].param_count, 0);  // flatten
+  EXPECT_EQ(profile[0].output_bytes, 8 * 36 * 4);
+  EXPECT_EQ(profile[1].param_count, 36 * 16 + 16);
+  EXPECT_EQ(profile[1].param_bytes, (36 * 16 + 16) * 4);
+  EXPECT_EQ(profile[1].output_bytes, 8 * 16 * 4);
+  for (size_t i = 0; i < profile.size(); ++i) {
+    EXPECT_GT(profile[i].forward_s, 0) << "layer " << i;
+    if (profile[i].param_count > 0) {
+      EXPECT_GT(profile[i].backward_s, 0) << "layer " << i;
+    }
+  }
+  EXPECT_EQ(dp::testing::max_abs_diff(before, dp::testing::snapshot(*model)), 0);
+  for (const auto& p : model->parameters()) EXPECT_FALSE(p.grad().defined());
+}
+
 TEST(LayerCosts, TheTimeSplitIsReproducible) {
   // One layer far heavier than all the others together (a 1024x1024 product on 128
   // rows against a few 16-wide ones): the only split whose slowest stage is that layer

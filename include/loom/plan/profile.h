@@ -1,0 +1,70 @@
+// The planner's model profile (issue 18, docs/planner.md): per layer of a Sequential,
+// forward and backward seconds at each batch size a plan may run it at, the bytes of its
+// output (what a pipeline stage boundary sends) and of its parameters, measured on this
+// machine with the threads the job would use. The timing is --balance time's
+// (pipeline/layer_costs.h): one warm-up run, then the median of `repeats` runs; the
+// model is left exactly as it was.
+//
+//   loom::plan::ProfileOptions o;
+//   o.batches = loom::plan::batches_that_matter(64, 4);   // 64, 32, 22, 16, 8, 4, 2, 1
+//   const auto profile = loom::plan::profile_model(model, "cnn", {1, 28, 28}, o);
+//   std::ofstream("profile.json") << profile.to_json();
+//
+// Thread-safety: profile_model sets libtorch's intra-op thread count for the process.
+#pragma once
+
+#include <torch/nn/modules/container/sequential.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace loom::plan {
+
+struct LayerTimes {
+  int64_t batch = 0;
+  double forward_s = 0;   // the last layer's includes the loss
+  double backward_s = 0;  // its output's gradient to its input's
+  int64_t output_bytes = 0;
+};
+
+struct LayerProfile {
+  std::string name;  // the Sequential's child name ("0", "1", ...)
+  int64_t param_count = 0;
+  int64_t param_bytes = 0;
+  std::vector<LayerTimes> times;  // one per profiled batch, in ProfileOptions::batches order
+};
+
+struct ModelProfile {
+  std::string model;
+  std::vector<int64_t> sample_shape;
+  int threads = 1;
+  int repeats = 0;
+  std::vector<int64_t> batches;
+  std::vector<LayerProfile> layers;
+
+  int64_t param_count() const;
+  // Forward + backward of the whole model at a profiled batch (ConfigError otherwise).
+  double compute_s(int64_t batch) const;
+
+  // JSON object with the fields above; from_json names `source` in a DataError when the
+  // text is not such an object.
+  std::string to_json() const;
+  static ModelProfile from_json(const std::string& text, const std::string& source);
+};
+
+struct ProfileOptions {
+  std::vector<int64_t> batches;  // each >= 1 (ConfigError otherwise); empty: {1}
+  int threads = 1;               // libtorch intra-op threads while profiling (>= 1)
+  int repeats = 5;               // timed runs per batch (>= 1)
+};
+
+ModelProfile profile_model(torch::nn::Sequential& model, const std::string& name,
+                           const std::vector<int64_t>& sample_shape, const ProfileOptions& options);
+
+// The per-process batch sizes a plan for `global_batch` samples over up to `max_procs`
+// processes can run: ceil(B / k) for k = 1 .. max_procs (a worker's share) and B / 2^j
+// (pipeline micro-batches), distinct, largest first, down to 1.
+std::vector<int64_t> batches_that_matter(int64_t global_batch, int max_procs);
+
+}  // namespace loom::plan
