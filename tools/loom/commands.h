@@ -24,5 +24,6 @@ Command add_run_command(CLI::App& app);
 Command add_partition_command(CLI::App& app);
 Command add_ps_server_command(CLI::App& app);
 Command add_ps_keygen_command(CLI::App& app);
+Command add_plan_command(CLI::App& app);
 
 }  // namespace loom::cli

@@ -3,6 +3,7 @@
 //   loom run --nproc N [...] -- CMD ARGS...
 //   loom ps-server --index I --workers W [...]
 //   loom ps-keygen FILE
+//   loom plan --profile-only [train flags] [--out FILE]
 #include <c10/util/Exception.h>
 
 #include <CLI/CLI.hpp>
@@ -25,7 +26,7 @@ int main(int argc, char** argv) {
   const std::vector<loom::cli::Command> commands = {
       loom::cli::add_train_command(app, args), loom::cli::add_run_command(app),
       loom::cli::add_partition_command(app),   loom::cli::add_ps_server_command(app),
-      loom::cli::add_ps_keygen_command(app),
+      loom::cli::add_ps_keygen_command(app),   loom::cli::add_plan_command(app),
   };
   try {
     app.parse(argc, argv);

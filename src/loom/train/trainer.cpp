@@ -21,6 +21,7 @@
 #include "loom/train/checkpointer.h"
 #include "loom/train/evaluate.h"
 #include "loom/train/fault_injection.h"
+#include "loom/train/model_for.h"
 #include "loom/train/model_io.h"
 #include "loom/train/progress.h"
 #include "loom/train/strategy_options.h"
@@ -90,6 +91,19 @@ LoadedModel load_model(const TrainConfig& c, const data::Dataset& train_set, mod
   out.model = models::make_model(c.model, mopts);
   return out;
 }
+
+}  // namespace
+
+ModelForConfig model_for(const TrainConfig& c) {
+  const models::LossKind loss = models::parse_loss(c.loss);
+  const data::Dataset train_set =
+      data::with_targets(data::load_dataset(data_options(c, c.data), data::Split::train), target_kind(loss));
+  torch::manual_seed(static_cast<uint64_t>(c.seed));
+  LoadedModel loaded = load_model(c, train_set, loss);
+  return {loaded.model, loaded.scripted, train_set.sample_shape};
+}
+
+namespace {
 
 data::PartitionOptions partition_options(const TrainConfig& c, const strategies::DataSlot& slot, int64_t num_samples) {
   data::PartitionOptions p;
