@@ -57,6 +57,18 @@ struct SimulatedRun {
 SimulatedRun simulate(ScheduleKind kind, int stages, int micro_batches, double forward_cost = 1.0,
                       double backward_cost = 2.0);
 
+// The same with measured costs (the planner's pipeline model, issue 18): stage s's
+// forward of one micro-batch takes forward[s], its backward backward[s] (one entry per
+// stage, each >= 0; ConfigError otherwise), and every activation or gradient sent from
+// one stage to the next arrives `message` after the sender finished. idle_share is then
+// each stage's own: 1 - (its forward + backward time) / makespan.
+struct StageCosts {
+  std::vector<double> forward;
+  std::vector<double> backward;
+  double message = 0;
+};
+SimulatedRun simulate(ScheduleKind kind, int micro_batches, const StageCosts& costs);
+
 // How a batch of `rows` samples is cut into micro-batches: min(micro_batches, rows)
 // parts (no empty micro-batch), as equal as possible, the larger ones first.
 std::vector<int64_t> micro_batch_sizes(int64_t rows, int micro_batches);

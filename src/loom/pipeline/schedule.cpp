@@ -58,6 +58,22 @@ std::string describe(const std::vector<Action>& actions) {
 
 SimulatedRun simulate(ScheduleKind kind, int stages, int micro_batches, double forward_cost, double backward_cost) {
   LOOM_CHECK(stages >= 1, ConfigError, "a pipeline needs at least one stage, got {}", stages);
+  StageCosts costs;
+  costs.forward.assign(stages, forward_cost);
+  costs.backward.assign(stages, backward_cost);
+  return simulate(kind, micro_batches, costs);
+}
+
+SimulatedRun simulate(ScheduleKind kind, int micro_batches, const StageCosts& costs) {
+  const int stages = static_cast<int>(costs.forward.size());
+  LOOM_CHECK(stages >= 1 && costs.backward.size() == costs.forward.size(), ConfigError,
+             "simulate: {} forward and {} backward costs (one each per stage, at least one stage)",
+             costs.forward.size(), costs.backward.size());
+  for (int s = 0; s < stages; ++s) {
+    LOOM_CHECK(costs.forward[s] >= 0 && costs.backward[s] >= 0, ConfigError, "simulate: stage {} has a negative cost",
+               s);
+  }
+  LOOM_CHECK(costs.message >= 0, ConfigError, "simulate: a negative message time ({})", costs.message);
   std::vector<std::vector<Action>> plan(stages);
   for (int s = 0; s < stages; ++s) plan[s] = stage_actions(kind, stages, s, micro_batches);
   // When each stage finished each micro-batch's forward / backward (-1: not yet).
@@ -77,17 +93,17 @@ SimulatedRun simulate(ScheduleKind kind, int stages, int micro_batches, double f
         double ready = clock[s];
         if (a.kind == Action::forward && s > 0) {
           if (fwd_done[s - 1][a.micro] < 0) break;
-          ready = std::max(ready, fwd_done[s - 1][a.micro]);
+          ready = std::max(ready, fwd_done[s - 1][a.micro] + costs.message);
         }
         if (a.kind == Action::backward) {
           LOOM_CHECK(fwd_done[s][a.micro] >= 0, ConfigError, "stage {}: backward {} before its forward", s, a.micro);
           if (s + 1 < stages) {
             if (bwd_done[s + 1][a.micro] < 0) break;
-            ready = std::max(ready, bwd_done[s + 1][a.micro]);
+            ready = std::max(ready, bwd_done[s + 1][a.micro] + costs.message);
           }
         }
         run.start[s].push_back(ready);
-        clock[s] = ready + (a.kind == Action::forward ? forward_cost : backward_cost);
+        clock[s] = ready + (a.kind == Action::forward ? costs.forward[s] : costs.backward[s]);
         (a.kind == Action::forward ? fwd_done : bwd_done)[s][a.micro] = clock[s];
         ++next[s];
         --remaining;
@@ -98,8 +114,10 @@ SimulatedRun simulate(ScheduleKind kind, int stages, int micro_batches, double f
                schedule_name(kind), stages, micro_batches);
   }
   for (double c : clock) run.makespan = std::max(run.makespan, c);
-  const double busy = micro_batches * (forward_cost + backward_cost);
-  for (int s = 0; s < stages; ++s) run.idle_share.push_back(1.0 - busy / run.makespan);
+  for (int s = 0; s < stages; ++s) {
+    const double busy = micro_batches * (costs.forward[s] + costs.backward[s]);
+    run.idle_share.push_back(run.makespan > 0 ? 1.0 - busy / run.makespan : 0.0);
+  }
   return run;
 }
 

@@ -90,6 +90,40 @@ TEST(Schedule, SimulatedBubbleMatchesTheory) {
   }
 }
 
+// The planner's model: measured per-stage costs and a message time.
+TEST(Schedule, SimulatesMeasuredCostsAndMessages) {
+  StageCosts c;
+  c.forward = {1, 3};
+  c.backward = {2, 4};
+  c.message = 0.5;
+  for (auto kind : {ScheduleKind::gpipe, ScheduleKind::one_f_one_b}) {
+    // One micro-batch: F on 0, message, F on 1, B on 1, message, B on 0.
+    const auto one = simulate(kind, 1, c);
+    EXPECT_DOUBLE_EQ(one.makespan, 1 + 0.5 + 3 + 4 + 0.5 + 2) << schedule_name(kind);
+    EXPECT_DOUBLE_EQ(one.idle_share[0], 1 - 3.0 / 11) << schedule_name(kind);
+    EXPECT_DOUBLE_EQ(one.idle_share[1], 1 - 7.0 / 11) << schedule_name(kind);
+  }
+  // Eight micro-batches, the second stage twice as slow, instant messages: it sets the
+  // pace (8 x 6 after the first forward of stage 0), then stage 0's last backward.
+  c.forward = {1, 2};
+  c.backward = {2, 4};
+  c.message = 0;
+  for (auto kind : {ScheduleKind::gpipe, ScheduleKind::one_f_one_b}) {
+    EXPECT_DOUBLE_EQ(simulate(kind, 8, c).makespan, 1 + 8 * 6 + 2) << schedule_name(kind);
+  }
+  // Projection beyond this machine: 8 and 16 balanced stages keep the theory's bubble.
+  for (int P : {8, 16}) {
+    const auto run = simulate(ScheduleKind::one_f_one_b, P, 32);
+    for (double idle : run.idle_share) EXPECT_NEAR(idle, theoretical_bubble(P, 32), 1e-12);
+  }
+  StageCosts bad;
+  bad.forward = {1};
+  bad.backward = {1, 2};
+  EXPECT_THROW(simulate(ScheduleKind::gpipe, 2, bad), ConfigError);
+  bad.backward = {-1};
+  EXPECT_THROW(simulate(ScheduleKind::gpipe, 2, bad), ConfigError);
+}
+
 TEST(Schedule, RejectsBadStageAndMicroBatchCounts) {
   EXPECT_THROW(stage_actions(ScheduleKind::gpipe, 2, 2, 1), ConfigError);
   EXPECT_THROW(stage_actions(ScheduleKind::gpipe, 2, 0, 0), ConfigError);
