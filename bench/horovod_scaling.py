@@ -122,7 +122,7 @@ def load_cluster(path):
         t = tomllib.load(f)
     c = t["cluster"]
     return {
-        "nodes": c["nodes"], "ppn": c["processes_per_node"],
+        "nodes": c["nodes"], "ppn": c["processes_per_node"], "cores": c["cores_per_node"],
         "intra": (t["links"]["intra"]["latency_us"] * 1e-6, t["links"]["intra"]["bandwidth_gbs"] * 1e9),
         "inter": (t["links"]["inter"]["latency_us"] * 1e-6, t["links"]["inter"]["bandwidth_gbs"] * 1e9),
     }
@@ -140,27 +140,30 @@ def ring_s(cluster, n, nbytes):
     return 2 * (n - 1) * lat + 2 * (n - 1) / n * nbytes / bw
 
 
-def buckets(layers, cap_bytes):
-    """Reverse layer order, packed greedily while within the cap (a layer larger than the
-    cap alone); each bucket as (index of its last layer in backward order, bytes)."""
-    out, cur, cur_bytes = [], None, 0
+def buckets(layers, cap_bytes, rule="at-least"):
+    """Layers in reverse order (a layer never split), each bucket as (index of its earliest
+    layer, bytes). rule "at-least": a bucket is closed once it holds at least the cap
+    (loom's cost model, src/loom/plan/cost_model.cpp, and PyTorch DDP); "within": a layer
+    joins the bucket while it stays within the cap, one larger than the cap goes alone
+    (loom's reducer, src/loom/dp/bucket_plan.cpp, and Horovod's fusion buffer)."""
+    out, first, nbytes = [], None, 0
     for i in reversed(range(len(layers))):
         b = layers[i]["param_bytes"]
         if b == 0:
-            if cur is not None:
-                cur = i
             continue
-        if cur is None or cur_bytes + b > cap_bytes:
-            if cur is not None:
-                out.append((cur, cur_bytes))
-            cur_bytes = 0
-        cur, cur_bytes = i, cur_bytes + b
-    if cur is not None:
-        out.append((cur, cur_bytes))
+        if rule == "within" and first is not None and nbytes + b > cap_bytes:
+            out.append((first, nbytes))
+            first, nbytes = None, 0
+        first, nbytes = i, nbytes + b
+        if rule == "at-least" and nbytes >= cap_bytes:
+            out.append((first, nbytes))
+            first, nbytes = None, 0
+    if first is not None:
+        out.append((first, nbytes))
     return out
 
 
-def reference(profile, cluster, n, bucket_mb, batch=PER_GPU_BATCH):
+def reference(profile, cluster, n, bucket_mb, rule="at-least", batch=PER_GPU_BATCH):
     """samples/s, step s, exposed communication s of allreduce data parallelism."""
     layers = profile["layers"]
     bi = profile["batches"].index(batch)
@@ -171,9 +174,11 @@ def reference(profile, cluster, n, bucket_mb, batch=PER_GPU_BATCH):
         t += layers[i]["times"][bi]["backward_s"]
         done[i] = t
     compute = t
-    end = 0.0
-    for last, nbytes in buckets(layers, bucket_mb * 2**20):
-        end = max(end, done[last]) + ring_s(cluster, n, nbytes)  # one channel, in order
+    # overlap only with a spare core per busy process (loom's rule; see cluster.toml)
+    overlap = min(n, cluster["ppn"]) * profile["threads"] < cluster["cores"]
+    end = 0.0 if overlap else compute
+    for last, nbytes in buckets(layers, bucket_mb * 2**20, rule):
+        end = max(end, done[last] if overlap else compute) + ring_s(cluster, n, nbytes)  # one channel, in order
     step = max(compute, end)
     return n * batch / step, step, step - compute
 
@@ -260,8 +265,8 @@ def variant(cluster_path, tmp, name, inter_bw=None, zero_latency=False):
     return path
 
 
-def sweep(loom, cluster_path, bucket_mb, reference_only):
-    cluster = load_cluster(cluster_path)
+def sweep(loom, cluster_path, bucket_mb, reference_only, rule="at-least", cluster=None):
+    cluster = cluster or load_cluster(cluster_path)
     rows, cmds = [], []
     for n in NS:
         row = {"n": n}
@@ -269,7 +274,7 @@ def sweep(loom, cluster_path, bucket_mb, reference_only):
             profile_path = os.path.join(PROFILES, name + ".json")
             with open(profile_path) as f:
                 prof = json.load(f)
-            ref_sps, ref_step, ref_exposed = reference(prof, cluster, n, bucket_mb)
+            ref_sps, ref_step, ref_exposed = reference(prof, cluster, n, bucket_mb, rule)
             cell = {"reference": ref_sps / (n * single), "reference_step_s": ref_step,
                     "reference_exposed_s": ref_exposed}
             if reference_only:
@@ -336,12 +341,17 @@ def main():
     ap.add_argument("--svg", default=os.path.join(ROOT, "docs", "planner-horovod.svg"))
     ap.add_argument("--sensitivity", action="store_true")
     ap.add_argument("--reference-only", action="store_true")
+    ap.add_argument("--reference-buckets", choices=["at-least", "within"], default="at-least",
+                    help="the reference model's bucket rule (see buckets())")
+    ap.add_argument("--fit", action="store_true",
+                    help="reference model only: the inter-node per-step latency, then the inter-node bandwidth, "
+                         "that makes VGG-16 at 512 GPUs match the published 68%%, and every model under it")
     ap.add_argument("--json", help="write every number here")
     args = ap.parse_args()
     os.chdir(ROOT)  # the planner is run with repository-relative paths
     cluster = os.path.abspath(args.cluster)
 
-    rows, cmds = sweep(args.loom, cluster, args.bucket_mb, args.reference_only)
+    rows, cmds = sweep(args.loom, cluster, args.bucket_mb, args.reference_only, args.reference_buckets)
     src = "the Python reference model" if args.reference_only else "loom plan"
     print(f"Scaling efficiency, {src} (cluster {os.path.relpath(cluster, ROOT)}, --bucket-mb {args.bucket_mb:g}) "
           f"against Horovod's published values:\n")
@@ -361,6 +371,16 @@ def main():
         if not all(fits.values()):
             print("entries that do not fit in memory: "
                   + ", ".join(f"{m}@{n}" for (n, m), v in fits.items() if not v))
+    print(f"\nBuckets of the reference model (rule {args.reference_buckets}, cap {args.bucket_mb:g} MiB), in "
+          f"launch order: MB, and the share of backward done when the bucket is ready:")
+    for name, label, _, _ in MODELS:
+        with open(os.path.join(PROFILES, name + ".json")) as f:
+            prof = json.load(f)
+        bw = [l["times"][0]["backward_s"] for l in prof["layers"]]
+        parts = []
+        for first, nbytes in buckets(prof["layers"], args.bucket_mb * 2**20, args.reference_buckets):
+            parts.append(f"{nbytes / 1e6:.1f} MB @ {100 * sum(bw[first:]) / sum(bw):.0f}%")
+        print(f"- {label}: " + ", ".join(parts))
     problems = checks(rows)
     print("\nChecks: " + ("none failed" if not problems else "\n- " + "\n- ".join(problems)))
 
@@ -372,10 +392,42 @@ def main():
             for vname, kw, desc in [("line-rate", {"inter_bw": 3.125}, "inter-node bandwidth at line rate 3.125 GB/s"),
                                     ("no-latency", {"zero_latency": True}, "both link latencies 0")]:
                 path = variant(cluster, tmp, vname, **kw)
-                vrows, _ = sweep(args.loom, path, args.bucket_mb, args.reference_only)
+                vrows, _ = sweep(args.loom, path, args.bucket_mb, args.reference_only, args.reference_buckets)
                 result["sensitivity"][vname] = vrows
                 print(f"\nVariant: {desc}:\n")
                 print(table(vrows, with_reference=not args.reference_only))
+    if args.fit:
+        # One parameter of the inter-node link fitted (bisection on the reference model) so
+        # that VGG-16 at 512 GPUs matches the published 68%; every model under that value.
+        base = load_cluster(cluster)
+        with open(os.path.join(PROFILES, "vgg16.json")) as f:
+            vgg = json.load(f)
+        single = dict((m, r) for m, _, r, _ in MODELS)["vgg16"]
+        result["fits"] = {}
+        for what, lo, hi, unit, scale in [("latency", 0.0, 1e-3, "us per ring step", 1e6),
+                                          ("bandwidth", 1e8, base["inter"][1], "GB/s", 1e-9)]:
+            def with_value(v):
+                lat, bw = base["inter"]
+                return dict(base, inter=(v, bw) if what == "latency" else (lat, v))
+
+            def eff(v):
+                return reference(vgg, with_value(v), 512, args.bucket_mb, args.reference_buckets)[0] / (512 * single)
+
+            # efficiency falls as latency rises and rises with bandwidth
+            for _ in range(80):
+                mid = (lo + hi) / 2
+                too_fast = eff(mid) > PUBLISHED[512]["vgg16"]
+                if what == "latency":
+                    lo, hi = (mid, hi) if too_fast else (lo, mid)
+                else:
+                    lo, hi = (lo, mid) if too_fast else (mid, hi)
+            v = (lo + hi) / 2
+            frows, _ = sweep(None, None, args.bucket_mb, True, args.reference_buckets, cluster=with_value(v))
+            result["fits"][what] = {"value": v, "rows": frows}
+            was = base["inter"][0 if what == "latency" else 1] * scale
+            print(f"\nReference model, inter-node {what} fitted to VGG-16 at 512 GPUs: {v * scale:.3g} {unit} "
+                  f"(cluster file: {was:.3g}), at every N:\n")
+            print(table(frows, with_reference=False))
     if args.svg:
         svg_plot(args.svg, rows, f"Horovod (2018) scaling: published vs predicted by {src}")
         print(f"\nplot: {os.path.relpath(os.path.abspath(args.svg), ROOT)}")

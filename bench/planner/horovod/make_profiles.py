@@ -215,6 +215,13 @@ def profile(name):
         "repeats": 0,  # not measured: written from the architecture and published rates
         "batches": [BATCH],
         "param_count": sum(l.params for l in layers),
+        # The whole step = the layers' sum: the optimizer step, data and framework time
+        # are inside the per-layer split (not known apart from the published rate).
+        "step_s": [step_s],
+        # tf_cnn_benchmarks' default optimizer is plain SGD, no state (unchecked).
+        "optimizer": "sgd",
+        "optimizer_s": 0.0,
+        "optimizer_state_bytes": 0,
         "layers": [],
     }
     for l in layers:
