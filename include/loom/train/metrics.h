@@ -10,6 +10,10 @@
 // test_mse for mse; the other is null, and all three are null when nothing was evaluated
 // ("evaluated": false: --no-eval, or a file data set without --eval-data).
 //
+// A run given the planner's prediction (--predicted-samples-per-s X, X > 0) also has
+// "predicted_samples_per_s": X and "prediction_error": samples_per_s / X - 1 (+0.1: the
+// run was 10% faster than predicted); without one both keys are absent.
+//
 // Lines go to "<path>.partial" as they happen (tail it to watch a run); finish() renames
 // it to <path>. A writer destroyed without finish() removes the partial file, so a
 // failed run leaves no half-written metrics file. An empty path disables the writer.
@@ -63,6 +67,10 @@ struct Summary {
   // each data rank holds at the end, by rank; empty: not reported (not in the JSON).
   std::vector<int64_t> optimizer_state_bytes;
   std::vector<int64_t> gradient_bytes;
+  // --predicted-samples-per-s: the planner's prediction; 0: none (not in the JSON).
+  double predicted_samples_per_s = 0;
+  // samples_per_s / predicted_samples_per_s - 1 (only meaningful with a prediction).
+  double prediction_error() const;
 };
 
 class MetricsWriter {

@@ -88,6 +88,7 @@ struct TrainConfig {
   bool resume_if_any = false;      // not a flag: set on a launcher restart (resume when one exists)
   int max_restarts = 0;            // restart every worker after a failure, this many times
   std::string metrics;
+  double predicted_samples_per_s = 0;  // > 0: the planner's prediction, recorded in the metrics summary
   std::string trace;
   std::string bench_slowdown;  // BENCHMARK AID "RANK:FACTOR": that data rank computes FACTOR x slower
   std::string record_indices;  // directory: each data rank writes the sample indices it trained on

@@ -16,6 +16,8 @@ nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlo
 nlohmann::json optional(double v) { return v < 0 ? nlohmann::json(nullptr) : num(v); }
 }  // namespace
 
+double Summary::prediction_error() const { return samples_per_s / predicted_samples_per_s - 1; }
+
 MetricsWriter::MetricsWriter(std::string path) : path_(std::move(path)) {
   if (path_.empty()) return;
   const std::string partial = path_ + ".partial";
@@ -81,6 +83,10 @@ std::string MetricsWriter::to_json(const Summary& s) {
                    {"test_mse", s.evaluated ? optional(s.test_mse) : nlohmann::json(nullptr)}};
   if (!s.optimizer_state_bytes.empty()) j["optimizer_state_bytes"] = s.optimizer_state_bytes;
   if (!s.gradient_bytes.empty()) j["gradient_bytes"] = s.gradient_bytes;
+  if (s.predicted_samples_per_s > 0) {
+    j["predicted_samples_per_s"] = num(s.predicted_samples_per_s);
+    j["prediction_error"] = num(s.prediction_error());
+  }
   return j.dump();
 }
 

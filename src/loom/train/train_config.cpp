@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <cmath>
 
 #include "loom/optim/optimizer.h"
 
@@ -102,6 +103,8 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
   t.add("max-restarts", &c.max_restarts,
         "when a worker dies, restart all of them (resuming from the newest checkpoint) up to this many times");
   t.add("metrics", &c.metrics, "write JSON-lines metrics here");
+  t.add("predicted-samples-per-s", &c.predicted_samples_per_s,
+        "the planner's prediction for this run (set by loom plan / --strategy auto); recorded in the metrics summary");
   t.add("trace", &c.trace, "write a Chrome trace (chrome://tracing, Perfetto) here");
   t.add("bench-slowdown", &c.bench_slowdown,
         "BENCHMARK AID: RANK:FACTOR makes that worker's compute FACTOR times slower (sleeps), to test --shard-weights "
@@ -189,6 +192,8 @@ void validate(const TrainConfig& c) {
              ConfigError, "--checkpoint-every {} must be a multiple of --sync-every {} (checkpoints follow an average)",
              c.checkpoint_every, c.sync_every);
   LOOM_CHECK(c.timeout > 0, ConfigError, "--timeout must be positive, got {}", c.timeout);
+  LOOM_CHECK(std::isfinite(c.predicted_samples_per_s) && c.predicted_samples_per_s >= 0, ConfigError,
+             "--predicted-samples-per-s must be a number >= 0 (0: none), got {}", c.predicted_samples_per_s);
   LOOM_CHECK(c.log_every >= 1, ConfigError, "--log-every must be at least 1, got {}", c.log_every);
   LOOM_CHECK(c.eval_batch_size >= 1, ConfigError, "--eval-batch-size must be at least 1, got {}", c.eval_batch_size);
   LOOM_CHECK(c.synthetic_samples >= 1, ConfigError, "--synthetic-samples must be at least 1, got {}",

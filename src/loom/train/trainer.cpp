@@ -426,6 +426,7 @@ Summary Trainer::run() {
   summary.threads = c.threads;
   summary.epochs = epochs;
   summary.loss = models::loss_name(loss);
+  summary.predicted_samples_per_s = c.predicted_samples_per_s;
   auto evaluate_now = [&](torch::nn::Sequential& full, int64_t epoch, int64_t step) {
     if (!leader || test_set.size() == 0) return;
     const auto r = evaluate(full, test_set, c.eval_batch_size, loss);
@@ -524,6 +525,10 @@ Summary Trainer::run() {
               : summary.test_mse >= 0      ? fmt::format(", test mse {:.6f}", summary.test_mse)
               : summary.test_accuracy >= 0 ? fmt::format(", test accuracy {:.4f}", summary.test_accuracy)
                                            : "");
+    if (summary.predicted_samples_per_s > 0) {
+      log::info("planner predicted {:.0f} samples/s, measured {:.0f} ({:+.1f}%)", summary.predicted_samples_per_s,
+                summary.samples_per_s, 100 * summary.prediction_error());
+    }
   }
   return summary;
 }
