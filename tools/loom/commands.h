@@ -25,5 +25,6 @@ Command add_partition_command(CLI::App& app);
 Command add_ps_server_command(CLI::App& app);
 Command add_ps_keygen_command(CLI::App& app);
 Command add_plan_command(CLI::App& app);
+Command add_calibrate_rank_command(CLI::App& app);  // hidden: one rank of plan --calibrate
 
 }  // namespace loom::cli

@@ -24,9 +24,10 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "loom 0.1.0");
   const std::vector<std::string> args(argv, argv + argc);
   const std::vector<loom::cli::Command> commands = {
-      loom::cli::add_train_command(app, args), loom::cli::add_run_command(app),
-      loom::cli::add_partition_command(app),   loom::cli::add_ps_server_command(app),
-      loom::cli::add_ps_keygen_command(app),   loom::cli::add_plan_command(app),
+      loom::cli::add_train_command(app, args),    loom::cli::add_run_command(app),
+      loom::cli::add_partition_command(app),      loom::cli::add_ps_server_command(app),
+      loom::cli::add_ps_keygen_command(app),      loom::cli::add_plan_command(app),
+      loom::cli::add_calibrate_rank_command(app),
   };
   try {
     app.parse(argc, argv);
