@@ -1,11 +1,18 @@
-// `loom plan --profile-only` through the real CLI: the CNN on the real Fashion-MNIST
-// files, profiled per layer at every batch size a 2-process plan can use, written as
-// JSON; bad input is one line and no file.
+// `loom plan` and `loom train --strategy auto` through the real CLI:
+// - --profile-only: the CNN on the real Fashion-MNIST files, profiled per layer at every
+//   batch size a 2-process plan can use, written as JSON; bad input is one line and no file.
+// - the ranked plans (--json) on a hand-written cluster file: every strategy, the contract's
+//   keys, and the best plan's `args` run as they are by `loom train`, whose metrics then
+//   record the prediction; the table names the best plan's command.
+// - --strategy auto runs the plan it chose and says so in one line.
+// - --verify runs the best plan and prints predicted against measured.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -57,9 +64,175 @@ TEST(PlanProfile, BadInputIsOneLineAndNoFile) {
   EXPECT_TRUE(missing.exited_with(1)) << missing.describe();
   EXPECT_NE(missing.err.find("nothing.npy"), std::string::npos) << missing.describe();
   EXPECT_FALSE(std::filesystem::exists(out));
-  const auto not_yet = plan({"--model", "mlp", "--data", "synthetic"});
-  EXPECT_TRUE(not_yet.exited_with(1)) << not_yet.describe();
-  EXPECT_NE(not_yet.err.find("only --profile-only is available so far"), std::string::npos) << not_yet.describe();
+  const auto chosen = plan({"--model", "mlp", "--data", "synthetic", "--strategy", "allreduce"});
+  EXPECT_TRUE(chosen.exited_with(1)) << chosen.describe();
+  EXPECT_NE(chosen.err.find("loom plan chooses the strategy"), std::string::npos) << chosen.describe();
+  const auto unknown = plan({"--model", "mlp", "--data", "synthetic", "--strategies", "allreduce,magic"});
+  EXPECT_TRUE(unknown.exited_with(1)) << unknown.describe();
+  EXPECT_NE(unknown.err.find("unknown strategy 'magic'"), std::string::npos) << unknown.describe();
+  const auto cluster = dir + "/bad.toml";
+  std::ofstream(cluster) << "[cluster]\nnodes = 1\nprocessez_per_node = 2\n";
+  const auto bad = plan({"--model", "mlp", "--data", "synthetic", "--cluster", cluster});
+  EXPECT_TRUE(bad.exited_with(1)) << bad.describe();
+  EXPECT_NE(bad.err.find("processez_per_node"), std::string::npos) << bad.describe();
+  EXPECT_NE(bad.err.find(cluster), std::string::npos) << bad.describe();
+}
+
+// One node of 4 processes over 2 cores, links of loopback speed, no measured tables: the
+// cost model's formulas only (no calibration, so the test is fast).
+std::string cluster_file(const std::string& dir) {
+  const auto path = dir + "/cluster.toml";
+  std::ofstream(path) << "[cluster]\nname = \"test node\"\nnodes = 1\nprocesses_per_node = 4\ncores_per_node = 2\n"
+                         "memory_per_node_gib = 8\nprocess_base_mib = 200\n[links.intra]\nlatency_us = 50\n"
+                         "bandwidth_gbs = 2\n[links.inter]\nlatency_us = 50\nbandwidth_gbs = 2\n";
+  return path;
+}
+
+const std::vector<std::string> kJob{"--model",
+                                    "deep-mlp",
+                                    "--width",
+                                    "32",
+                                    "--depth",
+                                    "4",
+                                    "--data",
+                                    "synthetic",
+                                    "--synthetic-samples",
+                                    "512",
+                                    "--batch-size",
+                                    "32",
+                                    "--threads",
+                                    "1",
+                                    "--profile-repeats",
+                                    "2"};
+
+std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+TEST(Plan, RankedPlansAsJsonWhoseArgsRunAsTheyAre) {
+  const auto dir = loom::test::fresh_dir("plan", "json");
+  const auto r = plan(with(kJob, {"--nproc", "4", "--cluster", cluster_file(dir), "--json", "--log-level", "warn"}));
+  ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  const auto plans = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(plans.is_array());
+  std::set<std::string> strategies;
+  double previous = 1e300;
+  for (const auto& p : plans) {
+    for (const char* key :
+         {"strategy", "args", "predicted_samples_per_s", "predicted_step_s", "predicted_memory_bytes", "fits"}) {
+      ASSERT_TRUE(p.contains(key)) << key << " in " << p.dump();
+    }
+    strategies.insert(p["strategy"].get<std::string>());
+    EXPECT_GT(p["predicted_samples_per_s"].get<double>(), 0) << p.dump();
+    EXPECT_NEAR(p["predicted_samples_per_s"].get<double>() * p["predicted_step_s"].get<double>(), 32.0, 1e-6);
+    EXPECT_LE(p["processes"].get<int>(), 4);
+    EXPECT_TRUE(p["fits"].get<bool>());
+    EXPECT_LE(p["predicted_samples_per_s"].get<double>(), previous) << "not ranked: " << p.dump();
+    previous = p["predicted_samples_per_s"].get<double>();
+  }
+  EXPECT_EQ(strategies, (std::set<std::string>{"single", "allreduce", "ps", "pipeline", "hybrid"}));
+  // The best plan of each strategy runs as it is, on the same model and data.
+  for (const char* strategy : {"allreduce", "pipeline"}) {
+    const auto it = std::find_if(plans.begin(), plans.end(), [&](const auto& p) { return p["strategy"] == strategy; });
+    ASSERT_NE(it, plans.end());
+    const auto metrics = dir + "/" + strategy + ".jsonl";
+    loom::test::RunOptions o;
+    o.argv = {LOOM_BINARY, "train"};
+    for (const auto& a : (*it)["args"]) o.argv.push_back(a.get<std::string>());
+    o.argv = with(o.argv, {"--steps", "4", "--no-eval", "--metrics", metrics, "--progress", "off"});
+    o.unset_env = loom::test::job_env_names();
+    o.timeout = std::chrono::seconds(120);
+    const auto run = loom::test::run(o);
+    ASSERT_TRUE(run.exited_with(0)) << run.describe();
+    std::ifstream in(metrics);
+    std::string line, last;
+    while (std::getline(in, line)) last = line;
+    const auto summary = nlohmann::json::parse(last);
+    EXPECT_EQ(summary["strategy"], strategy);
+    EXPECT_EQ(summary["world_size"], (*it)["processes"]);
+    EXPECT_NEAR(summary["predicted_samples_per_s"].get<double>(), (*it)["predicted_samples_per_s"].get<double>(), 0.1);
+  }
+}
+
+TEST(Plan, TheTableEndsWithTheBestPlansCommand) {
+  const auto dir = loom::test::fresh_dir("plan", "table");
+  const auto r = plan(with(kJob, {"--nproc", "2", "--cluster", cluster_file(dir), "--top", "5", "--epochs", "3"}));
+  ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  EXPECT_NE(r.out.find("test node"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("samples/s"), std::string::npos) << r.out;
+  const auto at = r.out.find("best plan:\n  loom train ");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const std::string command = r.out.substr(at);
+  // The user's own flags (run length included) and the plan's; not the planner's inputs.
+  EXPECT_NE(command.find("--epochs 3"), std::string::npos) << command;
+  EXPECT_NE(command.find("--strategy "), std::string::npos) << command;
+  EXPECT_NE(command.find("--predicted-samples-per-s "), std::string::npos) << command;
+  EXPECT_EQ(command.find("--cluster"), std::string::npos) << command;
+  EXPECT_EQ(command.find("--profile-repeats"), std::string::npos) << command;
+}
+
+TEST(Plan, StrategyAutoRunsThePlanItChoseAndSaysWhy) {
+  const auto dir = loom::test::fresh_dir("plan", "auto");
+  const auto metrics = dir + "/m.jsonl";
+  loom::test::RunOptions o;
+  o.argv = with({LOOM_BINARY, "train", "--strategy", "auto", "--nproc", "2", "--cluster", cluster_file(dir)},
+                {"--model",
+                 "deep-mlp",
+                 "--width",
+                 "32",
+                 "--depth",
+                 "4",
+                 "--data",
+                 "synthetic",
+                 "--synthetic-samples",
+                 "512",
+                 "--batch-size",
+                 "32",
+                 "--threads",
+                 "1",
+                 "--steps",
+                 "4",
+                 "--no-eval",
+                 "--metrics",
+                 metrics,
+                 "--progress",
+                 "off"});
+  o.unset_env = loom::test::job_env_names();
+  o.timeout = std::chrono::seconds(180);
+  const auto r = loom::test::run(o);
+  ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  const auto at = r.err.find("--strategy auto chose ");
+  ASSERT_NE(at, std::string::npos) << r.describe();
+  const std::string line = r.err.substr(at, r.err.find('\n', at) - at);
+  EXPECT_NE(line.find("predicted"), std::string::npos) << line;
+  std::ifstream in(metrics);
+  std::string l, last;
+  while (std::getline(in, l)) last = l;
+  const auto summary = nlohmann::json::parse(last);
+  const std::string strategy = summary["strategy"];
+  EXPECT_EQ(line.rfind("--strategy auto chose " + strategy + " ", 0), 0u) << line << " ran " << strategy;
+  EXPECT_GT(summary["predicted_samples_per_s"].get<double>(), 0);
+  // One process available: single, and the user's allreduce flag is dropped with a word.
+  o.argv = with(
+      {LOOM_BINARY, "train", "--strategy", "auto", "--nproc", "1", "--bucket-mb", "8", "--cluster", cluster_file(dir)},
+      {"--model", "deep-mlp", "--width", "32", "--depth", "4", "--data", "synthetic", "--synthetic-samples", "512",
+       "--batch-size", "32", "--steps", "2", "--no-eval", "--progress", "off"});
+  const auto one = loom::test::run(o);
+  ASSERT_TRUE(one.exited_with(0)) << one.describe();
+  EXPECT_NE(one.err.find("--strategy auto chose single "), std::string::npos) << one.describe();
+  EXPECT_NE(one.err.find("does not use --bucket-mb: it is dropped"), std::string::npos) << one.describe();
+}
+
+TEST(Plan, VerifyRunsTheBestPlanAndShowsTheError) {
+  const auto dir = loom::test::fresh_dir("plan", "verify");
+  const auto r = plan(with(kJob, {"--nproc", "2", "--cluster", cluster_file(dir), "--top", "3", "--verify", "1",
+                                  "--verify-steps", "12", "--strategies", "single,allreduce"}));
+  ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  const auto at = r.out.find("verify: the best 1 plan");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("median |error|", at), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("failed", at), std::string::npos) << r.out;
 }
 
 }  // namespace

@@ -3,8 +3,10 @@
 // would) and supervises them.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
+#include <thread>
 
 #include "commands.h"
 #include "job_environment.h"
@@ -15,11 +17,14 @@
 #include "loom/core/options.h"
 #include "loom/launch/launcher.h"
 #include "loom/launch/self_executable.h"
+#include "loom/plan/report.h"
 #include "loom/ps/job_layout.h"
 #include "loom/ps/van_options.h"
 #include "loom/train/ps_server_process.h"
+#include "loom/train/strategy_options.h"
 #include "loom/train/train_config.h"
 #include "loom/train/trainer.h"
+#include "planning.h"
 
 namespace loom::cli {
 
@@ -65,8 +70,44 @@ int spawn_workers(const TrainCommand& cmd) {
   return launch::run(lo);
 }
 
+// --strategy auto, in the process that starts the job: plans (plan_job: the profile and
+// the cluster measured quickly, or read from --profile / --cluster), takes the best plan
+// that fits and trains as one process would, says why in one line, and rewrites the
+// config and the command line the workers are started with.
+void choose_strategy(TrainCommand& cmd) {
+  train::TrainConfig& c = cmd.config;
+  PlanInputs in;
+  in.profile_file = c.plan_profile;
+  in.cluster_file = c.plan_cluster;
+  in.calibrate = c.plan_cluster.empty();
+  in.calibrate_budget_s = 4;
+  in.profile_repeats = 3;
+  in.max_processes = cmd.options.given_on_command_line("nproc") || c.nproc > 1
+                         ? c.nproc
+                         : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const train::TrainConfig one_process = train::as_single_process(c);
+  train::validate(one_process);
+  const Planned planned = plan_job(c, in);
+  const plan::RankedPlan& chosen = choose_for_auto(planned);
+  log::info("{}", why_chosen(planned, chosen));
+  // The user's flags the chosen strategy does not use are dropped (with a warning).
+  std::vector<std::string> drop = flags_a_plan_sets();
+  for (const auto& f : train::flags_unused_by(c, chosen.plan.strategy)) {
+    log::warn("--strategy auto chose {}, which does not use --{}: it is dropped", chosen.plan.strategy, f);
+    drop.push_back(f);
+  }
+  apply_plan(chosen, planned.job, c);
+  cmd.argv = replace_flags(cmd.argv, drop, plan::train_args(chosen, planned.job, {}));
+}
+
 int run_train(TrainCommand& cmd) {
   if (!cmd.config_file.empty()) cmd.options.load_toml(cmd.config_file);
+  if (cmd.config.strategy == "auto") {
+    LOOM_CHECK(DistEnv::from_environment().source == "none", ConfigError,
+               "--strategy auto plans in the process that starts the job, not in a worker of one: run `loom plan` "
+               "and start the job with the plan's flags");
+    choose_strategy(cmd);
+  }
   if (cmd.config.strategy == "hybrid" && cmd.config.nproc == 1 && !cmd.options.given_on_command_line("nproc")) {
     cmd.config.nproc = cmd.config.dp * cmd.config.pp;  // --nproc defaults to the mesh
   }

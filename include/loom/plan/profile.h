@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "loom/optim/optimizer.h"
+
 namespace loom::plan {
 
 struct LayerTimes {
@@ -42,10 +44,27 @@ struct ModelProfile {
   int repeats = 0;
   std::vector<int64_t> batches;
   std::vector<LayerProfile> layers;
+  // The whole training step of a plain single-process loop (zero_grad, forward, loss,
+  // backward, optimizer step) at each batch, in `batches` order; empty when not measured
+  // (a hand-written profile): then the layers' sum plus optimizer_s stands for it.
+  std::vector<double> step_s;
+  std::string optimizer = "sgd";
+  double optimizer_s = 0;             // one optimizer step over every parameter
+  int64_t optimizer_state_bytes = 0;  // the state it holds after a step (all parameters)
 
   int64_t param_count() const;
+  int64_t param_bytes() const;
   // Forward + backward of the whole model at a profiled batch (ConfigError otherwise).
   double compute_s(int64_t batch) const;
+  // Layer i at any batch >= 1: the profiled batch itself, else linear between the two
+  // profiled batches around it, else per sample from the nearest end (time and bytes
+  // proportional to the batch beyond the profiled range).
+  LayerTimes layer_at(size_t i, int64_t batch) const;
+  // The whole step at any batch (interpolated the same way).
+  double step_at(int64_t batch) const;
+  // What a step costs beyond its layers' forward and backward and the optimizer step
+  // (data, loss read-back, zero_grad, the framework): step_at - layers - optimizer_s, >= 0.
+  double overhead_at(int64_t batch) const;
 
   // JSON object with the fields above; from_json names `source` in a DataError when the
   // text is not such an object.
@@ -54,9 +73,10 @@ struct ModelProfile {
 };
 
 struct ProfileOptions {
-  std::vector<int64_t> batches;  // each >= 1 (ConfigError otherwise); empty: {1}
-  int threads = 1;               // libtorch intra-op threads while profiling (>= 1)
-  int repeats = 5;               // timed runs per batch (>= 1)
+  std::vector<int64_t> batches;       // each >= 1 (ConfigError otherwise); empty: {1}
+  int threads = 1;                    // libtorch intra-op threads while profiling (>= 1)
+  int repeats = 5;                    // timed runs per batch (>= 1)
+  optim::OptimizerOptions optimizer;  // the job's: timed in the whole step and alone
 };
 
 ModelProfile profile_model(torch::nn::Sequential& model, const std::string& name,

@@ -89,6 +89,9 @@ struct TrainConfig {
   int max_restarts = 0;            // restart every worker after a failure, this many times
   std::string metrics;
   double predicted_samples_per_s = 0;  // > 0: the planner's prediction, recorded in the metrics summary
+  // the planner's inputs (loom plan, --strategy auto); empty: measured by the planner
+  std::string plan_cluster;  // --cluster: a cluster file (plan/cluster.h)
+  std::string plan_profile;  // --profile: a model profile (plan/profile.h)
   std::string trace;
   std::string bench_slowdown;  // BENCHMARK AID "RANK:FACTOR": that data rank computes FACTOR x slower
   std::string record_indices;  // directory: each data rank writes the sample indices it trained on

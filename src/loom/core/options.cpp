@@ -16,6 +16,7 @@ struct OptionTable::Entry {
   std::string help;
   std::function<CLI::Option*(CLI::App&)> register_flag;
   std::function<void(const toml::node&, const std::string& where)> set_from_toml;
+  std::function<std::vector<std::string>()> as_args;  // the field's value as command-line arguments
   CLI::Option* flag = nullptr;
 };
 
@@ -81,6 +82,15 @@ std::unique_ptr<OptionTable::Entry> make_entry(const std::string& name, T* field
   e->help = help;
   e->register_flag = std::move(reg);
   e->set_from_toml = toml_setter(field);
+  e->as_args = [name, field]() -> std::vector<std::string> {
+    if constexpr (std::is_same_v<T, bool>) {
+      return {(*field ? "--" : "--no-") + name};
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      return {"--" + name, *field};
+    } else {
+      return {"--" + name, fmt::format("{}", *field)};
+    }
+  };
   return e;
 }
 
@@ -131,6 +141,16 @@ void OptionTable::add_to(CLI::App& app) {
 bool OptionTable::given_on_command_line(const std::string& name) const {
   const Entry* e = find(name);
   return e && e->flag && e->flag->count() > 0;
+}
+
+std::vector<std::string> OptionTable::given_args(const std::vector<std::string>& except) const {
+  std::vector<std::string> out;
+  for (const auto& e : entries_) {
+    if (!e->flag || e->flag->count() == 0) continue;
+    if (std::find(except.begin(), except.end(), e->name) != except.end()) continue;
+    for (auto& a : e->as_args()) out.push_back(std::move(a));
+  }
+  return out;
 }
 
 OptionTable::Entry* OptionTable::find(const std::string& key) const {

@@ -41,6 +41,10 @@ class OptionTable {
   void add_to(CLI::App& app);
   // True when --name was given on the command line (after parsing).
   bool given_on_command_line(const std::string& name) const;
+  // The options given on the command line, as arguments that set them to their current
+  // values ({"--batch-size", "128", "--no-eval", ...}), in declaration order, leaving out
+  // the names in `except`.
+  std::vector<std::string> given_args(const std::vector<std::string>& except = {}) const;
   // Applies the file's keys that were not given on the command line.
   void load_toml(const std::string& path);
   // Names of all options, in declaration order.

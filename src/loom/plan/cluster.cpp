@@ -240,6 +240,40 @@ class Reader {
     return out;
   }
 
+  // An array of rows [strategy, workers, servers, stages, micro_batches, seconds].
+  std::vector<Overhead> overhead_rows(const toml::table& t, const std::string& prefix, const std::string& key) const {
+    std::vector<Overhead> out;
+    const toml::node* node = t.get(key);
+    if (!node) return out;
+    const std::string name = join(prefix, key);
+    const char* shape = "[strategy, workers, servers, stages, micro_batches, seconds]";
+    if (!node->is_array()) fail(node, name, fmt::format("must be an array of {}, got {}", shape, type_name(*node)));
+    size_t i = 0;
+    for (const auto& row_node : *node->as_array()) {
+      const std::string row_name = fmt::format("{}[{}]", name, i++);
+      const toml::array* row = row_node.as_array();
+      if (!row || row->size() != 6 || !row->get(0)->is_string())
+        fail(&row_node, row_name, fmt::format("must be {}", shape));
+      Overhead o;
+      o.strategy = row->get(0)->as_string()->get();
+      const auto count = [&](size_t k, const char* what) {
+        const int64_t v = integer(*row->get(k), fmt::format("{} ({})", row_name, what));
+        if (v < 0 || v > std::numeric_limits<int>::max()) {
+          fail(row->get(k), row_name, fmt::format("{} must be at least 0, got {}", what, v));
+        }
+        return v;
+      };
+      o.workers = static_cast<int>(count(1, "workers"));
+      o.servers = static_cast<int>(count(2, "servers"));
+      o.stages = static_cast<int>(count(3, "stages"));
+      o.micro_batches = count(4, "micro_batches");
+      o.seconds = number(*row->get(5), fmt::format("{} (seconds)", row_name));
+      if (!(o.seconds >= 0)) fail(row->get(5), row_name, fmt::format("seconds must be at least 0, got {}", o.seconds));
+      out.push_back(o);
+    }
+    return out;
+  }
+
   std::vector<double> numbers(const toml::table& t, const std::string& prefix, const std::string& key) const {
     std::vector<double> out;
     const toml::node* node = t.get(key);
@@ -413,7 +447,8 @@ std::string Cluster::to_toml() const {
     out += fmt::format("bandwidth_gbs = {}\n", exact_text(link->bandwidth_Bps, link->bandwidth_Bps / 1e9, gbs_to_Bps));
   }
   const bool measured = !measured_on.empty() || !contention.empty() || !allreduce_shm.empty() ||
-                        !allreduce_tcp.empty() || !rs_ag_shm.empty() || !rs_ag_tcp.empty() || !ps.empty();
+                        !allreduce_tcp.empty() || !rs_ag_shm.empty() || !rs_ag_tcp.empty() || !ps.empty() ||
+                        !overheads.empty();
   if (!measured) return out;
   out += "\n[measured]\n";
   if (!measured_on.empty()) out += fmt::format("on = {}\n", quoted(measured_on));
@@ -427,6 +462,14 @@ std::string Cluster::to_toml() const {
   write_rows(out, "reduce_scatter_all_gather_shm", rs_ag_shm, false);
   write_rows(out, "reduce_scatter_all_gather_tcp", rs_ag_tcp, false);
   write_rows(out, "ps", ps, true);
+  if (!overheads.empty()) {
+    out += "overhead = [\n";
+    for (const auto& o : overheads) {
+      out += fmt::format("  [{}, {}, {}, {}, {}, {}],\n", quoted(o.strategy), o.workers, o.servers, o.stages,
+                         o.micro_batches, number_text(o.seconds));
+    }
+    out += "]\n";
+  }
   return out;
 }
 
@@ -468,7 +511,7 @@ Cluster Cluster::from_toml(const std::string& text, const std::string& source) {
   if (const toml::table* m = r.table(root, "", "measured", false)) {
     r.only(*m, "measured",
            {"on", "contention", "allreduce_shm", "allreduce_tcp", "reduce_scatter_all_gather_shm",
-            "reduce_scatter_all_gather_tcp", "ps"});
+            "reduce_scatter_all_gather_tcp", "ps", "overhead"});
     if (const toml::node* on = m->get("on")) {
       if (!on->is_string()) r.fail(on, "measured.on", fmt::format("must be a string, got {}", type_name(*on)));
       c.measured_on = on->as_string()->get();
@@ -479,6 +522,7 @@ Cluster Cluster::from_toml(const std::string& text, const std::string& source) {
     c.rs_ag_shm = r.table_rows(*m, "measured", "reduce_scatter_all_gather_shm", false);
     c.rs_ag_tcp = r.table_rows(*m, "measured", "reduce_scatter_all_gather_tcp", false);
     c.ps = r.table_rows(*m, "measured", "ps", true);
+    c.overheads = r.overhead_rows(*m, "measured", "overhead");
   }
   return c;
 }

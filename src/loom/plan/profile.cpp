@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
 #include <nlohmann/json.hpp>
 
@@ -15,6 +16,64 @@ int64_t ModelProfile::param_count() const {
   int64_t n = 0;
   for (const auto& l : layers) n += l.param_count;
   return n;
+}
+
+int64_t ModelProfile::param_bytes() const {
+  int64_t n = 0;
+  for (const auto& l : layers) n += l.param_bytes;
+  return n;
+}
+
+namespace {
+
+// Value at `batch` of a quantity measured at `batches` (any order): exact, linear between
+// the two measured batches around it, else proportional to the batch from the nearest end.
+double at_batch(const std::vector<int64_t>& batches, const std::vector<double>& values, int64_t batch) {
+  LOOM_CHECK(!batches.empty() && batches.size() == values.size(), ConfigError, "profile: {} values for {} batch sizes",
+             values.size(), batches.size());
+  size_t lo = batches.size(), hi = batches.size();  // largest batch <= b, smallest batch >= b
+  for (size_t k = 0; k < batches.size(); ++k) {
+    if (batches[k] == batch) return values[k];
+    if (batches[k] < batch && (lo == batches.size() || batches[k] > batches[lo])) lo = k;
+    if (batches[k] > batch && (hi == batches.size() || batches[k] < batches[hi])) hi = k;
+  }
+  if (lo == batches.size()) return values[hi] * static_cast<double>(batch) / static_cast<double>(batches[hi]);
+  if (hi == batches.size()) return values[lo] * static_cast<double>(batch) / static_cast<double>(batches[lo]);
+  const double w = static_cast<double>(batch - batches[lo]) / static_cast<double>(batches[hi] - batches[lo]);
+  return values[lo] + w * (values[hi] - values[lo]);
+}
+
+}  // namespace
+
+LayerTimes ModelProfile::layer_at(size_t i, int64_t batch) const {
+  LOOM_CHECK(i < layers.size() && batch >= 1, ConfigError, "profile of {}: no layer {} or batch {}", model, i, batch);
+  std::vector<double> f, b, o;
+  for (const auto& t : layers[i].times) {
+    f.push_back(t.forward_s);
+    b.push_back(t.backward_s);
+    o.push_back(static_cast<double>(t.output_bytes));
+  }
+  return {batch, at_batch(batches, f, batch), at_batch(batches, b, batch),
+          static_cast<int64_t>(at_batch(batches, o, batch) + 0.5)};
+}
+
+double ModelProfile::step_at(int64_t batch) const {
+  if (!step_s.empty()) return at_batch(batches, step_s, batch);
+  double s = optimizer_s;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const LayerTimes t = layer_at(i, batch);
+    s += t.forward_s + t.backward_s;
+  }
+  return s;
+}
+
+double ModelProfile::overhead_at(int64_t batch) const {
+  double layers_s = 0;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const LayerTimes t = layer_at(i, batch);
+    layers_s += t.forward_s + t.backward_s;
+  }
+  return std::max(0.0, step_at(batch) - layers_s - optimizer_s);
 }
 
 double ModelProfile::compute_s(int64_t batch) const {
@@ -35,6 +94,10 @@ std::string ModelProfile::to_json() const {
   j["repeats"] = repeats;
   j["batches"] = batches;
   j["param_count"] = param_count();
+  j["step_s"] = step_s;
+  j["optimizer"] = optimizer;
+  j["optimizer_s"] = optimizer_s;
+  j["optimizer_state_bytes"] = optimizer_state_bytes;
   j["layers"] = nlohmann::json::array();
   for (const auto& l : layers) {
     nlohmann::json lj{{"name", l.name}, {"param_count", l.param_count}, {"param_bytes", l.param_bytes}};
@@ -59,6 +122,14 @@ ModelProfile ModelProfile::from_json(const std::string& text, const std::string&
     p.threads = j.at("threads").get<int>();
     p.repeats = j.at("repeats").get<int>();
     p.batches = j.at("batches").get<std::vector<int64_t>>();
+    // Optional: a hand-written profile may leave out the whole-step and optimizer times.
+    p.step_s = j.value("step_s", std::vector<double>{});
+    p.optimizer = j.value("optimizer", std::string("sgd"));
+    p.optimizer_s = j.value("optimizer_s", 0.0);
+    p.optimizer_state_bytes = j.value("optimizer_state_bytes", int64_t{0});
+    LOOM_CHECK(p.step_s.empty() || p.step_s.size() == p.batches.size(), DataError,
+               "{}: {} step times for {} batch sizes", source, p.step_s.size(), p.batches.size());
+    LOOM_CHECK(!p.batches.empty(), DataError, "{}: no batch sizes", source);
     for (const auto& lj : j.at("layers")) {
       LayerProfile l;
       l.name = lj.at("name").get<std::string>();
@@ -77,6 +148,70 @@ ModelProfile ModelProfile::from_json(const std::string& text, const std::string&
     LOOM_THROW(DataError, "{}: not a loom model profile ({})", source, e.what());
   }
 }
+
+namespace {
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The plain single-process training step at every batch (p.step_s), the optimizer step
+// alone (p.optimizer_s) and its state bytes, with options.optimizer. The parameters are
+// restored and the gradients dropped afterwards, so the model is left as it was.
+void time_training_steps(torch::nn::Sequential& model, const std::vector<int64_t>& sample_shape,
+                         const ProfileOptions& options, ModelProfile& p) {
+  const std::vector<at::Tensor> params = model->parameters();
+  std::vector<at::Tensor> saved;
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& t : params) saved.push_back(t.detach().clone());
+  }
+  auto optimizer = optim::make_optimizer(params, options.optimizer);
+  p.optimizer = optim::optimizer_name(options.optimizer.kind);
+  auto one_step = [&](const at::Tensor& x) {
+    optimizer->zero_grad();
+    const at::Tensor out = model->forward(x);
+    const at::Tensor loss = out.dim() == 2 && out.is_floating_point()
+                                ? torch::nn::functional::cross_entropy(out, torch::zeros({out.size(0)}, torch::kLong))
+                                : out.sum();
+    if (loss.requires_grad()) loss.backward();
+    (void)loss.item<double>();  // the loop reads the loss back every step
+    optimizer->step();
+  };
+  for (int64_t b : p.batches) {
+    std::vector<int64_t> shape{b};
+    shape.insert(shape.end(), sample_shape.begin(), sample_shape.end());
+    const at::Tensor x = torch::ones(shape);
+    one_step(x);  // warm-up (and the optimizer's state)
+    std::vector<double> runs;
+    for (int r = 0; r < options.repeats; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      one_step(x);
+      runs.push_back(seconds_since(t0));
+    }
+    p.step_s.push_back(median_of(runs));
+  }
+  std::vector<double> runs;
+  for (int r = 0; r < options.repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    optimizer->step();
+    runs.push_back(seconds_since(t0));
+  }
+  p.optimizer_s = median_of(runs);
+  p.optimizer_state_bytes = optim::state_bytes(*optimizer);
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < params.size(); ++i) {
+    params[i].copy_(saved[i]);
+    params[i].mutable_grad() = at::Tensor();
+  }
+}
+
+}  // namespace
 
 ModelProfile profile_model(torch::nn::Sequential& model, const std::string& name,
                            const std::vector<int64_t>& sample_shape, const ProfileOptions& options) {
@@ -102,6 +237,7 @@ ModelProfile profile_model(torch::nn::Sequential& model, const std::string& name
       p.layers[i].times.push_back({b, layers[i].forward_s, layers[i].backward_s, layers[i].output_bytes});
     }
   }
+  time_training_steps(model, sample_shape, options, p);
   return p;
 }
 

@@ -72,15 +72,20 @@ strategies::StrategyOptions strategy_options(const TrainConfig& c, int rank, con
   return o;
 }
 
-void check_flags_apply(const TrainConfig& c) {
+namespace {
+
+struct FlagRule {
+  const char* flag;
+  bool set;
+  std::vector<std::string> used_by;
+};
+
+// The strategy-specific flags: whether `c` sets each (differs from its default) and the
+// strategies that use it.
+std::vector<FlagRule> flag_rules(const TrainConfig& c) {
   const TrainConfig d;  // the defaults
-  struct Rule {
-    const char* flag;
-    bool set;
-    std::vector<std::string> used_by;
-  };
   const std::vector<std::string> ddp{"allreduce", "hybrid"}, ps{"ps"}, pipe{"pipeline", "hybrid"};
-  const std::vector<Rule> rules{
+  return {
       {"bucket-mb", c.bucket_mb != d.bucket_mb, ddp},
       {"grad-compression", c.grad_compression != d.grad_compression, ddp},
       {"zero", c.zero != d.zero, {"allreduce", "hybrid"}},
@@ -104,11 +109,61 @@ void check_flags_apply(const TrainConfig& c) {
       {"split", c.split != d.split, pipe},
       {"bench-slowdown", c.bench_slowdown != d.bench_slowdown, {"single", "allreduce", "ps"}},
   };
-  for (const Rule& r : rules) {
-    if (!r.set || std::find(r.used_by.begin(), r.used_by.end(), c.strategy) != r.used_by.end()) continue;
+}
+
+bool uses(const FlagRule& r, const std::string& strategy) {
+  return std::find(r.used_by.begin(), r.used_by.end(), strategy) != r.used_by.end();
+}
+
+}  // namespace
+
+void check_flags_apply(const TrainConfig& c) {
+  for (const FlagRule& r : flag_rules(c)) {
+    if (!r.set || uses(r, c.strategy)) continue;
     LOOM_THROW(ConfigError, "--{} does not apply to --strategy {} (it is used by --strategy {})", r.flag, c.strategy,
                fmt::join(r.used_by, ", "));
   }
+}
+
+std::vector<std::string> flags_unused_by(const TrainConfig& c, const std::string& strategy) {
+  std::vector<std::string> out;
+  for (const FlagRule& r : flag_rules(c)) {
+    if (r.set && !uses(r, strategy)) out.emplace_back(r.flag);
+  }
+  return out;
+}
+
+TrainConfig as_single_process(const TrainConfig& c) {
+  const TrainConfig d;
+  TrainConfig s = c;
+  s.strategy = "single";
+  s.nproc = 1;
+  s.bucket_mb = d.bucket_mb;
+  s.grad_compression = d.grad_compression;
+  s.zero = d.zero;
+  s.zero_shard_weights = d.zero_shard_weights;
+  s.find_unused_parameters = d.find_unused_parameters;
+  s.sync = d.sync;
+  s.sync_every = d.sync_every;
+  s.servers = d.servers;
+  s.consistency = d.consistency;
+  s.staleness = d.staleness;
+  s.ps_slice_mb = d.ps_slice_mb;
+  s.ps_host = d.ps_host;
+  s.ps_save = d.ps_save;
+  s.ps_load = d.ps_load;
+  s.ps_external_servers = d.ps_external_servers;
+  s.insecure = d.insecure;
+  s.dp = d.dp;
+  s.pp = d.pp;
+  s.micro_batches = d.micro_batches;
+  s.schedule = d.schedule;
+  s.balance = d.balance;
+  s.split = d.split;
+  s.partition = d.partition;
+  s.shard_weights = d.shard_weights;
+  s.bench_slowdown = d.bench_slowdown;
+  return s;
 }
 
 }  // namespace loom::train

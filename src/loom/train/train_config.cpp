@@ -22,7 +22,9 @@
 namespace loom::train {
 
 void register_train_options(OptionTable& t, TrainConfig& c) {
-  t.add("strategy", &c.strategy, fmt::format("{}", fmt::join(strategies::strategy_names(), " | ")));
+  t.add("strategy", &c.strategy,
+        fmt::format("{} | auto (the planner chooses and says why: docs/planner.md)",
+                    fmt::join(strategies::strategy_names(), " | ")));
   t.add("nproc", &c.nproc, "local worker processes to spawn (or start under loom run / srun / mpirun)");
   t.add("model", &c.model, "mlp | cnn | deep-mlp, or a TorchScript file (FILE.pt, saved by torch.jit.script(m).save)");
   t.add("width", &c.width, "hidden width of deep-mlp");
@@ -103,6 +105,12 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
   t.add("max-restarts", &c.max_restarts,
         "when a worker dies, restart all of them (resuming from the newest checkpoint) up to this many times");
   t.add("metrics", &c.metrics, "write JSON-lines metrics here");
+  t.add("cluster", &c.plan_cluster,
+        "planner (loom plan, --strategy auto): the machines, a cluster file (TOML: from loom plan --calibrate or by "
+        "hand); default: this machine, calibrated");
+  t.add("profile", &c.plan_profile,
+        "planner (loom plan, --strategy auto): the model's profile (JSON, from loom plan --profile-only); default: "
+        "measured");
   t.add("predicted-samples-per-s", &c.predicted_samples_per_s,
         "the planner's prediction for this run (set by loom plan / --strategy auto); recorded in the metrics summary");
   t.add("trace", &c.trace, "write a Chrome trace (chrome://tracing, Perfetto) here");
@@ -119,6 +127,8 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
 }
 
 void validate(const TrainConfig& c) {
+  LOOM_CHECK(c.strategy != "auto", ConfigError,
+             "--strategy auto is chosen by the process that starts the job (loom train without a job environment)");
   strategies::parse_strategy(c.strategy);  // throws on an unknown name
   check_flags_apply(c);
   // Every named value parses here, so a wrong one fails before any process starts.

@@ -107,3 +107,36 @@ TEST_F(OptionsTest, BadFlagValueIsRejectedByTheParser) {
 }
 
 }  // namespace
+
+TEST(OptionsGivenArgs, ReproducesTheCommandLineWithoutTheExcluded) {
+  Settings s;
+  loom::OptionTable table;
+  CLI::App app;
+  table.add("batch-size", &s.batch, "batch");
+  table.add("lr", &s.lr, "lr");
+  table.add("model", &s.model, "model");
+  table.add("eval", &s.eval, "eval");
+  table.add_to(app);
+  const char* argv[] = {"prog", "--model", "my model.pt", "--no-eval", "--lr", "0.25", "--batch-size", "32"};
+  app.parse(8, argv);
+  // Declaration order, current values, the excluded left out, the untouched absent.
+  EXPECT_EQ(table.given_args({"batch-size"}),
+            (std::vector<std::string>{"--lr", "0.25", "--model", "my model.pt", "--no-eval"}));
+  Settings fresh;
+  loom::OptionTable again;
+  CLI::App app2;
+  again.add("batch-size", &fresh.batch, "batch");
+  again.add("lr", &fresh.lr, "lr");
+  again.add("model", &fresh.model, "model");
+  again.add("eval", &fresh.eval, "eval");
+  again.add_to(app2);
+  std::vector<std::string> args = table.given_args();
+  args.insert(args.begin(), "prog");
+  std::vector<const char*> v;
+  for (auto& a : args) v.push_back(a.c_str());
+  app2.parse(static_cast<int>(v.size()), v.data());
+  EXPECT_EQ(fresh.batch, 32);
+  EXPECT_DOUBLE_EQ(fresh.lr, 0.25);
+  EXPECT_EQ(fresh.model, "my model.pt");
+  EXPECT_FALSE(fresh.eval);
+}

@@ -1,0 +1,220 @@
+#include "planning.h"
+
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "loom/core/atomic_file.h"
+#include "loom/core/error.h"
+#include "loom/core/log.h"
+#include "loom/launch/self_executable.h"
+#include "loom/plan/calibrate.h"
+#include "loom/plan/overhead.h"
+#include "loom/train/model_for.h"
+#include "loom/train/strategy_options.h"
+
+namespace loom::cli {
+
+namespace {
+
+std::string read_text(const std::string& path, const char* what) {
+  std::ifstream in(path);
+  LOOM_CHECK(in.good(), ConfigError, "cannot read the {} {}", what, path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream s(text);
+  std::string item;
+  while (std::getline(s, item, ',')) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+}  // namespace
+
+plan::ModelProfile measure_profile(const train::TrainConfig& c, int max_processes, int repeats) {
+  train::ModelForConfig m = train::model_for(c);
+  plan::ProfileOptions o;
+  o.batches = plan::batches_that_matter(c.batch_size, std::max(1, max_processes));
+  o.threads = c.threads;
+  o.repeats = repeats;
+  o.optimizer = train::optimizer_options(c);
+  plan::ModelProfile profile = plan::profile_model(m.model, c.model, m.sample_shape, o);
+  log::info("profiled {} ({} parameters, {} layers) at batch sizes {} with {} thread(s): {:.2f} ms per step at {}",
+            c.model, profile.param_count(), profile.layers.size(), fmt::join(profile.batches, ","), o.threads,
+            1e3 * profile.step_at(profile.batches.front()), profile.batches.front());
+  return profile;
+}
+
+Planned plan_job(const train::TrainConfig& c, const PlanInputs& in) {
+  Planned out;
+  if (!in.profile_file.empty()) {
+    out.profile = plan::ModelProfile::from_json(read_text(in.profile_file, "profile"), in.profile_file);
+  } else {
+    out.profile = measure_profile(c, in.max_processes, in.profile_repeats);
+  }
+  if (!in.cluster_file.empty()) {
+    out.cluster = plan::Cluster::load(in.cluster_file);
+  } else if (in.calibrate) {
+    plan::CalibrateOptions o;
+    o.processes = std::max(2, in.max_processes);
+    o.threads = c.threads;
+    o.self = launch::self_executable();
+    o.budget_s = in.calibrate_budget_s;
+    out.cluster = plan::calibrate(o);
+    plan::OverheadOptions oo;
+    oo.loom = o.self;
+    oo.max_processes = o.processes;
+    oo.threads = c.threads;
+    oo.steps = in.overhead_steps;
+    plan::measure_overheads(oo, out.cluster);
+    if (!in.save_cluster.empty()) {
+      write_file_atomic(in.save_cluster, out.cluster.to_toml());
+      log::info("wrote the calibrated cluster to {}", in.save_cluster);
+    }
+  } else {
+    out.cluster = plan::Cluster::this_machine(in.max_processes);
+    log::warn(
+        "plan: this machine is not calibrated (no --cluster FILE, no --calibrate): link speeds and core "
+        "contention are assumed, not measured");
+  }
+  plan::Job& job = out.job;
+  job.batch_size = c.batch_size;
+  job.threads = c.threads;
+  job.bucket_mb = c.bucket_mb;
+  job.staleness = c.staleness;
+  job.max_processes = std::min(in.max_processes, out.cluster.max_processes());
+  job.strategies = split_list(in.strategies);
+  for (const auto& s : job.strategies) {
+    static const std::vector<std::string> known{"single", "allreduce", "ps", "pipeline", "hybrid"};
+    LOOM_CHECK(std::find(known.begin(), known.end(), s) != known.end(), ConfigError,
+               "--strategies: unknown strategy '{}' (single, allreduce, ps, pipeline, hybrid)", s);
+  }
+  out.ranked = plan::rank(job, out.profile, out.cluster);
+  LOOM_CHECK(!out.ranked.empty(), ConfigError, "plan: no plan for --strategies {} with {} process(es)", in.strategies,
+             job.max_processes);
+  return out;
+}
+
+const plan::RankedPlan& choose_for_auto(const Planned& planned) {
+  for (const auto& r : planned.ranked) {
+    if (r.prediction.fits && r.prediction.note.empty()) return r;
+  }
+  LOOM_THROW(ConfigError,
+             "--strategy auto: none of the {} plans fits in memory ({} MiB per process at best); see `loom plan`",
+             planned.ranked.size(), planned.ranked.empty() ? 0 : planned.ranked.front().prediction.memory_bytes >> 20);
+}
+
+std::string why_chosen(const Planned& planned, const plan::RankedPlan& chosen) {
+  std::string single;
+  std::string runner_up;
+  for (const auto& r : planned.ranked) {
+    if (r.plan.strategy == "single" && single.empty() && chosen.plan.strategy != "single") {
+      single = fmt::format(", {:.2f}x one process", chosen.prediction.samples_per_s / r.prediction.samples_per_s);
+    }
+    if (&r != &chosen && runner_up.empty() && r.prediction.fits && r.prediction.note.empty()) {
+      runner_up =
+          fmt::format("; next best {} {} at {:.0f}", r.plan.strategy, r.plan.degrees(), r.prediction.samples_per_s);
+    }
+  }
+  return fmt::format(
+      "--strategy auto chose {} {}: predicted {:.0f} samples/s{} ({} plans over up to {} processes{}); "
+      "its step is dominated by {}",
+      chosen.plan.strategy, chosen.plan.degrees(), chosen.prediction.samples_per_s, single, planned.ranked.size(),
+      planned.job.max_processes, runner_up, chosen.prediction.dominant);
+}
+
+void apply_plan(const plan::RankedPlan& chosen, const plan::Job& job, train::TrainConfig& c) {
+  const plan::Plan& p = chosen.plan;
+  const train::TrainConfig user = c;
+  c = train::as_single_process(user);  // every strategy flag at its default, then the plan's and the user's it uses
+  c.strategy = p.strategy;
+  c.nproc = p.processes();
+  c.predicted_samples_per_s = chosen.prediction.samples_per_s;
+  const bool ddp = p.strategy == "allreduce" || p.strategy == "hybrid";
+  if (ddp) {
+    c.bucket_mb = user.bucket_mb;
+    c.grad_compression = user.grad_compression;
+    c.find_unused_parameters = user.find_unused_parameters;
+  }
+  if (p.strategy == "single" || p.strategy == "allreduce" || p.strategy == "ps") c.bench_slowdown = user.bench_slowdown;
+  if (p.strategy == "allreduce") {
+    c.nproc = p.workers;
+    c.zero = p.zero;
+    c.sync = user.sync;
+    c.sync_every = user.sync_every;
+    if (p.shard_weights_auto) {
+      c.partition = "proportional";
+      c.shard_weights = "auto";
+    }
+  } else if (p.strategy == "ps") {
+    c.nproc = p.workers;
+    c.servers = p.servers;
+    c.consistency = p.consistency;
+    c.staleness = job.staleness;
+    c.ps_slice_mb = user.ps_slice_mb;
+    c.ps_host = user.ps_host;
+    c.ps_save = user.ps_save;
+    c.ps_load = user.ps_load;
+    c.insecure = user.insecure;
+  } else if (p.strategy == "pipeline" || p.strategy == "hybrid") {
+    c.micro_batches = p.micro_batches;
+    c.schedule = p.schedule;
+    c.split = fmt::format("{}", fmt::join(p.split, ","));
+    if (p.strategy == "hybrid") {
+      c.dp = p.workers;
+      c.pp = p.stages;
+    }
+  }
+}
+
+std::vector<std::string> replace_flags(const std::vector<std::string>& argv, const std::vector<std::string>& names,
+                                       const std::vector<std::string>& extra) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& a = argv[i];
+    bool drop = false;
+    for (const auto& n : names) {
+      if (a == "--" + n) {
+        drop = true;
+        ++i;  // and its value
+        break;
+      }
+      if (a.rfind("--" + n + "=", 0) == 0) {
+        drop = true;
+        break;
+      }
+    }
+    if (!drop) out.push_back(a);
+  }
+  out.insert(out.end(), extra.begin(), extra.end());
+  return out;
+}
+
+const std::vector<std::string>& flags_a_plan_sets() {
+  static const std::vector<std::string> flags{"strategy", "nproc",         "zero",          "zero-shard-weights",
+                                              "servers",  "consistency",   "staleness",     "dp",
+                                              "pp",       "micro-batches", "schedule",      "split",
+                                              "balance",  "partition",     "shard-weights", "predicted-samples-per-s",
+                                              "cluster",  "profile"};  // the last two: the planner's own inputs
+  return flags;
+}
+
+const std::vector<std::string>& run_length_and_output_flags() {
+  static const std::vector<std::string> flags{"epochs",          "steps",          "time-limit",
+                                              "metrics",         "trace",          "save",
+                                              "save-scripted",   "checkpoint-dir", "checkpoint-every",
+                                              "resume",          "max-restarts",   "record-indices",
+                                              "log-every",       "progress",       "eval",
+                                              "eval-batch-size", "save-nonfinite", "log-level"};
+  return flags;
+}
+
+}  // namespace loom::cli

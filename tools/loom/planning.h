@@ -1,0 +1,59 @@
+// What `loom plan` and `loom train --strategy auto` share: the planner's inputs for a
+// TrainConfig (the model's profile, measured or read; the cluster, read, calibrated or
+// assumed) and the ranked plans.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "loom/plan/cluster.h"
+#include "loom/plan/cost_model.h"
+#include "loom/plan/profile.h"
+#include "loom/train/train_config.h"
+
+namespace loom::cli {
+
+struct PlanInputs {
+  std::string profile_file;        // read this profile instead of measuring the model
+  std::string cluster_file;        // read this cluster file
+  bool calibrate = false;          // measure this machine (ignored with cluster_file)
+  std::string save_cluster;        // --calibrate: write the measured cluster here
+  double calibrate_budget_s = 12;  // plan::CalibrateOptions::budget_s
+  int64_t overhead_steps = 120;    // plan::OverheadOptions::steps
+  int profile_repeats = 5;
+  std::string strategies;  // "allreduce,pipeline"; empty: all
+  int max_processes = 1;   // processes a plan may use (--nproc, else this machine's cores)
+};
+
+struct Planned {
+  plan::ModelProfile profile;
+  plan::Cluster cluster;
+  plan::Job job;
+  std::vector<plan::RankedPlan> ranked;  // best first; those that do not fit last
+};
+
+// The profile of the model `c` trains, at every batch a plan over up to `max_processes`
+// processes can run, with `c`'s threads and optimizer.
+plan::ModelProfile measure_profile(const train::TrainConfig& c, int max_processes, int repeats);
+
+Planned plan_job(const train::TrainConfig& c, const PlanInputs& in);
+
+// `loom train --strategy auto`: the best plan that fits and trains as one process would
+// (asynchronous plans are left out), or a ConfigError when none fits.
+const plan::RankedPlan& choose_for_auto(const Planned& planned);
+// One line saying which plan was chosen and why (its prediction against one process and
+// the runner-up).
+std::string why_chosen(const Planned& planned, const plan::RankedPlan& chosen);
+// Sets the fields of `c` the plan's arguments set (and predicted_samples_per_s).
+void apply_plan(const plan::RankedPlan& chosen, const plan::Job& job, train::TrainConfig& c);
+// `argv` (a whole `loom train` command line) without the flags named in `names` (as
+// "--name value" or "--name=value"), with `extra` appended.
+std::vector<std::string> replace_flags(const std::vector<std::string>& argv, const std::vector<std::string>& names,
+                                       const std::vector<std::string>& extra);
+
+// The flags of `loom train` a plan sets, and the planner's inputs (left out of the user's own when the plan's
+// command is built), and those that only set the run's length and outputs.
+const std::vector<std::string>& flags_a_plan_sets();
+const std::vector<std::string>& run_length_and_output_flags();
+
+}  // namespace loom::cli
