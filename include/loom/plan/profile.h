@@ -2,8 +2,9 @@
 // forward and backward seconds at each batch size a plan may run it at, the bytes of its
 // output (what a pipeline stage boundary sends) and of its parameters, measured on this
 // machine with the threads the job would use. The timing is --balance time's
-// (pipeline/layer_costs.h): one warm-up run, then the median of `repeats` runs; the
-// model is left exactly as it was.
+// (pipeline/layer_costs.h): one warm-up run, then the median of at least `repeats` runs
+// (more for short steps: enough to fill about 0.15 s, at most 50 per layer profile and
+// 100 whole steps); the model is left exactly as it was.
 //
 //   loom::plan::ProfileOptions o;
 //   o.batches = loom::plan::batches_that_matter(64, 4);   // 64, 32, 22, 16, 8, 4, 2, 1
@@ -75,7 +76,7 @@ struct ModelProfile {
 struct ProfileOptions {
   std::vector<int64_t> batches;       // each >= 1 (ConfigError otherwise); empty: {1}
   int threads = 1;                    // libtorch intra-op threads while profiling (>= 1)
-  int repeats = 5;                    // timed runs per batch (>= 1)
+  int repeats = 5;                    // timed runs per batch at least (>= 1)
   optim::OptimizerOptions optimizer;  // the job's: timed in the whole step and alone
 };
 

@@ -28,7 +28,10 @@ bool one_node(int processes, const Cluster& c) { return processes <= c.processes
 // thread and the shared-memory copies take their time from compute, so they add.
 bool can_overlap(int busy, int threads, const Cluster& c) { return busy * threads < c.cores_per_node; }
 
-// The model's per-layer forward and backward at `batch`, slowed by `slow`.
+// The model's per-layer forward and backward at `batch`, slowed by `slow`. Their sum is
+// scaled to the measured whole step less the optimizer step (ModelProfile::step_at): the
+// layer profile's hooks add their own cost, and the step holds what is not a layer's
+// (the loss read-back, zero_grad, the framework), spread over the layers in proportion.
 struct Layers {
   std::vector<double> forward, backward;
   std::vector<int64_t> output_bytes, param_bytes;
@@ -37,14 +40,21 @@ struct Layers {
 
 Layers layers_at(const ModelProfile& profile, int64_t batch, double slow) {
   Layers l;
+  double sum = 0;
+  std::vector<LayerTimes> times;
   for (size_t i = 0; i < profile.layers.size(); ++i) {
-    const LayerTimes t = profile.layer_at(i, batch);
-    l.forward.push_back(t.forward_s * slow);
-    l.backward.push_back(t.backward_s * slow);
-    l.output_bytes.push_back(t.output_bytes);
+    times.push_back(profile.layer_at(i, batch));
+    sum += times.back().forward_s + times.back().backward_s;
+  }
+  const double target = profile.step_at(batch) - profile.optimizer_s;
+  const double scale = sum > 0 && target > 0 ? slow * target / sum : slow;
+  for (size_t i = 0; i < times.size(); ++i) {
+    l.forward.push_back(times[i].forward_s * scale);
+    l.backward.push_back(times[i].backward_s * scale);
+    l.output_bytes.push_back(times[i].output_bytes);
     l.param_bytes.push_back(profile.layers[i].param_bytes);
-    l.forward_total += t.forward_s * slow;
-    l.backward_total += t.backward_s * slow;
+    l.forward_total += l.forward.back();
+    l.backward_total += l.backward.back();
   }
   return l;
 }
@@ -185,7 +195,7 @@ Prediction predict_allreduce(const Plan& plan, const Job& job, const ModelProfil
   p.slowdown = c.slowdown(per_node(n, c), job.threads);
   const Layers l = layers_at(profile, b, p.slowdown);
   const double optimizer = profile.optimizer_s * p.slowdown / (plan.zero > 0 ? n : 1);
-  p.compute_s = l.forward_total + l.backward_total + optimizer + profile.overhead_at(b) * p.slowdown;
+  p.compute_s = l.forward_total + l.backward_total + optimizer;
   const bool overlap = can_overlap(per_node(n, c), job.threads, c);
   const auto buckets = buckets_of(l, job.bucket_mb);
   const int64_t params = profile.param_bytes();
@@ -282,8 +292,7 @@ double predict_pipeline_step(const Plan& plan, const Job& job, const ModelProfil
   for (int s = 0; s < P; ++s) busiest = std::max(busiest, M * (costs.forward[s] + costs.backward[s]));
   p.bubble_s = std::max(0.0, run.makespan - busiest);
   p.communication_s = 2.0 * message * M;  // on the critical path of some micro-batch; shown, inside the makespan
-  const double overhead = profile.overhead_at(rows) * p.slowdown;  // data, loss read-back: once per step
-  p.compute_s = busiest + stage_optimizer + overhead;
+  p.compute_s = busiest + stage_optimizer;
   // Memory: the largest stage's parameters, gradients, state and stashed activations
   // (GPipe: all M micro-batches; 1F1B: at most P - s on stage s).
   const double state_ratio = state_per_param_byte(profile);
@@ -295,7 +304,7 @@ double predict_pipeline_step(const Plan& plan, const Job& job, const ModelProfil
     worst = std::max(worst, 2 * stage_params[s] + state + acts);
   }
   p.memory_bytes = c.process_base_bytes + worst;
-  return run.makespan + stage_optimizer + overhead;
+  return run.makespan + stage_optimizer;
 }
 
 Prediction predict_pipeline(const Plan& plan, const Job& job, const ModelProfile& profile, const Cluster& c) {

@@ -160,6 +160,9 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+constexpr double kMinTimedS = 0.15;
+constexpr int kMaxRuns = 100;
+
 // The plain single-process training step at every batch (p.step_s), the optimizer step
 // alone (p.optimizer_s) and its state bytes, with options.optimizer. The parameters are
 // restored and the gradients dropped afterwards, so the model is left as it was.
@@ -188,11 +191,17 @@ void time_training_steps(torch::nn::Sequential& model, const std::vector<int64_t
     shape.insert(shape.end(), sample_shape.begin(), sample_shape.end());
     const at::Tensor x = torch::ones(shape);
     one_step(x);  // warm-up (and the optimizer's state)
+    one_step(x);
+    // At least `repeats` runs, and for short steps enough to fill kMinTimedS (this
+    // machine's noise is a good part of a millisecond), at most kMaxRuns.
     std::vector<double> runs;
-    for (int r = 0; r < options.repeats; ++r) {
+    double total = 0;
+    while (static_cast<int>(runs.size()) < options.repeats ||
+           (total < kMinTimedS && static_cast<int>(runs.size()) < kMaxRuns)) {
       const auto t0 = std::chrono::steady_clock::now();
       one_step(x);
       runs.push_back(seconds_since(t0));
+      total += runs.back();
     }
     p.step_s.push_back(median_of(runs));
   }
@@ -227,17 +236,21 @@ ModelProfile profile_model(torch::nn::Sequential& model, const std::string& name
   torch::set_num_threads(options.threads);
   const auto children = model->named_children();
   for (const auto& child : children) p.layers.push_back({child.key(), 0, 0, {}});
-  for (int64_t b : p.batches) {
+  time_training_steps(model, sample_shape, options, p);
+  for (size_t k = 0; k < p.batches.size(); ++k) {
+    const int64_t b = p.batches[k];
     std::vector<int64_t> shape{b};
     shape.insert(shape.end(), sample_shape.begin(), sample_shape.end());
-    const auto layers = pipeline::profile_layers(model, torch::ones(shape), options.repeats);
+    // As many runs as fill about kMinTimedS, at least `repeats`, at most kMaxRuns / 2.
+    const int repeats = std::clamp(static_cast<int>(kMinTimedS / std::max(p.step_s[k], 1e-6)), options.repeats,
+                                   std::max(options.repeats, kMaxRuns / 2));
+    const auto layers = pipeline::profile_layers(model, torch::ones(shape), repeats);
     for (size_t i = 0; i < layers.size() && i < p.layers.size(); ++i) {
       p.layers[i].param_count = layers[i].param_count;
       p.layers[i].param_bytes = layers[i].param_bytes;
       p.layers[i].times.push_back({b, layers[i].forward_s, layers[i].backward_s, layers[i].output_bytes});
     }
   }
-  time_training_steps(model, sample_shape, options, p);
   return p;
 }
 

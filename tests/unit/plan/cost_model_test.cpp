@@ -130,6 +130,21 @@ TEST(CostModel, ZeroShardsStateAndGradientsAndAddsTheAllGather) {
   EXPECT_NEAR(z1.communication_s - plain.communication_s, 0.5 * c.reduce_scatter_all_gather_s(4, params), 1e-12);
 }
 
+TEST(CostModel, LayerTimesAreScaledToTheMeasuredWholeStep) {
+  ModelProfile p = four_layers();
+  p.step_s = {0.2, 0.02};  // batches 64 and 8: more than the layers' 0.0768 and 0.0096 (+ the optimizer's 1 ms)
+  const Prediction r = predict(allreduce(2), job(), p, node(2));
+  EXPECT_NEAR(r.compute_s, p.step_at(32), 1e-12);  // forward + backward scaled to the step, plus the optimizer
+  Plan pipe;
+  pipe.strategy = "pipeline";
+  pipe.stages = 2;
+  pipe.micro_batches = 1;
+  pipe.schedule = "gpipe";
+  pipe.split = {2, 2};
+  // One micro-batch: the chain of both stages (half the step each) and two messages.
+  EXPECT_NEAR(predict(pipe, job(), p, node(8)).step_s, (0.2 - 1e-3) + 2 * node(8).p2p_s(64000, true) + 1e-3 / 2, 1e-12);
+}
+
 TEST(CostModel, CoresSharedSlowCompute) {
   const Prediction two = predict(allreduce(2), job(), four_layers(), node(2));
   const Prediction four = predict(allreduce(4), job(), four_layers(), node(2));
