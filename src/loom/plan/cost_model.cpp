@@ -221,8 +221,9 @@ Prediction predict_ps(const Plan& plan, const Job& job, const ModelProfile& prof
   Prediction p;
   const int w = plan.workers, s = plan.servers;
   const int64_t b = ceil_div(job.batch_size, w);
-  // Servers wait on the network most of the time: count the workers as the busy ones.
-  p.slowdown = c.slowdown(per_node(w, c), job.threads);
+  // The servers receive, sum, step and send while the workers compute the next step's
+  // start: on shared cores every process counts as busy.
+  p.slowdown = c.slowdown(per_node(w + s, c), job.threads);
   const int64_t params = profile.param_bytes();
   const double worker_compute = (profile.step_at(b) - profile.optimizer_s) * p.slowdown;
   const double round = c.ps_round_s(w, s, params);
