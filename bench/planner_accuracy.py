@@ -119,7 +119,14 @@ def main():
     ap.add_argument("--cluster", default="")
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--json", default="", help="write every row as JSON here")
+    ap.add_argument("--svg", default="", help="draw predicted against measured samples/s here")
+    ap.add_argument("--from-json", default="", help="do not run: summarise and draw the rows of an earlier --json")
     args = ap.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            rows = json.load(f)
+        summarise(rows, args)
+        return
 
     tmp = tempfile.mkdtemp(prefix="loom-planner-accuracy-")
     cluster = args.cluster
@@ -160,6 +167,13 @@ def main():
                   f"predicted {row['predicted']:9.1f}  measured {row['measured']:9.1f}  "
                   f"error {100 * row['error']:+6.1f}%", flush=True)
 
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    summarise(rows, args)
+
+
+def summarise(rows, args):
     print()
     print("| shape | strategy | degrees | plan rank | predicted samples/s | measured samples/s | error |")
     print("|---|---|---|---|---|---|---|")
@@ -184,9 +198,74 @@ def main():
             print(f"{shape}: the first-ranked plan ({first[0]['strategy']} {first[0]['degrees']}) measured "
                   f"{ratio:.3f} of the best measured ({best['strategy']} {best['degrees']}): "
                   f"{'within' if ratio >= 0.9 else 'NOT within'} 10%")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    if args.svg:
+        draw(rows, args.svg)
+
+
+def draw(rows, path):
+    """Predicted against measured samples/s, log-log, one colour per shape, the diagonal
+    and the +-15% band. Plain SVG (no plotting library on this machine)."""
+    import math
+    w, h, m = 560, 460, 60
+    values = [r["predicted"] for r in rows] + [r["measured"] for r in rows]
+    lo = 10 ** math.floor(math.log10(min(values)))
+    hi = 10 ** math.ceil(math.log10(max(values)))
+
+    def x(v):
+        return m + (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)) * (w - 2 * m)
+
+    def y(v):
+        return h - m - (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)) * (h - 2 * m)
+
+    colours = {"cnn": "#1f77b4", "mlp-compute": "#d62728", "mlp-overhead": "#2ca02c"}
+    marks = {"single": "circle", "allreduce": "square", "ps": "diamond", "pipeline": "triangle", "hybrid": "star"}
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" '
+           f'font-size="12"><rect width="{w}" height="{h}" fill="white"/>']
+    out.append(f'<polygon points="{x(lo)},{y(lo * 1.15)} {x(hi / 1.15)},{y(hi)} {x(hi)},{y(hi)} {x(hi)},{y(hi * 0.85)} '
+               f'{x(lo / 0.85)},{y(lo)} {x(lo)},{y(lo)}" fill="#eeeeee"/>')
+    out.append(f'<line x1="{x(lo)}" y1="{y(lo)}" x2="{x(hi)}" y2="{y(hi)}" stroke="#888" stroke-dasharray="4,3"/>')
+    decade = lo
+    while decade <= hi:
+        for k in (1, 2, 5):
+            v = decade * k
+            if lo <= v <= hi:
+                out.append(f'<text x="{x(v)}" y="{h - m + 16}" text-anchor="middle">{v:g}</text>')
+                out.append(f'<text x="{m - 6}" y="{y(v) + 4}" text-anchor="end">{v:g}</text>')
+                out.append(f'<line x1="{x(v)}" y1="{h - m}" x2="{x(v)}" y2="{h - m + 4}" stroke="black"/>')
+                out.append(f'<line x1="{m - 4}" y1="{y(v)}" x2="{m}" y2="{y(v)}" stroke="black"/>')
+        decade *= 10
+    out.append(f'<rect x="{m}" y="{m}" width="{w - 2 * m}" height="{h - 2 * m}" fill="none" stroke="black"/>')
+    out.append(f'<text x="{w / 2}" y="{h - 20}" text-anchor="middle">measured samples/s</text>')
+    out.append(f'<text x="16" y="{h / 2}" text-anchor="middle" transform="rotate(-90 16 {h / 2})">'
+               f'predicted samples/s</text>')
+    out.append(f'<text x="{w / 2}" y="24" text-anchor="middle" font-size="14">loom plan: predicted against measured '
+               f'(grey: within 15%)</text>')
+    for r in rows:
+        cx, cy, c = x(r["measured"]), y(r["predicted"]), colours.get(r["shape"], "black")
+        shape = marks.get(r["strategy"], "circle")
+        if shape == "circle":
+            out.append(f'<circle cx="{cx}" cy="{cy}" r="5" fill="{c}"/>')
+        elif shape == "square":
+            out.append(f'<rect x="{cx - 4.5}" y="{cy - 4.5}" width="9" height="9" fill="{c}"/>')
+        elif shape == "diamond":
+            out.append(f'<polygon points="{cx},{cy - 6} {cx + 6},{cy} {cx},{cy + 6} {cx - 6},{cy}" fill="{c}"/>')
+        elif shape == "triangle":
+            out.append(f'<polygon points="{cx},{cy - 6} {cx + 6},{cy + 5} {cx - 6},{cy + 5}" fill="{c}"/>')
+        else:
+            out.append(f'<polygon points="{cx},{cy - 6} {cx + 2},{cy - 2} {cx + 6},{cy - 2} {cx + 3},{cy + 1} '
+                       f'{cx + 4},{cy + 6} {cx},{cy + 3} {cx - 4},{cy + 6} {cx - 3},{cy + 1} {cx - 6},{cy - 2} '
+                       f'{cx - 2},{cy - 2}" fill="{c}"/>')
+    ly = m + 14
+    for name, c in colours.items():
+        out.append(f'<rect x="{m + 10}" y="{ly - 9}" width="10" height="10" fill="{c}"/>'
+                   f'<text x="{m + 26}" y="{ly}">{name}</text>')
+        ly += 16
+    for name in marks:
+        out.append(f'<text x="{m + 26}" y="{ly}">{name}: {marks[name]}</text>')
+        ly += 16
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ struct PlanCommand {
   size_t top = 15;
   int verify = 0;
   int64_t verify_steps = 40;
+  bool no_anchor = false;
 };
 
 // Processes a plan may use: --nproc when given, else this machine's cores.
@@ -109,12 +110,6 @@ int run_plan(PlanCommand& cmd) {
              cmd.inputs.profile_repeats);
   LOOM_CHECK(cmd.verify >= 0 && cmd.verify_steps >= 2, ConfigError,
              "--verify ({}) must be >= 0 and --verify-steps ({}) >= 2", cmd.verify, cmd.verify_steps);
-  if (cmd.profile_only) {
-    const plan::ModelProfile profile = measure_profile(c, cmd.inputs.max_processes, cmd.inputs.profile_repeats);
-    write_output(cmd, profile.to_json() + "\n");
-    return 0;
-  }
-  const Planned planned = plan_job(c, cmd.inputs);
   // Per strategy, the user's flags it uses, without those the plan sets and those of the
   // run's length and outputs.
   plan::BaseArgs base;
@@ -125,6 +120,17 @@ int run_plan(PlanCommand& cmd) {
     base[s] = cmd.options.given_args(except);
     if (!cmd.config_file.empty()) base[s].insert(base[s].begin(), {"--config", cmd.config_file});
   }
+  if (!cmd.no_anchor) {
+    cmd.inputs.anchor_args = base["single"];
+    cmd.inputs.anchor_args.insert(cmd.inputs.anchor_args.end(), {"--strategy", "single"});
+  }
+  if (cmd.profile_only) {
+    const plan::ModelProfile profile =
+        measure_profile(c, cmd.inputs.max_processes, cmd.inputs.profile_repeats, cmd.inputs.anchor_args);
+    write_output(cmd, profile.to_json() + "\n");
+    return 0;
+  }
+  const Planned planned = plan_job(c, cmd.inputs);
   if (cmd.json) {
     write_output(cmd, plan::to_json(planned.ranked, planned.job, base) + "\n");
   } else {
@@ -165,6 +171,8 @@ Command add_plan_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--verify-steps", cmd->verify_steps, "--verify: steps per run")->capture_default_str();
   sub->add_option("--out", cmd->out, "write the table, the JSON or the profile here (default: standard output)");
+  sub->add_flag("--no-anchor", cmd->no_anchor,
+                "do not scale the measured profile to a short real one-process run of the job (faster, less exact)");
   sub->add_option("--profile-repeats", cmd->inputs.profile_repeats, "timed runs per layer and batch size (median)")
       ->capture_default_str();
   train::register_train_options(cmd->options, cmd->config);

@@ -82,6 +82,12 @@ void choose_strategy(TrainCommand& cmd) {
   in.calibrate = c.plan_cluster.empty();
   in.calibrate_budget_s = 4;
   in.profile_repeats = 3;
+  std::vector<std::string> except = flags_a_plan_sets();
+  for (const auto& f : run_length_and_output_flags()) except.push_back(f);
+  for (const auto& f : train::flags_unused_by(c, "single")) except.push_back(f);
+  in.anchor_args = cmd.options.given_args(except);
+  if (!cmd.config_file.empty()) in.anchor_args.insert(in.anchor_args.begin(), {"--config", cmd.config_file});
+  in.anchor_args.insert(in.anchor_args.end(), {"--strategy", "single"});
   in.max_processes = cmd.options.given_on_command_line("nproc") || c.nproc > 1
                          ? c.nproc
                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));

@@ -23,6 +23,10 @@ struct PlanInputs {
   int profile_repeats = 5;
   std::string strategies;  // "allreduce,pipeline"; empty: all
   int max_processes = 1;   // processes a plan may use (--nproc, else this machine's cores)
+  // `loom train` arguments of a one-process run of the job ("--strategy single" and the
+  // user's flags it uses, without run length or outputs): the measured profile is
+  // anchored to a short run with them. Empty: not anchored.
+  std::vector<std::string> anchor_args;
 };
 
 struct Planned {
@@ -33,8 +37,10 @@ struct Planned {
 };
 
 // The profile of the model `c` trains, at every batch a plan over up to `max_processes`
-// processes can run, with `c`'s threads and optimizer.
-plan::ModelProfile measure_profile(const train::TrainConfig& c, int max_processes, int repeats);
+// processes can run, with `c`'s threads and optimizer; with `anchor_args`, its times are
+// scaled to a short real `loom train --strategy single` run of the job (anchor()).
+plan::ModelProfile measure_profile(const train::TrainConfig& c, int max_processes, int repeats,
+                                   const std::vector<std::string>& anchor_args = {});
 
 Planned plan_job(const train::TrainConfig& c, const PlanInputs& in);
 

@@ -2,7 +2,7 @@
 // forward and backward seconds at each batch size a plan may run it at, the bytes of its
 // output (what a pipeline stage boundary sends) and of its parameters, measured on this
 // machine with the threads the job would use. The timing is --balance time's
-// (pipeline/layer_costs.h): one warm-up run, then the median of at least `repeats` runs
+// (pipeline/layer_costs.h) on uniform [0, 1) inputs: one warm-up run, then the median of at least `repeats` runs
 // (more for short steps: enough to fill about 0.15 s, at most 50 per layer profile and
 // 100 whole steps); the model is left exactly as it was.
 //
@@ -11,7 +11,9 @@
 //   const auto profile = loom::plan::profile_model(model, "cnn", {1, 28, 28}, o);
 //   std::ofstream("profile.json") << profile.to_json();
 //
-// Thread-safety: profile_model sets libtorch's intra-op thread count for the process.
+// Thread-safety: profile_model sets libtorch's intra-op thread count and OpenBLAS's pool
+// for the process (as the trainer does: with OpenBLAS at its default, a one-thread
+// profile used both cores and the CNN's step came out 1.5x faster than training's).
 #pragma once
 
 #include <torch/nn/modules/container/sequential.h>
@@ -53,8 +55,16 @@ struct ModelProfile {
   double optimizer_s = 0;             // one optimizer step over every parameter
   int64_t optimizer_state_bytes = 0;  // the state it holds after a step (all parameters)
 
+  // Measured step of a real `loom train --strategy single` run at the largest batch over
+  // the profile's own whole step there (1: not anchored). scale_times() has applied it to
+  // every time above: the profile gives the shape (layers, batches), the run the level.
+  double training_scale = 1;
+
   int64_t param_count() const;
   int64_t param_bytes() const;
+  // Multiplies every time (layers, whole steps, optimizer) by `factor` and records it in
+  // training_scale.
+  void scale_times(double factor);
   // Forward + backward of the whole model at a profiled batch (ConfigError otherwise).
   double compute_s(int64_t batch) const;
   // Layer i at any batch >= 1: the profiled batch itself, else linear between the two

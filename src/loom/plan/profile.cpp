@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "loom/core/dist_env.h"
 #include "loom/core/error.h"
 #include "loom/pipeline/layer_costs.h"
 
@@ -22,6 +24,19 @@ int64_t ModelProfile::param_bytes() const {
   int64_t n = 0;
   for (const auto& l : layers) n += l.param_bytes;
   return n;
+}
+
+void ModelProfile::scale_times(double factor) {
+  LOOM_CHECK(std::isfinite(factor) && factor > 0, ConfigError, "profile: a scale must be positive, got {}", factor);
+  for (auto& l : layers) {
+    for (auto& t : l.times) {
+      t.forward_s *= factor;
+      t.backward_s *= factor;
+    }
+  }
+  for (double& s : step_s) s *= factor;
+  optimizer_s *= factor;
+  training_scale *= factor;
 }
 
 namespace {
@@ -98,6 +113,7 @@ std::string ModelProfile::to_json() const {
   j["optimizer"] = optimizer;
   j["optimizer_s"] = optimizer_s;
   j["optimizer_state_bytes"] = optimizer_state_bytes;
+  j["training_scale"] = training_scale;
   j["layers"] = nlohmann::json::array();
   for (const auto& l : layers) {
     nlohmann::json lj{{"name", l.name}, {"param_count", l.param_count}, {"param_bytes", l.param_bytes}};
@@ -127,6 +143,7 @@ ModelProfile ModelProfile::from_json(const std::string& text, const std::string&
     p.optimizer = j.value("optimizer", std::string("sgd"));
     p.optimizer_s = j.value("optimizer_s", 0.0);
     p.optimizer_state_bytes = j.value("optimizer_state_bytes", int64_t{0});
+    p.training_scale = j.value("training_scale", 1.0);
     LOOM_CHECK(p.step_s.empty() || p.step_s.size() == p.batches.size(), DataError,
                "{}: {} step times for {} batch sizes", source, p.step_s.size(), p.batches.size());
     LOOM_CHECK(!p.batches.empty(), DataError, "{}: no batch sizes", source);
@@ -189,7 +206,9 @@ void time_training_steps(torch::nn::Sequential& model, const std::vector<int64_t
   for (int64_t b : p.batches) {
     std::vector<int64_t> shape{b};
     shape.insert(shape.end(), sample_shape.begin(), sample_shape.end());
-    const at::Tensor x = torch::ones(shape);
+    // Uniform [0, 1) inputs, like pixel data: with constant inputs (torch::ones) the
+    // CNN's step ran 1.3-1.7x faster than on Fashion-MNIST, in the plain loop and here.
+    const at::Tensor x = torch::rand(shape);
     one_step(x);  // warm-up (and the optimizer's state)
     one_step(x);
     // At least `repeats` runs, and for short steps enough to fill kMinTimedS (this
@@ -234,6 +253,7 @@ ModelProfile profile_model(torch::nn::Sequential& model, const std::string& name
   p.batches = options.batches.empty() ? std::vector<int64_t>{1} : options.batches;
   for (int64_t b : p.batches) LOOM_CHECK(b >= 1, ConfigError, "profile: batch sizes must be >= 1, got {}", b);
   torch::set_num_threads(options.threads);
+  set_blas_threads(options.threads);  // OpenBLAS keeps its own pool, sized by the cores (core/dist_env.h)
   const auto children = model->named_children();
   for (const auto& child : children) p.layers.push_back({child.key(), 0, 0, {}});
   time_training_steps(model, sample_shape, options, p);
@@ -244,7 +264,7 @@ ModelProfile profile_model(torch::nn::Sequential& model, const std::string& name
     // As many runs as fill about kMinTimedS, at least `repeats`, at most kMaxRuns / 2.
     const int repeats = std::clamp(static_cast<int>(kMinTimedS / std::max(p.step_s[k], 1e-6)), options.repeats,
                                    std::max(options.repeats, kMaxRuns / 2));
-    const auto layers = pipeline::profile_layers(model, torch::ones(shape), repeats);
+    const auto layers = pipeline::profile_layers(model, torch::rand(shape), repeats);
     for (size_t i = 0; i < layers.size() && i < p.layers.size(); ++i) {
       p.layers[i].param_count = layers[i].param_count;
       p.layers[i].param_bytes = layers[i].param_bytes;
