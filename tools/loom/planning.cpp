@@ -74,13 +74,22 @@ plan::ModelProfile measure_profile(const train::TrainConfig& c, int max_processe
 
 Planned plan_job(const train::TrainConfig& c, const PlanInputs& in) {
   Planned out;
+  // What can be wrong in the input is checked before anything is measured.
+  const std::vector<std::string> strategies = split_list(in.strategies);
+  for (const auto& s : strategies) {
+    static const std::vector<std::string> known{"single", "allreduce", "ps", "pipeline", "hybrid"};
+    LOOM_CHECK(std::find(known.begin(), known.end(), s) != known.end(), ConfigError,
+               "--strategies: unknown strategy '{}' (single, allreduce, ps, pipeline, hybrid)", s);
+  }
   if (!in.profile_file.empty()) {
     out.profile = plan::ModelProfile::from_json(read_text(in.profile_file, "profile"), in.profile_file);
-  } else {
+  }
+  if (!in.cluster_file.empty()) out.cluster = plan::Cluster::load(in.cluster_file);
+  if (in.profile_file.empty()) {
     out.profile = measure_profile(c, in.max_processes, in.profile_repeats, in.anchor_args);
   }
   if (!in.cluster_file.empty()) {
-    out.cluster = plan::Cluster::load(in.cluster_file);
+    // loaded above
   } else if (in.calibrate) {
     plan::CalibrateOptions o;
     o.processes = std::max(2, in.max_processes);
@@ -110,12 +119,7 @@ Planned plan_job(const train::TrainConfig& c, const PlanInputs& in) {
   job.bucket_mb = c.bucket_mb;
   job.staleness = c.staleness;
   job.max_processes = std::min(in.max_processes, out.cluster.max_processes());
-  job.strategies = split_list(in.strategies);
-  for (const auto& s : job.strategies) {
-    static const std::vector<std::string> known{"single", "allreduce", "ps", "pipeline", "hybrid"};
-    LOOM_CHECK(std::find(known.begin(), known.end(), s) != known.end(), ConfigError,
-               "--strategies: unknown strategy '{}' (single, allreduce, ps, pipeline, hybrid)", s);
-  }
+  job.strategies = strategies;
   out.ranked = plan::rank(job, out.profile, out.cluster);
   LOOM_CHECK(!out.ranked.empty(), ConfigError, "plan: no plan for --strategies {} with {} process(es)", in.strategies,
              job.max_processes);
