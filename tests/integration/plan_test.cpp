@@ -176,28 +176,18 @@ TEST(Plan, StrategyAutoRunsThePlanItChoseAndSaysWhy) {
   const auto dir = loom::test::fresh_dir("plan", "auto");
   const auto metrics = dir + "/m.jsonl";
   loom::test::RunOptions o;
-  o.argv = with({LOOM_BINARY, "train", "--strategy", "auto", "--nproc", "2", "--cluster", cluster_file(dir)},
-                {"--model",
-                 "deep-mlp",
-                 "--width",
-                 "32",
-                 "--depth",
-                 "4",
-                 "--data",
-                 "synthetic",
-                 "--synthetic-samples",
-                 "512",
-                 "--batch-size",
-                 "32",
-                 "--threads",
-                 "1",
-                 "--steps",
-                 "4",
-                 "--no-eval",
-                 "--metrics",
-                 metrics,
-                 "--progress",
-                 "off"});
+  // A node of 8 cores with fast links: two data-parallel workers win, so the job is
+  // started anew from the rewritten command line.
+  const auto fast = dir + "/fast.toml";
+  std::ofstream(fast) << "[cluster]\nnodes = 1\nprocesses_per_node = 4\ncores_per_node = 8\nmemory_per_node_gib = 8\n"
+                         "[links.intra]\nlatency_us = 1\nbandwidth_gbs = 20\n";
+  o.argv = with(
+      {LOOM_BINARY, "train", "--strategy", "auto", "--nproc", "2", "--cluster", fast},
+      {"--model", "deep-mlp", "--width", "256", "--depth", "4", "--data", "synthetic", "--synthetic-samples", "512",
+       "--batch-size", "64", "--threads", "1", "--steps", "4", "--no-eval", "--metrics", metrics, "--progress", "off",
+       // An on/off flag of another strategy before a valued one: when auto drops
+       // it, the flag after it stays whole.
+       "--insecure", "--lr", "0.05", "--log-every", "2"});
   o.unset_env = loom::test::job_env_names();
   o.timeout = std::chrono::seconds(180);
   const auto r = loom::test::run(o);
@@ -212,6 +202,19 @@ TEST(Plan, StrategyAutoRunsThePlanItChoseAndSaysWhy) {
   const auto summary = nlohmann::json::parse(last);
   const std::string strategy = summary["strategy"];
   EXPECT_EQ(line.rfind("--strategy auto chose " + strategy + " ", 0), 0u) << line << " ran " << strategy;
+  EXPECT_EQ(strategy, "allreduce") << line;
+  EXPECT_NE(r.err.find("does not use --insecure: it is dropped"), std::string::npos) << r.describe();
+  {
+    std::ifstream again(metrics);
+    bool seen_step = false;
+    while (std::getline(again, l)) {
+      const auto rec = nlohmann::json::parse(l);
+      if (rec["event"] != "step") continue;
+      seen_step = true;
+      EXPECT_DOUBLE_EQ(rec["lr"].get<double>(), 0.05) << l;
+    }
+    EXPECT_TRUE(seen_step);
+  }
   EXPECT_GT(summary["predicted_samples_per_s"].get<double>(), 0);
   // One process available: single, and the user's allreduce flag is dropped with a word.
   o.argv = with(

@@ -120,7 +120,7 @@ int run_plan(PlanCommand& cmd) {
     base[s] = cmd.options.given_args(except);
     if (!cmd.config_file.empty()) base[s].insert(base[s].begin(), {"--config", cmd.config_file});
   }
-  if (!cmd.no_anchor) {
+  if (!cmd.no_anchor && !file_sets_strategy_flags(c, cmd.options)) {
     cmd.inputs.anchor_args = base["single"];
     cmd.inputs.anchor_args.insert(cmd.inputs.anchor_args.end(), {"--strategy", "single"});
   }

@@ -88,6 +88,7 @@ void choose_strategy(TrainCommand& cmd) {
   in.anchor_args = cmd.options.given_args(except);
   if (!cmd.config_file.empty()) in.anchor_args.insert(in.anchor_args.begin(), {"--config", cmd.config_file});
   in.anchor_args.insert(in.anchor_args.end(), {"--strategy", "single"});
+  if (file_sets_strategy_flags(c, cmd.options)) in.anchor_args.clear();
   in.max_processes = cmd.options.given_on_command_line("nproc") || c.nproc > 1
                          ? c.nproc
                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
@@ -99,11 +100,17 @@ void choose_strategy(TrainCommand& cmd) {
   // The user's flags the chosen strategy does not use are dropped (with a warning).
   std::vector<std::string> drop = flags_a_plan_sets();
   for (const auto& f : train::flags_unused_by(c, chosen.plan.strategy)) {
+    // Only the command line can be rewritten: the workers read --config FILE again.
+    LOOM_CHECK(cmd.options.given_on_command_line(f), ConfigError,
+               "--strategy auto chose {}, which does not use --{}, set in {}: remove it from the file (or give it "
+               "on the command line, where auto can drop it)",
+               chosen.plan.strategy, f, cmd.config_file);
     log::warn("--strategy auto chose {}, which does not use --{}: it is dropped", chosen.plan.strategy, f);
     drop.push_back(f);
   }
   apply_plan(chosen, planned.job, c);
-  cmd.argv = replace_flags(cmd.argv, drop, plan::train_args(chosen, planned.job, {}));
+  cmd.argv = replace_flags(cmd.argv, drop, plan::train_args(chosen, planned.job, {}),
+                           [&cmd](const std::string& name) { return cmd.options.takes_value(name); });
 }
 
 int run_train(TrainCommand& cmd) {

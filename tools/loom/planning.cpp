@@ -63,6 +63,8 @@ plan::ModelProfile measure_profile(const train::TrainConfig& c, int max_processe
     for (const char* a : {"--nproc", "1", "--log-level", "warn"}) args.emplace_back(a);
     const plan::MeasuredRun run = plan::measure(args, mo);
     LOOM_CHECK(run.ok, ConfigError, "plan: the one-process run that anchors the profile failed: {}", run.error);
+    LOOM_CHECK(run.samples_per_s > 0 && profile.step_at(c.batch_size) > 0, ConfigError,
+               "plan: the one-process run that anchors the profile measured no rate ({} samples/s)", run.samples_per_s);
     const double measured = static_cast<double>(c.batch_size) / run.samples_per_s;
     const double factor = measured / profile.step_at(c.batch_size);
     profile.scale_times(factor);
@@ -127,19 +129,28 @@ Planned plan_job(const train::TrainConfig& c, const PlanInputs& in) {
 }
 
 const plan::RankedPlan& choose_for_auto(const Planned& planned) {
+  int64_t smallest = -1;
+  bool fits_but_async = false;
   for (const auto& r : planned.ranked) {
     if (r.prediction.fits && r.prediction.note.empty()) return r;
+    if (r.prediction.fits) fits_but_async = true;
+    if (smallest < 0 || r.prediction.memory_bytes < smallest) smallest = r.prediction.memory_bytes;
   }
+  LOOM_CHECK(!fits_but_async, ConfigError,
+             "--strategy auto: only asynchronous plans fit, and auto runs only plans that train as one process "
+             "would; see `loom plan`");
   LOOM_THROW(ConfigError,
-             "--strategy auto: none of the {} plans fits in memory ({} MiB per process at best); see `loom plan`",
-             planned.ranked.size(), planned.ranked.empty() ? 0 : planned.ranked.front().prediction.memory_bytes >> 20);
+             "--strategy auto: none of the {} plans fits in memory (the smallest needs {} MiB per process); "
+             "see `loom plan`",
+             planned.ranked.size(), smallest >> 20);
 }
 
 std::string why_chosen(const Planned& planned, const plan::RankedPlan& chosen) {
   std::string single;
   std::string runner_up;
   for (const auto& r : planned.ranked) {
-    if (r.plan.strategy == "single" && single.empty() && chosen.plan.strategy != "single") {
+    if (r.plan.strategy == "single" && single.empty() && chosen.plan.strategy != "single" &&
+        r.prediction.samples_per_s > 0) {
       single = fmt::format(", {:.2f}x one process", chosen.prediction.samples_per_s / r.prediction.samples_per_s);
     }
     if (&r != &chosen && runner_up.empty() && r.prediction.fits && r.prediction.note.empty()) {
@@ -198,16 +209,28 @@ void apply_plan(const plan::RankedPlan& chosen, const plan::Job& job, train::Tra
   }
 }
 
+bool file_sets_strategy_flags(const train::TrainConfig& c, const OptionTable& options) {
+  for (const auto& f : train::flags_unused_by(c, "single")) {
+    if (options.given_on_command_line(f)) continue;
+    log::warn("plan: the config file sets --{}, which a one-process run refuses: the profile is not anchored to one",
+              f);
+    return true;
+  }
+  return false;
+}
+
 std::vector<std::string> replace_flags(const std::vector<std::string>& argv, const std::vector<std::string>& names,
-                                       const std::vector<std::string>& extra) {
+                                       const std::vector<std::string>& extra,
+                                       const std::function<bool(const std::string&)>& takes_value) {
   std::vector<std::string> out;
   for (size_t i = 0; i < argv.size(); ++i) {
     const std::string& a = argv[i];
     bool drop = false;
     for (const auto& n : names) {
-      if (a == "--" + n) {
+      const bool valued = takes_value(n);
+      if (a == "--" + n || (!valued && a == "--no-" + n)) {
         drop = true;
-        ++i;  // and its value
+        if (valued) ++i;  // and its value
         break;
       }
       if (a.rfind("--" + n + "=", 0) == 0) {

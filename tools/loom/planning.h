@@ -3,9 +3,11 @@
 // assumed) and the ranked plans.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "loom/core/options.h"
 #include "loom/plan/cluster.h"
 #include "loom/plan/cost_model.h"
 #include "loom/plan/profile.h"
@@ -52,10 +54,17 @@ const plan::RankedPlan& choose_for_auto(const Planned& planned);
 std::string why_chosen(const Planned& planned, const plan::RankedPlan& chosen);
 // Sets the fields of `c` the plan's arguments set (and predicted_samples_per_s).
 void apply_plan(const plan::RankedPlan& chosen, const plan::Job& job, train::TrainConfig& c);
-// `argv` (a whole `loom train` command line) without the flags named in `names` (as
-// "--name value" or "--name=value"), with `extra` appended.
+// True (with a warning) when --config set a flag that --strategy single does not use:
+// the one-process run that anchors the profile would read the file and refuse it, so
+// the profile is left unanchored.
+bool file_sets_strategy_flags(const train::TrainConfig& c, const OptionTable& options);
+
+// `argv` (a whole `loom train` command line) without the options named in `names` ("--name
+// value" or "--name=value"; an on/off flag, for which takes_value(name) is false, as
+// "--name" or "--no-name"), with `extra` appended.
 std::vector<std::string> replace_flags(const std::vector<std::string>& argv, const std::vector<std::string>& names,
-                                       const std::vector<std::string>& extra);
+                                       const std::vector<std::string>& extra,
+                                       const std::function<bool(const std::string&)>& takes_value);
 
 // The flags of `loom train` a plan sets, and the planner's inputs (left out of the user's own when the plan's
 // command is built), and those that only set the run's length and outputs.

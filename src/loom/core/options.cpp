@@ -17,6 +17,7 @@ struct OptionTable::Entry {
   std::function<CLI::Option*(CLI::App&)> register_flag;
   std::function<void(const toml::node&, const std::string& where)> set_from_toml;
   std::function<std::vector<std::string>()> as_args;  // the field's value as command-line arguments
+  bool is_flag = false;                               // bool: --name / --no-name, no value
   CLI::Option* flag = nullptr;
 };
 
@@ -82,6 +83,7 @@ std::unique_ptr<OptionTable::Entry> make_entry(const std::string& name, T* field
   e->help = help;
   e->register_flag = std::move(reg);
   e->set_from_toml = toml_setter(field);
+  e->is_flag = std::is_same_v<T, bool>;
   e->as_args = [name, field]() -> std::vector<std::string> {
     if constexpr (std::is_same_v<T, bool>) {
       return {(*field ? "--" : "--no-") + name};
@@ -179,6 +181,11 @@ void OptionTable::load_toml(const std::string& path) {
     if (e->flag && e->flag->count() > 0) continue;  // the command line wins
     e->set_from_toml(node, fmt::format("{}: key '{}'", path, name));
   }
+}
+
+bool OptionTable::takes_value(const std::string& name) const {
+  const Entry* e = find(name);
+  return !e || !e->is_flag;
 }
 
 std::vector<std::string> OptionTable::names() const {

@@ -47,6 +47,9 @@ class OptionTable {
   std::vector<std::string> given_args(const std::vector<std::string>& except = {}) const;
   // Applies the file's keys that were not given on the command line.
   void load_toml(const std::string& path);
+  // False for an on/off flag (--name / --no-name), true for an option that takes a value
+  // (and for a name the table does not know).
+  bool takes_value(const std::string& name) const;
   // Names of all options, in declaration order.
   std::vector<std::string> names() const;
 

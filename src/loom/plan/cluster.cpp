@@ -267,6 +267,9 @@ class Reader {
       o.servers = static_cast<int>(count(2, "servers"));
       o.stages = static_cast<int>(count(3, "stages"));
       o.micro_batches = count(4, "micro_batches");
+      if (o.workers < 1 || o.stages < 1 || o.micro_batches < 1) {
+        fail(&row_node, row_name, "workers, stages and micro_batches must be at least 1");
+      }
       o.seconds = number(*row->get(5), fmt::format("{} (seconds)", row_name));
       if (!(o.seconds >= 0)) fail(row->get(5), row_name, fmt::format("seconds must be at least 0, got {}", o.seconds));
       out.push_back(o);

@@ -497,6 +497,17 @@ std::vector<Plan> candidates(const Job& job, const ModelProfile& profile, const 
 
 Prediction predict(const Plan& plan, const Job& job, const ModelProfile& profile, const Cluster& cluster) {
   LOOM_CHECK(!profile.layers.empty(), ConfigError, "plan: the profile of {} has no layers", profile.model);
+  if (plan.strategy == "pipeline" || plan.strategy == "hybrid") {
+    int64_t layers = 0;
+    for (int64_t n : plan.split) {
+      LOOM_CHECK(n >= 1, ConfigError, "plan: every stage needs a layer, split {}", fmt::join(plan.split, ","));
+      layers += n;
+    }
+    LOOM_CHECK(static_cast<int>(plan.split.size()) == plan.stages &&
+                   layers == static_cast<int64_t>(profile.layers.size()) && plan.micro_batches >= 1,
+               ConfigError, "plan: split {} is not {} stages of the {} layers, or no micro-batch",
+               fmt::join(plan.split, ","), plan.stages, profile.layers.size());
+  }
   Prediction p;
   if (plan.strategy == "single") {
     p = predict_single(job, profile, cluster);
