@@ -48,7 +48,9 @@ void expect_collective_table(const std::vector<Measurement>& rows, int processes
 
 TEST(Calibrate, TwoProcessesFillEveryTable) {
   const auto start = std::chrono::steady_clock::now();
-  const Cluster c = calibrate(small(2));
+  CalibrateOptions o = small(2);
+  o.bench_slowdown = "1:3";  // rank 1 computes 3x slower in the speed measurement
+  const Cluster c = calibrate(o);
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_LT(took, 60);
   // This machine.
@@ -70,6 +72,12 @@ TEST(Calibrate, TwoProcessesFillEveryTable) {
   ASSERT_EQ(c.contention.size(), 2u);
   EXPECT_EQ(c.contention[0], 1.0);
   EXPECT_GE(c.contention[1], 1.0);
+  // Speeds: rank 0 the fastest, rank 1 about a third (its kernel stretched 3x; a little
+  // more when rank 0's run shares the cores less).
+  ASSERT_EQ(c.process_speeds.size(), 2u);
+  EXPECT_EQ(c.process_speeds[0], 1.0);
+  EXPECT_GT(c.process_speeds[1], 0.2);
+  EXPECT_LT(c.process_speeds[1], 0.55);
   expect_collective_table(c.allreduce_shm, 2, "allreduce_shm");
   expect_collective_table(c.allreduce_tcp, 2, "allreduce_tcp");
   expect_collective_table(c.rs_ag_shm, 2, "rs_ag_shm");

@@ -227,6 +227,54 @@ TEST(Plan, StrategyAutoRunsThePlanItChoseAndSaysWhy) {
   EXPECT_NE(one.err.find("does not use --bucket-mb: it is dropped"), std::string::npos) << one.describe();
 }
 
+TEST(Plan, StrategyAutoShardsInProportionWhenTheWorkersSpeedsDiffer) {
+  const auto dir = loom::test::fresh_dir("plan", "auto-weights");
+  const auto metrics = dir + "/m.jsonl";
+  // Worker 1 computes at half worker 0's speed (as `loom plan --calibrate
+  // --bench-slowdown 1:2` measures it); the run slows it the same way.
+  const auto uneven = dir + "/uneven.toml";
+  std::ofstream(uneven) << "[cluster]\nnodes = 1\nprocesses_per_node = 2\ncores_per_node = 8\n"
+                           "memory_per_node_gib = 8\nprocess_speeds = [1.0, 0.5]\n"
+                           "[links.intra]\nlatency_us = 1\nbandwidth_gbs = 20\n";
+  loom::test::RunOptions o;
+  o.argv =
+      with({LOOM_BINARY, "train", "--strategy", "auto", "--nproc", "2", "--cluster", uneven, "--bench-slowdown", "1:2"},
+           {"--model",
+            "deep-mlp",
+            "--width",
+            "512",
+            "--depth",
+            "4",
+            "--data",
+            "synthetic",
+            "--synthetic-samples",
+            "1024",
+            "--batch-size",
+            "64",
+            "--threads",
+            "1",
+            "--steps",
+            "8",
+            "--no-eval",
+            "--metrics",
+            metrics,
+            "--progress",
+            "off",
+            "--log-level",
+            "debug"});
+  o.unset_env = loom::test::job_env_names();
+  o.timeout = std::chrono::seconds(180);
+  const auto r = loom::test::run(o);
+  ASSERT_TRUE(r.exited_with(0)) << r.describe();
+  EXPECT_NE(r.err.find("--strategy auto chose allreduce N=2 shard-weights=auto"), std::string::npos) << r.describe();
+  // The trainer re-weighted from the workers' measured rates.
+  EXPECT_NE(r.err.find("--shard-weights auto: throughput"), std::string::npos) << r.describe();
+  std::ifstream in(metrics);
+  std::string l, last;
+  while (std::getline(in, l)) last = l;
+  EXPECT_EQ(nlohmann::json::parse(last)["strategy"], "allreduce") << last;
+}
+
 TEST(Plan, VerifyRunsTheBestPlanAndShowsTheError) {
   const auto dir = loom::test::fresh_dir("plan", "verify");
   const auto r = plan(with(kJob, {"--nproc", "2", "--cluster", cluster_file(dir), "--top", "3", "--verify", "1",

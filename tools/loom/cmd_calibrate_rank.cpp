@@ -3,6 +3,7 @@
 // MASTER_PORT. Its flags are the ones plan::calibrate() passes (src/loom/plan/calibrate.cpp):
 //
 //   loom calibrate-rank --out DIR/measured.toml --threads 1 --budget 12 --max-repeats 9 --timeout 120
+//                       [--bench-slowdown RANK:FACTOR]
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -47,6 +48,8 @@ Command add_calibrate_rank_command(CLI::App& app) {
   sub->add_option("--budget", cmd->options.budget_s, "seconds for the measurements");
   sub->add_option("--max-repeats", cmd->options.max_repeats, "timed runs per point at most");
   sub->add_option("--timeout", cmd->timeout_s, "seconds any blocking step may take");
+  sub->add_option("--bench-slowdown", cmd->options.bench_slowdown,
+                  "BENCHMARK AID RANK:FACTOR: that rank's speed measurement computes FACTOR x slower");
   return {sub, [cmd] { return run_calibrate_rank(*cmd); }};
 }
 

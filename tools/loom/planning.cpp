@@ -59,7 +59,10 @@ plan::ModelProfile measure_profile(const train::TrainConfig& c, int max_processe
     mo.loom = launch::self_executable();
     mo.steps = 40;
     mo.warmup_steps = 10;
-    std::vector<std::string> args = anchor_args;
+    // The profile is of a process at full speed: a --bench-slowdown is the cluster's
+    // process_speeds (calibrated with it), not the profile's.
+    std::vector<std::string> args =
+        replace_flags(anchor_args, {"bench-slowdown"}, {}, [](const std::string&) { return true; });
     for (const char* a : {"--nproc", "1", "--log-level", "warn"}) args.emplace_back(a);
     const plan::MeasuredRun run = plan::measure(args, mo);
     LOOM_CHECK(run.ok, ConfigError, "plan: the one-process run that anchors the profile failed: {}", run.error);
@@ -98,6 +101,7 @@ Planned plan_job(const train::TrainConfig& c, const PlanInputs& in) {
     o.threads = c.threads;
     o.self = launch::self_executable();
     o.budget_s = in.calibrate_budget_s;
+    o.bench_slowdown = c.bench_slowdown;
     out.cluster = plan::calibrate(o);
     plan::OverheadOptions oo;
     oo.loom = o.self;

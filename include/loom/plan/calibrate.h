@@ -8,6 +8,10 @@
 //   - contention: k = 1..processes ranks at once run a fixed 256x256 float matmul loop
 //     on one thread each (~0.1 s alone), twice over k; contention[k-1] = the busy ranks'
 //     median time / the median time of one alone (1 for k = 1, never below 1).
+//   - process_speeds: all ranks at once run the same loop 3 times (a rank named by
+//     `bench_slowdown` stretched as `loom train --bench-slowdown` stretches its compute);
+//     speed = the fastest rank's median time / this rank's, written as 1 when within
+//     Cluster::kSpeedTolerance of the fastest.
 //   - process_base_bytes: rank 0's VmRSS once libtorch and both contexts are up.
 //   - intra link: ping-pong between ranks 0 and 1 through Gloo's send/recv over TCP (as
 //     pipeline stages talk): latency = half the median round trip of 4 bytes; bandwidth
@@ -42,6 +46,9 @@ struct CalibrateOptions {
   double budget_s = 8;  // time for the measurements, start-up excluded
   int max_repeats = 9;  // timed runs per point at most (after one warm-up)
   std::string self;     // the loom executable (launch::self_executable() in the CLI)
+  // BENCHMARK AID "RANK:FACTOR" (as `loom train --bench-slowdown`): that rank's speed
+  // measurement computes FACTOR times slower, standing in for a slower machine.
+  std::string bench_slowdown;
   // Every blocking step of a rank (rendezvous, collectives, ps replies).
   std::chrono::milliseconds timeout{std::chrono::seconds(120)};
 };

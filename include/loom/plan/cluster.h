@@ -13,6 +13,10 @@
 //   cores_per_node = 4             # cores they share (compute slows down beyond this)
 //   memory_per_node_gib = 256      # memory they share
 //   process_base_mib = 0           # a worker's memory before its model (libtorch, data)
+//   process_speeds = [1.0, 0.5]    # optional: each process's compute speed, in rank order
+//                                  # (1 = as profiled; ranks not listed: 1). Measured by
+//                                  # --calibrate; differing speeds make `--shard-weights auto`
+//                                  # a candidate
 //
 //   [links.intra]                  # between processes of one node
 //   latency_us = 10
@@ -34,7 +38,8 @@
 // bytes/s. Unknown keys and wrong types are a DataError naming the file and the key.
 // Required: cluster.nodes, processes_per_node, cores_per_node, memory_per_node_gib and
 // [links.intra]; [links.inter] too when nodes > 1 (one node: it defaults to intra).
-// Optional: cluster.name, process_base_mib (0), every [measured] key.
+// Optional: cluster.name, process_base_mib (0), process_speeds (all 1; each above 0),
+// every [measured] key.
 #pragma once
 
 #include <cstdint>
@@ -80,6 +85,10 @@ struct Cluster {
   int64_t process_base_bytes = 0;
   Link intra;
   Link inter;
+  // Relative compute speed of the process of each rank (data rank for allreduce and ps
+  // workers, stage for a pipeline), 1 = the profiled speed; empty or shorter: 1.
+  // --calibrate measures it (speeds within kSpeedTolerance of the fastest are written as 1).
+  std::vector<double> process_speeds;
   // Measured (empty when not calibrated): contention[k-1] is the compute slowdown when
   // k processes of one thread each compute at once on one node (>= 1 after k = 1).
   std::vector<double> contention;
@@ -90,6 +99,13 @@ struct Cluster {
   std::vector<Overhead> overheads;  // [measured] overhead = [["allreduce", N, S, P, M, seconds], ...]
 
   int max_processes() const { return nodes * processes_per_node; }
+  // process_speeds[rank], 1 when not listed.
+  double speed(int rank) const;
+  // The smallest speed of ranks 0..processes-1.
+  double slowest(int processes) const;
+  // Calibration's run-to-run noise on this machine: measured speeds within 5% of the
+  // fastest count as equal (1).
+  static constexpr double kSpeedTolerance = 0.05;
 
   // Seconds one allreduce of `bytes` over `ranks` processes takes. Ranks fill nodes in
   // order (processes_per_node per node). All on one node: the shared-memory table

@@ -72,7 +72,8 @@ struct Prediction {
 };
 
 // Every plan of `job` with at most job.max_processes processes (<= the cluster's), for a
-// model of `layers` layers: single; allreduce N = 2.. with ZeRO 0, 1, 2; ps W workers x
+// model of `layers` layers: single; allreduce N = 2.. with ZeRO 0, 1, 2 (and with
+// --shard-weights auto when the cluster's process speeds differ); ps W workers x
 // S servers, sync and async; pipeline P = 2..min(layers, max) with M in {P, 2P, 4P} and
 // both schedules, split balanced by the profile's time at the micro-batch; hybrid
 // dp x pp likewise. Filtered by job.strategies.

@@ -65,17 +65,12 @@ struct ModelProfile {
   // Multiplies every time (layers, whole steps, optimizer) by `factor` and records it in
   // training_scale.
   void scale_times(double factor);
-  // Forward + backward of the whole model at a profiled batch (ConfigError otherwise).
-  double compute_s(int64_t batch) const;
   // Layer i at any batch >= 1: the profiled batch itself, else linear between the two
   // profiled batches around it, else per sample from the nearest end (time and bytes
   // proportional to the batch beyond the profiled range).
   LayerTimes layer_at(size_t i, int64_t batch) const;
   // The whole step at any batch (interpolated the same way).
   double step_at(int64_t batch) const;
-  // What a step costs beyond its layers' forward and backward and the optimizer step
-  // (data, loss read-back, zero_grad, the framework): step_at - layers - optimizer_s, >= 0.
-  double overhead_at(int64_t batch) const;
 
   // JSON object with the fields above; from_json names `source` in a DataError when the
   // text is not such an object.

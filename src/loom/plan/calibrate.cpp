@@ -73,12 +73,16 @@ Cluster calibrate(const CalibrateOptions& options) {
                 "--budget",      fmt::format("{}", options.budget_s),
                 "--max-repeats", std::to_string(options.max_repeats),
                 "--timeout",     fmt::format("{}", options.timeout.count() / 1000.0)};
+  if (!options.bench_slowdown.empty()) {
+    lo.command.insert(lo.command.end(), {"--bench-slowdown", options.bench_slowdown});
+  }
   const launch::LaunchResult result = launch::supervise(lo);
   LOOM_CHECK(result.success(), LaunchError, "calibrate: {}", result.message);
 
   const Cluster measured = Cluster::load(out);
   Cluster c = Cluster::this_machine(options.processes);
   c.process_base_bytes = measured.process_base_bytes;
+  c.process_speeds = measured.process_speeds;
   c.intra = measured.intra;
   c.inter = measured.inter;
   c.contention = measured.contention;

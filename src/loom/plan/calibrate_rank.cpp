@@ -24,6 +24,7 @@
 #include "loom/plan/calibrate.h"
 #include "loom/ps/server.h"
 #include "loom/ps/worker.h"
+#include "loom/strategies/bench_slowdown.h"
 
 namespace loom::plan {
 
@@ -39,6 +40,7 @@ constexpr int64_t kSmallMessageBytes = 4;
 constexpr int64_t kLargeMessageBytes = 16 << 20;
 constexpr double kKernelAloneS = 0.1;  // the contention kernel's time alone
 constexpr int kContentionSweeps = 2;
+constexpr int kSpeedRounds = 3;  // all ranks at once, for each rank's speed
 
 // Shares of CalibrateOptions::budget_s.
 constexpr double kCollectiveShare = 0.6, kPsShare = 0.25, kP2pShare = 0.05;
@@ -118,6 +120,7 @@ class RankCalibration {
     c.intra = result_.intra;
     c.inter = result_.intra;
     c.contention = result_.contention;
+    c.process_speeds = result_.process_speeds;
     c.allreduce_shm = result_.allreduce_shm;
     c.allreduce_tcp = result_.allreduce_tcp;
     c.rs_ag_shm = result_.rs_ag_shm;
@@ -197,6 +200,7 @@ class RankCalibration {
     for (int k = 1; k <= world(); ++k) {
       result_.contention.push_back(k == 1 ? 1.0 : std::max(1.0, median(times[k - 1]) / alone));
     }
+    measure_speeds([&] { return kernel(static_cast<int64_t>(iterations)); });
     at::set_num_threads(threads);
     set_blas_threads(threads);
     if (lead()) {
@@ -204,6 +208,34 @@ class RankCalibration {
           "calibrate: contention (slowdown with 1..{} busy one-thread processes, {:.0f} 256x256 matmuls "
           "{:.3f} s alone): {:.2f}",
           world(), iterations, alone, fmt::join(result_.contention, ", "));
+    }
+  }
+
+  // Every rank's speed with all busy, as in training: the same loop at once, kSpeedRounds
+  // times (--bench-slowdown's rank stretched as the trainer stretches a step); the
+  // fastest rank's median time over each rank's, 1 within kSpeedTolerance.
+  void measure_speeds(const std::function<double()>& kernel) {
+    comm::Group& g = shm_->world();
+    const double factor = strategies::bench_slowdown_for(options_.bench_slowdown, env_.rank);
+    std::vector<std::vector<double>> times(world());
+    for (int round = 0; round < kSpeedRounds; ++round) {
+      g.barrier().wait();
+      const double t = strategies::apply_bench_slowdown(factor, kernel());
+      const auto all = g.allgather_values(t);
+      for (int r = 0; r < world(); ++r) times[r].push_back(all[r]);
+    }
+    std::vector<double> medians;
+    for (const auto& t : times) medians.push_back(median(t));
+    const double fastest = *std::min_element(medians.begin(), medians.end());
+    std::vector<double> measured;
+    for (double m : medians) {
+      const double speed = m > 0 ? fastest / m : 1.0;
+      measured.push_back(speed);
+      result_.process_speeds.push_back(speed >= 1.0 - Cluster::kSpeedTolerance ? 1.0 : speed);
+    }
+    if (lead()) {
+      log::info("calibrate: process speeds with all busy {:.3f} (written as {:.3f})", fmt::join(measured, ", "),
+                fmt::join(result_.process_speeds, ", "));
     }
   }
 

@@ -309,6 +309,12 @@ std::string number_text(double v) {
   return s;
 }
 
+std::string numbers_text(const std::vector<double>& values) {
+  std::string list;
+  for (double v : values) list += (list.empty() ? "" : ", ") + number_text(v);
+  return list;
+}
+
 // `value` (struct units) as the shortest number in file units (`shown`) that `read`
 // turns back into exactly `value`: 30e-6 s is written "30.0", not "29.999999999999996".
 std::string exact_text(double value, double shown, double (*read)(double)) {
@@ -432,6 +438,16 @@ double Cluster::slowdown(int busy, int threads) const {
   return std::max(1.0, v);
 }
 
+double Cluster::speed(int rank) const {
+  return rank >= 0 && rank < static_cast<int>(process_speeds.size()) ? process_speeds[rank] : 1.0;
+}
+
+double Cluster::slowest(int processes) const {
+  double s = speed(0);
+  for (int r = 1; r < processes; ++r) s = std::min(s, speed(r));
+  return s;
+}
+
 int64_t Cluster::memory_per_process(int processes) const { return memory_per_node_bytes / std::max(processes, 1); }
 
 std::string Cluster::to_toml() const {
@@ -444,6 +460,7 @@ std::string Cluster::to_toml() const {
   out += fmt::format("cores_per_node = {}\n", cores_per_node);
   out += fmt::format("memory_per_node_gib = {}\n", number_text(memory_per_node_bytes / kGiB));
   out += fmt::format("process_base_mib = {}\n", number_text(process_base_bytes / kMiB));
+  if (!process_speeds.empty()) out += fmt::format("process_speeds = [{}]\n", numbers_text(process_speeds));
   for (const auto& [key, link] : {std::pair<const char*, const Link*>{"intra", &intra}, {"inter", &inter}}) {
     out += fmt::format("\n[links.{}]\n", key);
     out += fmt::format("latency_us = {}\n", exact_text(link->latency_s, link->latency_s * 1e6, us_to_s));
@@ -455,11 +472,7 @@ std::string Cluster::to_toml() const {
   if (!measured) return out;
   out += "\n[measured]\n";
   if (!measured_on.empty()) out += fmt::format("on = {}\n", quoted(measured_on));
-  if (!contention.empty()) {
-    std::string list;
-    for (double v : contention) list += (list.empty() ? "" : ", ") + number_text(v);
-    out += fmt::format("contention = [{}]\n", list);
-  }
+  if (!contention.empty()) out += fmt::format("contention = [{}]\n", numbers_text(contention));
   write_rows(out, "allreduce_shm", allreduce_shm, false);
   write_rows(out, "allreduce_tcp", allreduce_tcp, false);
   write_rows(out, "reduce_scatter_all_gather_shm", rs_ag_shm, false);
@@ -490,7 +503,8 @@ Cluster Cluster::from_toml(const std::string& text, const std::string& source) {
 
   const toml::table& cl = *r.table(root, "", "cluster", true);
   r.only(cl, "cluster",
-         {"name", "nodes", "processes_per_node", "cores_per_node", "memory_per_node_gib", "process_base_mib"});
+         {"name", "nodes", "processes_per_node", "cores_per_node", "memory_per_node_gib", "process_base_mib",
+          "process_speeds"});
   if (const toml::node* name = cl.get("name")) {
     if (!name->is_string()) r.fail(name, "cluster.name", fmt::format("must be a string, got {}", type_name(*name)));
     c.name = name->as_string()->get();
@@ -500,6 +514,7 @@ Cluster Cluster::from_toml(const std::string& text, const std::string& source) {
   c.cores_per_node = r.integer_at(cl, "cluster", "cores_per_node", true, 1, 1);
   c.memory_per_node_bytes = std::llround(r.number_at(cl, "cluster", "memory_per_node_gib", true, 0, 0, true) * kGiB);
   c.process_base_bytes = std::llround(r.number_at(cl, "cluster", "process_base_mib", false, 0, 0, false) * kMiB);
+  c.process_speeds = r.numbers(cl, "cluster", "process_speeds");
 
   const toml::table& links = *r.table(root, "", "links", true);
   r.only(links, "links", {"intra", "inter"});

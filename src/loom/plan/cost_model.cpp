@@ -192,7 +192,7 @@ void finish(Prediction& p, const Job& job, int processes, const Cluster& c) {
 Prediction predict_single(const Job& job, const ModelProfile& profile, const Cluster& c) {
   Prediction p;
   p.slowdown = c.slowdown(1, job.threads);
-  p.compute_s = profile.step_at(job.batch_size) * p.slowdown;
+  p.compute_s = profile.step_at(job.batch_size) * p.slowdown / c.speed(0);
   p.step_s = p.compute_s;
   const auto params = profile.param_bytes();
   p.memory_bytes =
@@ -200,13 +200,42 @@ Prediction predict_single(const Job& job, const ModelProfile& profile, const Clu
   return p;
 }
 
+// `total` rows over `n` workers so that the longest compute_of(worker, rows) is smallest:
+// each row, one at a time, to the worker whose time with it is smallest (every worker
+// keeps at least one row, as the proportional partitioner requires).
+std::vector<int64_t> balanced_rows(int64_t total, int n, const std::function<double(int, int64_t)>& compute_of) {
+  std::vector<int64_t> rows(n, 1);
+  for (int64_t given = n; given < total; ++given) {
+    int best = 0;
+    for (int r = 1; r < n; ++r) {
+      if (compute_of(r, rows[r] + 1) < compute_of(best, rows[best] + 1)) best = r;
+    }
+    ++rows[best];
+  }
+  return rows;
+}
+
 Prediction predict_allreduce(const Plan& plan, const Job& job, const ModelProfile& profile, const Cluster& c) {
   Prediction p;
   const int n = plan.workers;
-  const int64_t b = ceil_div(job.batch_size, n);
   p.slowdown = c.slowdown(per_node(n, c), job.threads);
-  const Layers l = layers_at(profile, b, p.slowdown);
-  const double optimizer = profile.optimizer_s * p.slowdown / (plan.zero > 0 ? n : 1);
+  // Each worker's rows: equal, or with --shard-weights auto where the trainer's
+  // re-weighting settles (rows_i proportional to rows_i / compute_i: equal compute
+  // times). The step waits for the worker whose compute takes longest.
+  std::vector<double> speeds;
+  for (int r = 0; r < n; ++r) speeds.push_back(c.speed(r));
+  const auto compute_of = [&](int r, int64_t rows) { return profile.step_at(std::max<int64_t>(rows, 1)) / speeds[r]; };
+  const std::vector<int64_t> rows = plan.shard_weights_auto ? balanced_rows(job.batch_size, n, compute_of)
+                                                            : std::vector<int64_t>(n, ceil_div(job.batch_size, n));
+  int slowest = 0;
+  int64_t b = 0;
+  for (int r = 0; r < n; ++r) {
+    b = std::max(b, rows[r]);
+    if (compute_of(r, rows[r]) > compute_of(slowest, rows[slowest])) slowest = r;
+  }
+  const double slow = p.slowdown / speeds[slowest];
+  const Layers l = layers_at(profile, std::max<int64_t>(rows[slowest], 1), slow);
+  const double optimizer = profile.optimizer_s * slow / (plan.zero > 0 ? n : 1);
   p.compute_s = l.forward_total + l.backward_total + optimizer;
   const bool overlap = can_overlap(per_node(n, c), job.threads, c);
   const auto buckets = buckets_of(l, job.bucket_mb);
@@ -238,7 +267,7 @@ Prediction predict_ps(const Plan& plan, const Job& job, const ModelProfile& prof
   // 2 x 2 by 45-50% on this machine).
   p.slowdown = c.slowdown(per_node(w, c), job.threads);
   const int64_t params = profile.param_bytes();
-  const double worker_compute = (profile.step_at(b) - profile.optimizer_s) * p.slowdown;
+  const double worker_compute = (profile.step_at(b) - profile.optimizer_s) * p.slowdown / c.slowest(w);
   const double round = c.ps_round_s(w, s, params);
   // Each server applies the optimizer to its 1/S of the parameters: once per step when
   // synchronous, once per push when not.
@@ -290,13 +319,16 @@ double predict_pipeline_step(const Plan& plan, const Job& job, const ModelProfil
       bw += l.backward[k];
       stage_params[s] += l.param_bytes[k];
     }
-    costs.forward.push_back(f);
-    costs.backward.push_back(bw);
+    // A pipeline's stage s is rank s; a mesh's stage runs at its slowest replica's
+    // speed, taken as the slowest process's (which rank holds which replica is not modelled).
+    const double speed = plan.strategy == "pipeline" ? c.speed(s) : c.slowest(plan.processes());
+    costs.forward.push_back(f / speed);
+    costs.backward.push_back(bw / speed);
     if (s + 1 < P) {
       message = std::max(message, c.p2p_s(l.output_bytes[offsets[s + 1] - 1], one_node(busy, c)));
     }
     const double share = params > 0 ? static_cast<double>(stage_params[s]) / static_cast<double>(params) : 0.0;
-    stage_optimizer = std::max(stage_optimizer, profile.optimizer_s * p.slowdown * share);
+    stage_optimizer = std::max(stage_optimizer, profile.optimizer_s * p.slowdown * share / speed);
   }
   costs.message = message + message_overhead(c, P, M);
   stage_backward = costs.backward;
@@ -363,6 +395,12 @@ std::vector<int> degrees_upto(int from, int max) {
   return out;
 }
 
+double max_speed(const Cluster& c, int processes) {
+  double s = c.speed(0);
+  for (int r = 1; r < processes; ++r) s = std::max(s, c.speed(r));
+  return s;
+}
+
 bool wanted(const Job& job, const std::string& strategy) {
   return job.strategies.empty() ||
          std::find(job.strategies.begin(), job.strategies.end(), strategy) != job.strategies.end();
@@ -379,8 +417,8 @@ std::vector<int64_t> time_split(const ModelProfile& profile, int stages, int64_t
   return pipeline::balanced_split(costs, stages);
 }
 
-void add_pipelines(std::vector<Plan>& out, const Job& job, const ModelProfile& profile, const std::string& strategy,
-                   int dp, int max_stages, int64_t rows) {
+void add_pipelines(std::vector<Plan>& out, const ModelProfile& profile, const std::string& strategy, int dp,
+                   int max_stages, int64_t rows) {
   const auto layers = static_cast<int>(profile.layers.size());
   for (int P : degrees_upto(2, std::min(layers, max_stages))) {
     for (int64_t M : {int64_t{P}, int64_t{2} * P, int64_t{4} * P}) {
@@ -468,6 +506,14 @@ std::vector<Plan> candidates(const Job& job, const ModelProfile& profile, const 
         p.zero = zero;
         out.push_back(p);
       }
+      // Workers of different speeds: rows in proportion to the measured rates.
+      if (cluster.slowest(n) < max_speed(cluster, n)) {
+        Plan p;
+        p.strategy = "allreduce";
+        p.workers = n;
+        p.shard_weights_auto = true;
+        out.push_back(p);
+      }
     }
   }
   if (wanted(job, "ps")) {
@@ -485,11 +531,11 @@ std::vector<Plan> candidates(const Job& job, const ModelProfile& profile, const 
       }
     }
   }
-  if (wanted(job, "pipeline")) add_pipelines(out, job, profile, "pipeline", 1, max, job.batch_size);
+  if (wanted(job, "pipeline")) add_pipelines(out, profile, "pipeline", 1, max, job.batch_size);
   if (wanted(job, "hybrid")) {
     for (int dp : degrees_upto(2, max / 2)) {
       if (job.batch_size % dp != 0) continue;
-      add_pipelines(out, job, profile, "hybrid", dp, max / dp, ceil_div(job.batch_size, dp));
+      add_pipelines(out, profile, "hybrid", dp, max / dp, ceil_div(job.batch_size, dp));
     }
   }
   return out;

@@ -82,25 +82,6 @@ double ModelProfile::step_at(int64_t batch) const {
   return s;
 }
 
-double ModelProfile::overhead_at(int64_t batch) const {
-  double layers_s = 0;
-  for (size_t i = 0; i < layers.size(); ++i) {
-    const LayerTimes t = layer_at(i, batch);
-    layers_s += t.forward_s + t.backward_s;
-  }
-  return std::max(0.0, step_at(batch) - layers_s - optimizer_s);
-}
-
-double ModelProfile::compute_s(int64_t batch) const {
-  const auto it = std::find(batches.begin(), batches.end(), batch);
-  LOOM_CHECK(it != batches.end(), ConfigError, "the profile of {} has no batch of {} (profiled: {})", model, batch,
-             fmt::join(batches, ","));
-  const size_t k = static_cast<size_t>(it - batches.begin());
-  double s = 0;
-  for (const auto& l : layers) s += l.times[k].forward_s + l.times[k].backward_s;
-  return s;
-}
-
 std::string ModelProfile::to_json() const {
   nlohmann::json j;
   j["model"] = model;

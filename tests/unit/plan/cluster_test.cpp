@@ -53,6 +53,7 @@ Cluster measured_cluster() {
   c.intra = {63.1e-6, 1.7e9};
   c.inter = {30e-6, 3.125e9};
   c.contention = {1.0, 1.03, 1.48, 1.99};
+  c.process_speeds = {1.0, 0.5, 0.75};
   c.allreduce_shm = {{2, 0, 4096, 1.6e-4}, {2, 0, kMiB, 4.2e-4}, {4, 0, 4096, 3.7e-4}};
   c.allreduce_tcp = {{2, 0, 4096, 6.9e-4}};
   c.rs_ag_shm = {{3, 0, 64 * kMiB, 0.0535}};
@@ -87,6 +88,7 @@ TEST(Cluster, TomlRoundTripKeepsEverything) {
   EXPECT_NEAR(r.inter.latency_s, c.inter.latency_s, 1e-15);
   EXPECT_NEAR(r.inter.bandwidth_Bps, c.inter.bandwidth_Bps, 1e-3);
   EXPECT_EQ(r.contention, c.contention);
+  EXPECT_EQ(r.process_speeds, c.process_speeds);
   expect_rows_eq(r.allreduce_shm, c.allreduce_shm);
   expect_rows_eq(r.allreduce_tcp, c.allreduce_tcp);
   expect_rows_eq(r.rs_ag_shm, c.rs_ag_shm);
@@ -141,6 +143,21 @@ bandwidth_gbs = 3.125
   EXPECT_EQ(one.process_base_bytes, 0);
 }
 
+TEST(Cluster, ProcessSpeedsByRankOneWhenNotListed) {
+  const Cluster c = Cluster::from_toml(
+      std::string(kMinimal).replace(std::string(kMinimal).find("[links"), 0, "process_speeds = [1, 0.5, 2.0]\n"),
+      "speeds.toml");
+  EXPECT_EQ(c.speed(0), 1.0);
+  EXPECT_EQ(c.speed(1), 0.5);
+  EXPECT_EQ(c.speed(2), 2.0);
+  EXPECT_EQ(c.speed(3), 1.0);  // not listed
+  EXPECT_EQ(c.slowest(1), 1.0);
+  EXPECT_EQ(c.slowest(2), 0.5);
+  EXPECT_EQ(c.slowest(4), 0.5);
+  EXPECT_TRUE(Cluster::from_toml(kMinimal, "none.toml").process_speeds.empty());
+  EXPECT_EQ(Cluster::from_toml(kMinimal, "none.toml").slowest(4), 1.0);
+}
+
 TEST(Cluster, ErrorsNameTheFileAndTheKey) {
   // An unknown key, at every level.
   std::string e = error_of(std::string(kMinimal) + "[measured]\ncontentoin = [1.0]\n");
@@ -155,6 +172,10 @@ cores = 2
   EXPECT_NE(e.find("cluster.cores"), std::string::npos) << e;
   e = error_of(std::string(kMinimal) + "[extra]\n");
   EXPECT_NE(e.find("extra"), std::string::npos) << e;
+  // A speed that is not above 0.
+  e = error_of(std::string(kMinimal).replace(std::string(kMinimal).find("[links"), 0, "process_speeds = [1, 0]\n"));
+  EXPECT_NE(e.find("cluster.process_speeds[1]"), std::string::npos) << e;
+  EXPECT_NE(e.find("must be above 0"), std::string::npos) << e;
   // A wrong type.
   std::string text = kMinimal;
   text.replace(text.find("nodes = 1"), 9, "nodes = \"one\"");

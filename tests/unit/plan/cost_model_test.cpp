@@ -76,7 +76,6 @@ TEST(ProfileAt, InterpolatesBetweenAndScalesBeyondTheProfiledBatches) {
   EXPECT_NEAR(p.layer_at(0, 128).backward_s, 2 * 128e-4, 1e-12);  // beyond: per sample
   EXPECT_EQ(p.layer_at(0, 2).output_bytes, 2000);
   EXPECT_NEAR(p.step_at(64), 4 * 3 * 64e-4 + 1e-3, 1e-12);  // no measured step: layers + optimizer
-  EXPECT_NEAR(p.overhead_at(64), 0.0, 1e-12);
 }
 
 TEST(CostModel, OneProcessIsTheWholeStep) {
@@ -194,7 +193,9 @@ TEST(CostModel, PlansThatDoNotFitAreMarkedAndRankedLast) {
   bool seen_unfit = false;
   for (const auto& r : ranked) {
     if (!r.prediction.fits) seen_unfit = true;
-    if (seen_unfit) EXPECT_FALSE(r.prediction.fits) << r.plan.degrees();
+    if (seen_unfit) {
+      EXPECT_FALSE(r.prediction.fits) << r.plan.degrees();
+    }
   }
   EXPECT_TRUE(seen_unfit);
   EXPECT_TRUE(ranked.front().prediction.fits);
@@ -240,6 +241,55 @@ TEST(CostModel, LoomsOwnStepCostIsAddedFromTheNearestMeasurement) {
   p.strategy = "hybrid";
   p.workers = 2;
   EXPECT_NEAR(predict(p, job(), idle, no_link).framework_s, 2e-3 - 1e-3, 1e-12);
+}
+
+TEST(CostModel, ProcessSpeedsSlowTheSlowestWorkerAndMakeShardWeightsAutoACandidate) {
+  Cluster c = node(8);
+  const ModelProfile p = four_layers();
+  const Prediction even = predict(allreduce(2), job(), p, c);
+  // Nothing differs: no --shard-weights auto plan.
+  for (const auto& plan : candidates(job(), p, c)) {
+    EXPECT_FALSE(plan.shard_weights_auto) << plan.degrees();
+  }
+  c.process_speeds = {1.0, 0.5};
+  // Equal shards: the step waits for worker 1, computing at half speed (32 rows each).
+  const Prediction slowed = predict(allreduce(2), job(), p, c);
+  EXPECT_NEAR(slowed.compute_s, 2 * (4 * 3 * 32e-4 + 1e-3), 1e-12);
+  EXPECT_NEAR(slowed.compute_s, 2 * even.compute_s, 1e-12);
+  // Rows where the compute times meet: 43 and 21 (a step at b rows takes 12e-4 b + 1e-3
+  // s; worker 1 twice that: 12e-4 * 43 + 1e-3 = 52.6 ms against 2 (12e-4 * 21 + 1e-3) =
+  // 52.4 ms; 42 and 22: 53.8 ms on worker 1).
+  Plan weighted = allreduce(2);
+  weighted.shard_weights_auto = true;
+  const Prediction w = predict(weighted, job(), p, c);
+  EXPECT_NEAR(w.compute_s, 4 * 3 * 43e-4 + 1e-3, 1e-12);
+  EXPECT_GT(w.samples_per_s, slowed.samples_per_s);
+  const auto plans = candidates(job(), p, c);
+  const auto it = std::find_if(plans.begin(), plans.end(), [](const Plan& q) { return q.shard_weights_auto; });
+  ASSERT_NE(it, plans.end());
+  EXPECT_EQ(it->strategy, "allreduce");
+  EXPECT_EQ(it->zero, 0);
+  const auto args = it->args(job());
+  EXPECT_NE(std::find(args.begin(), args.end(), "auto"), args.end());
+  EXPECT_NE(std::find(args.begin(), args.end(), "proportional"), args.end());
+  // One process: rank 0's speed. A pipeline: stage s at rank s's speed.
+  EXPECT_NEAR(predict(Plan{}, job(), p, c).step_s, p.step_at(64), 1e-12);
+  c.process_speeds = {0.5};
+  EXPECT_NEAR(predict(Plan{}, job(), p, c).step_s, 2 * p.step_at(64), 1e-12);
+  Plan pipe;
+  pipe.strategy = "pipeline";
+  pipe.stages = 2;
+  pipe.micro_batches = 1;
+  pipe.schedule = "gpipe";
+  pipe.split = {2, 2};
+  c.process_speeds = {1.0, 0.25};
+  const Prediction slow_stage = predict(pipe, job(), p, c);
+  c.process_speeds.clear();
+  const Prediction fast_stages = predict(pipe, job(), p, c);
+  // M = 1: stage 0 forward, stage 1 forward + backward, stage 0 backward; stage 1 four
+  // times slower, its half of the optimizer step too (0.5 ms -> 2 ms).
+  const double f = 2 * 64e-4, b = 2 * 128e-4;
+  EXPECT_NEAR(slow_stage.step_s - fast_stages.step_s, 3 * (f + b) + 1.5e-3, 1e-9);
 }
 
 TEST(CostModel, CandidatesCoverEveryStrategyWithTheirTrainArguments) {

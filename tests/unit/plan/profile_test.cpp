@@ -43,8 +43,7 @@ TEST(Profile, EveryLayerAtEveryBatchWithExactBytes) {
   }
   EXPECT_EQ(p.layers[0].times[0].output_bytes, 8 * 36 * 4);  // flatten: 8 rows of 36
   EXPECT_EQ(p.layers[5].times[1].output_bytes, 2 * 5 * 4);   // logits: 2 rows of 5
-  EXPECT_GT(p.compute_s(8), 0);
-  EXPECT_THROW(p.compute_s(3), loom::ConfigError);
+  EXPECT_GT(p.step_at(8), 0);
 }
 
 TEST(Profile, JsonRoundTrip) {
@@ -55,7 +54,7 @@ TEST(Profile, JsonRoundTrip) {
   const ModelProfile p = profile_model(model, "deep-mlp", {1, 6, 6}, o);
   const ModelProfile q = ModelProfile::from_json(p.to_json(), "test");
   EXPECT_EQ(q.to_json(), p.to_json());
-  EXPECT_EQ(q.compute_s(4), p.compute_s(4));
+  EXPECT_EQ(q.step_at(4), p.step_at(4));
   EXPECT_THROW(ModelProfile::from_json("{\"model\": 1}", "bad.json"), loom::DataError);
   EXPECT_THROW(ModelProfile::from_json("not json", "bad.json"), loom::DataError);
 }
