@@ -3,7 +3,7 @@
 //
 //   build/bench/pipeline_simulation [--depth 25 --width 523 --batch-size 512 --micro 1,2,4,8]
 //       [--threads 1 --repeats 7 --profiles 3] [--split 25,25] [--message-us U | --cluster FILE]
-//       [--measured FILE] [--overlap-slowdown X,...] [--project 8,16] [--project-depth D]
+//       [--measured FILE [--fit-from FILE]] [--overlap-slowdown X,...] [--project 8,16] [--project-depth D]
 //
 // 1. Profiles deep-mlp (plan::profile_model: per layer, forward and backward seconds, the
 //    median of --repeats runs after a warm-up, in this one process with --threads
@@ -21,11 +21,24 @@
 //    --overlap-slowdown X adds a column from a second, processor-sharing simulation
 //    (simulate_shared below): the same actions, but a stage computes X times slower
 //    while the other stage also computes, at its profiled (alone) speed otherwise.
+// 2b. With --measured rows that carry "contention" (bench/pipeline_bubble.py --json):
+//    the contention-aware simulation (simulate_contention), whose parameters are all
+//    measured in the pipeline from the traces: per stage and direction the action's time
+//    alone and shared (processor sharing: the rate changes whenever the other stage
+//    starts or stops computing), per stage the stage loop's time between actions (before
+//    and after waiting for a message), and the message's time from the sender's end to
+//    the receiver. Held out: each row simulated with the parameters fitted on the other
+//    schedule's runs at the same M (or, with --fit-from, on the same schedule and M of
+//    another bench run), and with those fitted on every round but the last against the
+//    last round; "jitter" draws each action's work from the fitted spans' (bootstrap,
+//    median idle share of 201 simulations). "own" (in-sample) is printed for reference.
 // 3. Projection: the same model (or --project-depth) cut into P = 8, 16 (--project)
 //    stages by pipeline::balanced_split on the profiled forward + backward times at the
 //    micro-batch size of each M, for M = P, 2P, 4P and 8: the simulated idle share
 //    (mean and range over the stages) against the theory, and the makespan of one step
-//    against the ideal (all the work / P).
+//    against the ideal (all the work / P). With contention rows measured: also the
+//    contention-aware simulation with a core per stage (no sharing) and the per-action
+//    gap and wire measured at P = 2 (the mean of the largest M's rows).
 //
 // The idle share is the bench's (scripts/pipeline_trace.py): the window is stage 0's
 // first forward to the end of its last backward, and a stage's idle share is the part of
@@ -65,12 +78,14 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <limits>
 #include <map>
 #include <numeric>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -89,12 +104,53 @@ namespace {
 using loom::pipeline::ScheduleKind;
 using loom::pipeline::StageCosts;
 
-struct Measured {
-  std::vector<double> idle;      // per stage
-  std::vector<double> forward;   // per stage, optional (empty)
-  std::vector<double> backward;  // per stage, optional
-  double message = -1;           // optional (< 0: not given)
+// The contention-aware simulation's parameters for P = 2, measured from a row's traces
+// (bench/pipeline_bubble.py --json, "contention"). [stage][0 forward, 1 backward].
+struct Contention {
+  bool valid = false;
+  double alone[2][2] = {};            // action time while the other stage does not compute
+  double shared[2][2] = {};           // action time while the other stage computes all of it
+  double gap_pre[2] = {};             // stage loop time after an action, before waiting for a message
+  double gap_post[2] = {};            // after the message is there, before the next action starts
+  double wire = 0;                    // sender's action end -> message at the receiver
+  std::vector<double> samples[2][2];  // each traced span's work in alone-seconds (optional)
 };
+
+struct Measured {
+  std::vector<double> idle;       // per stage
+  std::vector<double> forward;    // per stage, optional (empty)
+  std::vector<double> backward;   // per stage, optional
+  double message = -1;            // optional (< 0: not given)
+  Contention contention;          // optional (.valid)
+  Contention early;               // fitted on every round but the last (optional)
+  std::vector<double> last_idle;  // the last round's idle shares (with .early)
+};
+
+Contention parse_contention(const nlohmann::json& c) {
+  Contention out;
+  const auto alone = c.at("alone_s").get<std::vector<std::vector<double>>>();
+  const auto shared = c.at("shared_s").get<std::vector<std::vector<double>>>();
+  const auto pre = c.at("gap_pre_s").get<std::vector<double>>();
+  const auto post = c.at("gap_post_s").get<std::vector<double>>();
+  LOOM_CHECK(alone.size() == 2 && shared.size() == 2 && pre.size() == 2 && post.size() == 2, loom::DataError,
+             "contention: 2 stages expected");
+  for (int s = 0; s < 2; ++s) {
+    for (int d = 0; d < 2; ++d) {
+      out.alone[s][d] = alone[s].at(d);
+      out.shared[s][d] = std::max(shared[s].at(d), alone[s].at(d) * 1e-3);
+    }
+    out.gap_pre[s] = std::max(0.0, pre[s]);
+    out.gap_post[s] = std::max(0.0, post[s]);
+  }
+  out.wire = std::max(0.0, c.value("wire_s", 0.0));  // < 0: the receiver had it before the span ended
+  if (c.contains("alone_samples_s")) {
+    const auto smp = c.at("alone_samples_s").get<std::vector<std::vector<std::vector<double>>>>();
+    for (int s = 0; s < 2 && s < static_cast<int>(smp.size()); ++s)
+      for (int d = 0; d < 2 && d < static_cast<int>(smp[s].size()); ++d) out.samples[s][d] = smp[s][d];
+  }
+  out.valid = true;
+  return out;
+}
 
 // (schedule name, M) -> the measured row.
 std::map<std::pair<std::string, int>, Measured> load_measured(const std::string& path) {
@@ -111,6 +167,11 @@ std::map<std::pair<std::string, int>, Measured> load_measured(const std::string&
       m.forward = r.value("forward_s", std::vector<double>{});
       m.backward = r.value("backward_s", std::vector<double>{});
       m.message = r.value("message_s", -1.0);
+      if (r.contains("contention")) m.contention = parse_contention(r.at("contention"));
+      if (r.contains("fit_early_rounds")) {
+        m.early = parse_contention(r.at("fit_early_rounds"));
+        m.last_idle = r.at("last_round_idle_share").get<std::vector<double>>();
+      }
       out[{r.at("schedule").get<std::string>(), r.at("micro_batches").get<int>()}] = m;
     }
   } catch (const nlohmann::json::exception& e) {
@@ -215,6 +276,149 @@ std::vector<double> window_idle_intervals(const Intervals& iv) {
   return idle;
 }
 
+// The contention-aware simulation: per stage s and direction d, an action is alone[s][d]
+// of work; it progresses at rate 1 while at most `cores` stages compute and at rate
+// alone / shared (processor sharing) while more do, the rate changing whenever a stage
+// starts or stops computing. Between two actions a stage spends gap_pre[s] (after the
+// end of its previous action; the stage loop's bookkeeping), then waits for the
+// message its next action needs (the sender's end + wire), then gap_post[s] before the
+// next action starts: start = max(end + pre, arrival) + post. The stage's first action
+// starts at its input's arrival + post (stage 0's first forward at 0). Gaps do not
+// compute (they do not slow the other stage). P stages: the vectors are per stage.
+struct ContentionModel {
+  std::vector<std::array<double, 2>> alone, shared;
+  std::vector<double> gap_pre, gap_post;
+  double wire = 0;
+  int cores = 1;  // more computing stages than this share the cores
+  // With `rng`: each action's work is drawn from samples[s][d] (the traced spans' work),
+  // not alone[s][d]; its rate while shared is still alone / shared.
+  std::vector<std::array<std::vector<double>, 2>> samples;
+  std::mt19937* rng = nullptr;
+};
+
+ContentionModel two_stage_model(const Contention& c, bool sharing, bool gaps) {
+  ContentionModel m;
+  for (int s = 0; s < 2; ++s) {
+    m.alone.push_back({c.alone[s][0], c.alone[s][1]});
+    m.shared.push_back(sharing ? std::array<double, 2>{c.shared[s][0], c.shared[s][1]}
+                               : std::array<double, 2>{c.alone[s][0], c.alone[s][1]});
+    m.gap_pre.push_back(gaps ? c.gap_pre[s] : 0.0);
+    m.gap_post.push_back(gaps ? c.gap_post[s] : 0.0);
+  }
+  m.wire = c.wire;
+  m.cores = 1;
+  for (int s = 0; s < 2; ++s) m.samples.push_back({c.samples[s][0], c.samples[s][1]});
+  return m;
+}
+
+Intervals simulate_contention(ScheduleKind kind, int micro, const ContentionModel& cm) {
+  using loom::pipeline::Action;
+  const int stages = static_cast<int>(cm.alone.size());
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<std::vector<Action>> plan(stages);
+  for (int s = 0; s < stages; ++s) plan[s] = loom::pipeline::stage_actions(kind, stages, s, micro);
+  std::vector<std::vector<double>> fwd_done(stages, std::vector<double>(micro, -1)), bwd_done = fwd_done;
+  enum Phase { pre, wait, post, compute, done };
+  std::vector<Phase> phase(stages, wait);
+  std::vector<double> until(stages, 0.0), left(stages, 0.0);
+  std::vector<size_t> next(stages, 0);
+  Intervals out(stages);
+  auto arrival = [&](int s) {  // when the message next[s] needs is there; inf: not sent yet
+    const Action a = plan[s][next[s]];
+    if (a.kind == Action::forward)
+      return s == 0 ? 0.0 : fwd_done[s - 1][a.micro] < 0 ? inf : fwd_done[s - 1][a.micro] + cm.wire;
+    return s + 1 == stages ? 0.0 : bwd_done[s + 1][a.micro] < 0 ? inf : bwd_done[s + 1][a.micro] + cm.wire;
+  };
+  double now = 0;
+  for (int guard = 0;; ++guard) {
+    LOOM_CHECK(guard < 100000000, loom::ConfigError, "simulate_contention: no progress");
+    // Transitions at `now`, until none applies.
+    for (bool changed = true; changed;) {
+      changed = false;
+      for (int s = 0; s < stages; ++s) {
+        if (phase[s] == pre && until[s] <= now + 1e-15) {
+          phase[s] = wait;
+          changed = true;
+        }
+        if (phase[s] == wait && arrival(s) <= now + 1e-15) {
+          // Stage 0's very first forward has no message and no loop time before it.
+          const bool first0 = s == 0 && next[s] == 0;
+          phase[s] = post;
+          until[s] = first0 ? now : now + cm.gap_post[s];
+          changed = true;
+        }
+        if (phase[s] == post && until[s] <= now + 1e-15) {
+          const int d = plan[s][next[s]].kind == Action::forward ? 0 : 1;
+          phase[s] = compute;
+          left[s] = cm.alone[s][d];
+          if (cm.rng && s < static_cast<int>(cm.samples.size()) && !cm.samples[s][d].empty()) {
+            const auto& v = cm.samples[s][d];
+            left[s] = v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(*cm.rng)];
+          }
+          out[s].push_back({now, now});
+          changed = true;
+        }
+        if (phase[s] == compute && left[s] <= 1e-12) {
+          const Action a = plan[s][next[s]];
+          (a.kind == Action::forward ? fwd_done : bwd_done)[s][a.micro] = now;
+          out[s].back().second = now;
+          ++next[s];
+          if (next[s] >= plan[s].size()) {
+            phase[s] = done;
+          } else {
+            phase[s] = pre;
+            until[s] = now + cm.gap_pre[s];
+          }
+          changed = true;
+        }
+      }
+    }
+    int computing = 0, finished = 0;
+    for (int s = 0; s < stages; ++s) {
+      computing += phase[s] == compute;
+      finished += phase[s] == done;
+    }
+    if (finished == stages) break;
+    const bool contended = computing > cm.cores;
+    auto rate = [&](int s) {
+      const int d = plan[s][next[s]].kind == Action::forward ? 0 : 1;
+      return contended ? cm.alone[s][d] / cm.shared[s][d] : 1.0;
+    };
+    double t = inf;
+    for (int s = 0; s < stages; ++s) {
+      if (phase[s] == pre || phase[s] == post) t = std::min(t, until[s]);
+      if (phase[s] == wait) t = std::min(t, arrival(s));
+      if (phase[s] == compute) t = std::min(t, now + left[s] / rate(s));
+    }
+    LOOM_CHECK(std::isfinite(t), loom::ConfigError, "simulate_contention: deadlock");
+    for (int s = 0; s < stages; ++s) {
+      if (phase[s] == compute) left[s] -= (t - now) * rate(s);
+    }
+    now = t;
+  }
+  return out;
+}
+
+// The contention-aware simulation with each action's work drawn from the traced spans'
+// (bootstrap; `runs` runs, seed 1): per stage the median idle share over the runs, as
+// the bench takes the median over steps.
+std::vector<double> jitter_idle(ScheduleKind kind, int micro, ContentionModel cm, int runs) {
+  std::mt19937 rng(1);
+  cm.rng = &rng;
+  const size_t stages = cm.alone.size();
+  std::vector<std::vector<double>> per(stages);
+  for (int r = 0; r < runs; ++r) {
+    const auto idle = window_idle_intervals(simulate_contention(kind, micro, cm));
+    for (size_t s = 0; s < stages; ++s) per[s].push_back(idle[s]);
+  }
+  std::vector<double> out;
+  for (auto& v : per) {
+    std::sort(v.begin(), v.end());
+    out.push_back(v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]));
+  }
+  return out;
+}
+
 struct Model {
   torch::nn::Sequential net;
   loom::plan::ModelProfile profile;
@@ -311,7 +515,7 @@ int main(int argc, char** argv) {
   int64_t depth = 25, width = 523, batch = 512, project_depth = 0;
   int threads = 1, repeats = 7, profiles = 3;
   std::vector<int> micro{1, 2, 4, 8}, project{8, 16};
-  std::string split_text, cluster_path, measured_path;
+  std::string split_text, cluster_path, measured_path, fit_from_path;
   double message_us = -1;
   std::vector<double> overlap_slowdown;
   app.add_option("--depth", depth, "deep-mlp linear layers (2 x depth layers in all)");
@@ -325,6 +529,9 @@ int main(int argc, char** argv) {
   app.add_option("--message-us", message_us, "one message's time in microseconds (default: the cluster's link)");
   app.add_option("--cluster", cluster_path, "cluster file: p2p_s(bytes, same node) for the message time");
   app.add_option("--measured", measured_path, "measured bubbles (bench/pipeline_bubble.py --json)");
+  app.add_option("--fit-from", fit_from_path,
+                 "contention-aware table: take the held-out parameters from this bench JSON (an earlier run) "
+                 "instead of the other schedule's");
   app.add_option("--overlap-slowdown", overlap_slowdown,
                  "also simulate P = 2 with compute X times slower while both stages compute (sim+X; a list)")
       ->delimiter(',');
@@ -349,8 +556,9 @@ int main(int argc, char** argv) {
       link_note = fmt::format("this machine, not measured: assumed {:.0f} us + bytes / {:.2f} GB/s",
                               link.cluster.intra.latency_s * 1e6, link.cluster.intra.bandwidth_Bps / 1e9);
     }
-    std::map<std::pair<std::string, int>, Measured> measured;
+    std::map<std::pair<std::string, int>, Measured> measured, fit_from;
     if (!measured_path.empty()) measured = load_measured(measured_path);
+    if (!fit_from_path.empty()) fit_from = load_measured(fit_from_path);
 
     // Every micro-batch size the tables use, profiled once each.
     std::set<int64_t> sizes;
@@ -411,6 +619,26 @@ int main(int argc, char** argv) {
                         same[s], idle[s]);
           }
         }
+        // Self-check: the contention-aware simulation without gaps and with shared = alone
+        // is simulate(); with shared = 1.5 x alone it is simulate_shared(X = 1.5).
+        for (double x : {1.0, 1.5}) {
+          ContentionModel cm;
+          for (int s = 0; s < stages; ++s) {
+            cm.alone.push_back({c.forward[s], c.backward[s]});
+            cm.shared.push_back({x * c.forward[s], x * c.backward[s]});
+            cm.gap_pre.push_back(0.0);
+            cm.gap_post.push_back(0.0);
+          }
+          cm.wire = c.message;
+          const auto ci = window_idle_intervals(simulate_contention(kind, m, cm));
+          const auto ref = x == 1.0 ? idle : window_idle_intervals(simulate_shared(kind, m, c, x));
+          for (int s = 0; s < stages; ++s) {
+            if (std::abs(ci[s] - ref[s]) > 1e-9) {
+              std::printf("# note: %s M=%d stage %d: simulate_contention %.4f != reference %.4f (X = %g)\n",
+                          name.c_str(), m, s, ci[s], ref[s], x);
+            }
+          }
+        }
         const double th = loom::pipeline::theoretical_bubble(stages, m);
         std::string meas = "-", e_sim = "-", e_th = "-", at_trace = "-", e_trace = "-";
         const auto it = measured.find({name, m});
@@ -445,6 +673,102 @@ int main(int argc, char** argv) {
     }
     std::printf("(relative errors: (x - measured) / measured, per stage)\n");
 
+    // ---- P = 2, contention-aware, with parameters measured in the pipeline ----------
+    // Per-action gap and wire for the projection: the mean over the rows at the largest
+    // measured M (both schedules, both stages) of the fitted gaps, the median wire.
+    double proj_gap_pre = -1, proj_gap_post = -1, proj_wire = -1;
+    bool any_contention = false;
+    for (const auto& [key, mv] : measured) any_contention = any_contention || mv.contention.valid;
+    if (any_contention) {
+      std::printf(
+          "\n## P = 2, contention-aware simulation: parameters measured from the traces (ms; x = shared / alone)\n");
+      std::printf("%-8s %3s | %-31s | %-31s | %-11s | %-11s | %s\n", "schedule", "M", "alone fwd0 bwd0 fwd1 bwd1",
+                  "x fwd0 bwd0 fwd1 bwd1", "pre s0 s1", "post s0 s1", "wire");
+      for (const auto& [key, mv] : measured) {
+        if (!mv.contention.valid) continue;
+        const auto& c = mv.contention;
+        std::printf("%-8s %3d | %7.2f %7.2f %7.2f %7.2f | %7.2f %7.2f %7.2f %7.2f | %5.3f %5.3f | %5.3f %5.3f | %.3f\n",
+                    key.first.c_str(), key.second, c.alone[0][0] * 1e3, c.alone[0][1] * 1e3, c.alone[1][0] * 1e3,
+                    c.alone[1][1] * 1e3, c.shared[0][0] / c.alone[0][0], c.shared[0][1] / c.alone[0][1],
+                    c.shared[1][0] / c.alone[1][0], c.shared[1][1] / c.alone[1][1], c.gap_pre[0] * 1e3,
+                    c.gap_pre[1] * 1e3, c.gap_post[0] * 1e3, c.gap_post[1] * 1e3, c.wire * 1e3);
+      }
+      std::printf(
+          "\nIdle share per stage (s0 s1). own: the row's own parameters (in-sample); held out: fitted on %s at "
+          "the same M (the columns 'no gap' / 'no share' drop the gaps / the sharing from it); rounds: fitted on "
+          "the rounds but the last, checked against the last round's measurement; jitter: each action's work "
+          "drawn from the fitted runs' spans, median of 201 simulations.\n",
+          fit_from.empty() ? "the other schedule's runs" : ("the same schedule in " + fit_from_path).c_str());
+      std::printf("%-8s %3s | %-11s | %-27s | %-27s | %-27s | %-27s | %-27s | %-11s | %-27s | %-27s\n", "schedule", "M",
+                  "measured", "own", "held out", "held out, jitter", "no gap", "no share", "last round", "rounds",
+                  "rounds, jitter");
+      std::vector<double> pre_v, post_v, wire_v;
+      int max_m = 0;
+      for (const auto& [key, mv] : measured)
+        if (mv.contention.valid) max_m = std::max(max_m, key.second);
+      for (ScheduleKind kind : {ScheduleKind::gpipe, ScheduleKind::one_f_one_b}) {
+        const std::string name = loom::pipeline::schedule_name(kind);
+        const std::string other = loom::pipeline::schedule_name(kind == ScheduleKind::gpipe ? ScheduleKind::one_f_one_b
+                                                                                            : ScheduleKind::gpipe);
+        for (int m : micro) {
+          const auto it = measured.find({name, m});
+          if (it == measured.end() || !it->second.contention.valid || it->second.idle.size() != 2) continue;
+          const auto& mv = it->second.idle;
+          auto run = [&](const Contention& c, bool sharing, bool gaps) {
+            return window_idle_intervals(simulate_contention(kind, m, two_stage_model(c, sharing, gaps)));
+          };
+          auto jit = [&](const Contention& c) { return jitter_idle(kind, m, two_stage_model(c, true, true), 201); };
+          auto cell = [&](const std::vector<double>& x, const std::vector<double>& ref) {
+            return fmt::format("{:<11} {:<15}", fmt_list(x, "{:.3f}"), rel_pair(x[0], ref[0], x[1], ref[1]));
+          };
+          const std::string none = fmt::format("{:<11} {:<15}", "-", "-");
+          const std::string own = cell(run(it->second.contention, true, true), mv);
+          std::string held = none, held_j = none, nogap = none, noshare = none;
+          const auto ot = fit_from.empty() ? measured.find({other, m}) : fit_from.find({name, m});
+          if (ot != (fit_from.empty() ? measured.end() : fit_from.end()) && ot->second.contention.valid) {
+            held = cell(run(ot->second.contention, true, true), mv);
+            held_j = cell(jit(ot->second.contention), mv);
+            nogap = cell(run(ot->second.contention, true, false), mv);
+            noshare = cell(run(ot->second.contention, false, true), mv);
+          }
+          std::string last = "-", rounds = none, rounds_j = none;
+          if (it->second.early.valid && it->second.last_idle.size() == 2) {
+            last = fmt_list(it->second.last_idle, "{:.3f}");
+            rounds = cell(run(it->second.early, true, true), it->second.last_idle);
+            rounds_j = cell(jit(it->second.early), it->second.last_idle);
+          }
+          std::printf("%-8s %3d | %-11s | %s | %s | %s | %s | %s | %-11s | %s | %s\n", name.c_str(), m,
+                      fmt_list(mv, "{:.3f}").c_str(), own.c_str(), held.c_str(), held_j.c_str(), nogap.c_str(),
+                      noshare.c_str(), last.c_str(), rounds.c_str(), rounds_j.c_str());
+          if (m == max_m) {
+            for (int s = 0; s < 2; ++s) {
+              pre_v.push_back(it->second.contention.gap_pre[s]);
+              post_v.push_back(it->second.contention.gap_post[s]);
+            }
+            wire_v.push_back(it->second.contention.wire);
+          }
+        }
+      }
+      if (!pre_v.empty()) {
+        proj_gap_pre = std::accumulate(pre_v.begin(), pre_v.end(), 0.0) / pre_v.size();
+        proj_gap_post = std::accumulate(post_v.begin(), post_v.end(), 0.0) / post_v.size();
+        std::sort(wire_v.begin(), wire_v.end());
+        proj_wire = wire_v[wire_v.size() / 2];
+        std::printf(
+            "(projection's per-action gap, the mean of the M = %d rows: pre %.3f ms + post %.3f ms; wire %.3f ms)\n",
+            max_m, proj_gap_pre * 1e3, proj_gap_post * 1e3, proj_wire * 1e3);
+      }
+      // The traces' alone costs against the profile's (the projection uses the profile).
+      for (int m : micro) {
+        const auto it = measured.find({"gpipe", m});
+        if (it == measured.end() || !it->second.contention.valid) continue;
+        const auto c = stage_costs(prof, split, micro_size(batch, m), link);
+        const auto& a = it->second.contention.alone;
+        std::printf("# M=%d: traces' alone / profile: fwd0 %.2f bwd0 %.2f fwd1 %.2f bwd1 %.2f\n", m,
+                    a[0][0] / c.forward[0], a[0][1] / c.backward[0], a[1][0] / c.forward[1], a[1][1] / c.backward[1]);
+      }
+    }
+
     // ---- Projection to more stages -----------------------------------------------
     std::set<int64_t> psizes;
     for (const auto& [p, ms] : project_micro)
@@ -461,6 +785,12 @@ int main(int argc, char** argv) {
         static_cast<long long>(project_depth), static_cast<long long>(players));
     std::printf("%3s %-8s %3s %6s %7s | %-21s | %9s %9s %7s %7s | %s\n", "P", "schedule", "M", "micro", "theory",
                 "sim idle mean [min,max]", "makespan", "ideal", "ratio", "theory", "split (layers per stage)");
+    if (proj_gap_pre >= 0) {
+      std::printf(
+          "(last columns, after the split: a core per stage with the measured per-action gap %.3f + %.3f ms and wire "
+          "%.3f ms: idle mean [min,max], makespan, ratio)\n",
+          proj_gap_pre * 1e3, proj_gap_post * 1e3, proj_wire * 1e3);
+    }
     for (int p : project) {
       LOOM_CHECK(2 * p <= players, loom::ConfigError,
                  "--project {}: {} layers cannot give each of {} stages 2 layers (use --project-depth)", p, players, p);
@@ -481,10 +811,31 @@ int main(int argc, char** argv) {
           const double mean = std::accumulate(idle.begin(), idle.end(), 0.0) / p;
           const auto [lo, hi] = std::minmax_element(idle.begin(), idle.end());
           const double th = loom::pipeline::theoretical_bubble(p, m);
-          std::printf("%3d %-8s %3d %6lld %7.3f | %.3f [%.3f,%.3f]   | %9.2f %9.2f %7.3f %7.3f | %s\n", p,
+          std::string gap_cols;
+          if (proj_gap_pre >= 0) {
+            // A core per stage (no sharing), the measured per-action gap and wire.
+            ContentionModel cm;
+            for (int s = 0; s < p; ++s) {
+              cm.alone.push_back({c.forward[s], c.backward[s]});
+              cm.gap_pre.push_back(proj_gap_pre);
+              cm.gap_post.push_back(proj_gap_post);
+            }
+            cm.shared = cm.alone;
+            cm.wire = proj_wire;
+            cm.cores = p;
+            const auto iv = simulate_contention(kind, m, cm);
+            const auto gi = window_idle_intervals(iv);
+            const double gmean = std::accumulate(gi.begin(), gi.end(), 0.0) / p;
+            const auto [glo, ghi] = std::minmax_element(gi.begin(), gi.end());
+            double gend = 0;
+            for (const auto& st : iv) gend = std::max(gend, st.back().second);
+            gap_cols = fmt::format(" | {:.3f} [{:.3f},{:.3f}] {:9.2f} {:7.3f}", gmean, *glo, *ghi, gend * 1e3,
+                                   gend / (work / p));
+          }
+          std::printf("%3d %-8s %3d %6lld %7.3f | %.3f [%.3f,%.3f]   | %9.2f %9.2f %7.3f %7.3f | %s%s\n", p,
                       loom::pipeline::schedule_name(kind).c_str(), m, static_cast<long long>(mb), th, mean, *lo, *hi,
                       run.makespan * 1e3, work / p * 1e3, run.makespan / (work / p), 1.0 / (1.0 - th),
-                      fmt::format("{}", fmt::join(psplit, ",")).c_str());
+                      fmt::format("{}", fmt::join(psplit, ",")).c_str(), gap_cols.c_str());
         }
       }
     }
