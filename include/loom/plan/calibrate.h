@@ -8,8 +8,9 @@
 //   - contention: k = 1..processes ranks at once run a fixed 256x256 float matmul loop
 //     on one thread each (~0.1 s alone), twice over k; contention[k-1] = the busy ranks'
 //     median time / the median time of one alone (1 for k = 1, never below 1).
-//   - process_speeds: all ranks at once run the same loop 3 times (a rank named by
-//     `bench_slowdown` stretched as `loom train --bench-slowdown` stretches its compute);
+//   - process_speeds: each rank alone, one after another, runs the same loop, 3 rounds (a
+//     rank named by `bench_slowdown` stretched as `loom train --bench-slowdown` stretches
+//     its compute; alone, so the contention table is not counted twice);
 //     speed = the fastest rank's median time / this rank's, written as 1 when within
 //     Cluster::kSpeedTolerance of the fastest.
 //   - process_base_bytes: rank 0's VmRSS once libtorch and both contexts are up.

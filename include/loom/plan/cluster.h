@@ -66,7 +66,8 @@ enum class Transport { shared_memory, tcp };
 
 // loom's own cost per step of one strategy and its degrees beyond what the cost model
 // computes, measured on a model of next to no compute (plan/overhead.h). `workers`:
-// allreduce N, ps W, 1 otherwise; `stages`, `micro_batches`: pipeline.
+// allreduce N, ps W, 1 otherwise; `stages`, `micro_batches`: pipeline; `tensors`: the
+// parameter tensors of the model it was measured on (0: not recorded).
 struct Overhead {
   std::string strategy;
   int workers = 1;
@@ -74,6 +75,7 @@ struct Overhead {
   int stages = 1;
   int64_t micro_batches = 1;
   double seconds = 0;
+  int64_t tensors = 0;
 };
 
 struct Cluster {
@@ -95,8 +97,10 @@ struct Cluster {
   std::vector<Measurement> allreduce_shm, allreduce_tcp;
   std::vector<Measurement> rs_ag_shm, rs_ag_tcp;  // reduce-scatter + all-gather
   std::vector<Measurement> ps;
-  std::string measured_on;          // [measured] on: where and when the tables were measured ("" when not)
-  std::vector<Overhead> overheads;  // [measured] overhead = [["allreduce", N, S, P, M, seconds], ...]
+  std::string measured_on;  // [measured] on: where and when the tables were measured ("" when not)
+  // [measured] overhead = [["allreduce", N, S, P, M, seconds], ...] or, with the
+  // model's parameter tensors, [["allreduce", N, S, P, M, tensors, seconds], ...].
+  std::vector<Overhead> overheads;
 
   int max_processes() const { return nodes * processes_per_node; }
   // process_speeds[rank], 1 when not listed.

@@ -44,6 +44,10 @@ struct Plan {
   std::vector<int64_t> split;       // pipeline, hybrid: layers per stage
   bool shard_weights_auto = false;  // allreduce: --shard-weights auto
 
+  static Plan allreduce(int workers, int zero = 0);
+  static Plan ps(int workers, int servers, const std::string& consistency);
+  static Plan pipeline(int stages, int64_t micro_batches, const std::string& schedule, std::vector<int64_t> split);
+
   // Processes the plan starts: workers (+ servers), stages, dp * pp.
   int processes() const;
   // The `loom train` arguments that run this plan (strategy, degrees, every flag the

@@ -54,6 +54,9 @@ struct ModelProfile {
   std::string optimizer = "sgd";
   double optimizer_s = 0;             // one optimizer step over every parameter
   int64_t optimizer_state_bytes = 0;  // the state it holds after a step (all parameters)
+  // Parameter tensors of the model (weights and biases: what the reducer hooks one by
+  // one); 0 when not known (a hand-written profile).
+  int64_t param_tensors = 0;
 
   // Measured step of a real `loom train --strategy single` run at the largest batch over
   // the profile's own whole step there (1: not anchored). scale_times() has applied it to

@@ -40,7 +40,7 @@ constexpr int64_t kSmallMessageBytes = 4;
 constexpr int64_t kLargeMessageBytes = 16 << 20;
 constexpr double kKernelAloneS = 0.1;  // the contention kernel's time alone
 constexpr int kContentionSweeps = 2;
-constexpr int kSpeedRounds = 3;  // all ranks at once, for each rank's speed
+constexpr int kSpeedRounds = 3;  // each rank alone, for its speed
 
 // Shares of CalibrateOptions::budget_s.
 constexpr double kCollectiveShare = 0.6, kPsShare = 0.25, kP2pShare = 0.05;
@@ -211,18 +211,20 @@ class RankCalibration {
     }
   }
 
-  // Every rank's speed with all busy, as in training: the same loop at once, kSpeedRounds
-  // times (--bench-slowdown's rank stretched as the trainer stretches a step); the
-  // fastest rank's median time over each rank's, 1 within kSpeedTolerance.
+  // Every rank's own speed: the same loop on each rank alone, one after another,
+  // kSpeedRounds times (--bench-slowdown's rank stretched as the trainer stretches a
+  // step); the fastest rank's median time over each rank's, 1 within kSpeedTolerance.
+  // Alone, so that sharing cores (the contention table) is not counted twice.
   void measure_speeds(const std::function<double()>& kernel) {
     comm::Group& g = shm_->world();
     const double factor = strategies::bench_slowdown_for(options_.bench_slowdown, env_.rank);
     std::vector<std::vector<double>> times(world());
     for (int round = 0; round < kSpeedRounds; ++round) {
-      g.barrier().wait();
-      const double t = strategies::apply_bench_slowdown(factor, kernel());
-      const auto all = g.allgather_values(t);
-      for (int r = 0; r < world(); ++r) times[r].push_back(all[r]);
+      for (int r = 0; r < world(); ++r) {
+        g.barrier().wait();
+        const double t = env_.rank == r ? strategies::apply_bench_slowdown(factor, kernel()) : 0.0;
+        times[r].push_back(g.allgather_values(t)[r]);
+      }
     }
     std::vector<double> medians;
     for (const auto& t : times) medians.push_back(median(t));
@@ -234,7 +236,7 @@ class RankCalibration {
       result_.process_speeds.push_back(speed >= 1.0 - Cluster::kSpeedTolerance ? 1.0 : speed);
     }
     if (lead()) {
-      log::info("calibrate: process speeds with all busy {:.3f} (written as {:.3f})", fmt::join(measured, ", "),
+      log::info("calibrate: process speeds, each alone: {:.3f} (written as {:.3f})", fmt::join(measured, ", "),
                 fmt::join(result_.process_speeds, ", "));
     }
   }

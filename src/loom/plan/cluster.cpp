@@ -240,19 +240,19 @@ class Reader {
     return out;
   }
 
-  // An array of rows [strategy, workers, servers, stages, micro_batches, seconds].
+  // An array of rows [strategy, workers, servers, stages, micro_batches, (tensors,) seconds].
   std::vector<Overhead> overhead_rows(const toml::table& t, const std::string& prefix, const std::string& key) const {
     std::vector<Overhead> out;
     const toml::node* node = t.get(key);
     if (!node) return out;
     const std::string name = join(prefix, key);
-    const char* shape = "[strategy, workers, servers, stages, micro_batches, seconds]";
+    const char* shape = "[strategy, workers, servers, stages, micro_batches, (tensors,) seconds]";
     if (!node->is_array()) fail(node, name, fmt::format("must be an array of {}, got {}", shape, type_name(*node)));
     size_t i = 0;
     for (const auto& row_node : *node->as_array()) {
       const std::string row_name = fmt::format("{}[{}]", name, i++);
       const toml::array* row = row_node.as_array();
-      if (!row || row->size() != 6 || !row->get(0)->is_string())
+      if (!row || (row->size() != 6 && row->size() != 7) || !row->get(0)->is_string())
         fail(&row_node, row_name, fmt::format("must be {}", shape));
       Overhead o;
       o.strategy = row->get(0)->as_string()->get();
@@ -270,8 +270,12 @@ class Reader {
       if (o.workers < 1 || o.stages < 1 || o.micro_batches < 1) {
         fail(&row_node, row_name, "workers, stages and micro_batches must be at least 1");
       }
-      o.seconds = number(*row->get(5), fmt::format("{} (seconds)", row_name));
-      if (!(o.seconds >= 0)) fail(row->get(5), row_name, fmt::format("seconds must be at least 0, got {}", o.seconds));
+      const size_t last = row->size() - 1;
+      if (last == 6) o.tensors = count(5, "tensors");
+      o.seconds = number(*row->get(last), fmt::format("{} (seconds)", row_name));
+      if (!(o.seconds >= 0)) {
+        fail(row->get(last), row_name, fmt::format("seconds must be at least 0, got {}", o.seconds));
+      }
       out.push_back(o);
     }
     return out;
@@ -481,8 +485,9 @@ std::string Cluster::to_toml() const {
   if (!overheads.empty()) {
     out += "overhead = [\n";
     for (const auto& o : overheads) {
-      out += fmt::format("  [{}, {}, {}, {}, {}, {}],\n", quoted(o.strategy), o.workers, o.servers, o.stages,
-                         o.micro_batches, number_text(o.seconds));
+      const std::string tensors = o.tensors > 0 ? fmt::format("{}, ", o.tensors) : "";
+      out += fmt::format("  [{}, {}, {}, {}, {}, {}{}],\n", quoted(o.strategy), o.workers, o.servers, o.stages,
+                         o.micro_batches, tensors, number_text(o.seconds));
     }
     out += "]\n";
   }

@@ -138,6 +138,26 @@ const Overhead* nearest_overhead(const Cluster& c, const std::string& strategy, 
   return best;
 }
 
+// The per-step cost of `entry`'s strategy and degrees for a model of `tensors` parameter
+// tensors: where these degrees were measured on models of different tensor counts (the
+// reducer's hooks and copies, the servers' slices go per tensor), linear in the tensors
+// through the smallest and the largest count, never below 0; else the entry's own.
+double overhead_for_tensors(const Cluster& c, const Overhead& entry, int64_t tensors) {
+  const Overhead* lo = nullptr;
+  const Overhead* hi = nullptr;
+  for (const auto& o : c.overheads) {
+    if (o.strategy != entry.strategy || o.workers != entry.workers || o.servers != entry.servers ||
+        o.stages != entry.stages || o.micro_batches != entry.micro_batches || o.tensors <= 0) {
+      continue;
+    }
+    if (!lo || o.tensors < lo->tensors) lo = &o;
+    if (!hi || o.tensors > hi->tensors) hi = &o;
+  }
+  if (tensors <= 0 || !lo || lo->tensors == hi->tensors) return entry.seconds;
+  const double slope = (hi->seconds - lo->seconds) / static_cast<double>(hi->tensors - lo->tensors);
+  return std::max(0.0, lo->seconds + slope * static_cast<double>(tensors - lo->tensors));
+}
+
 // A pipeline's measured overhead is waiting on messages: as a cost per message, it goes
 // into the simulation, where compute hides it where the schedule allows. Per message:
 // the nearest entry's residual over the messages on its critical path (the makespan of
@@ -158,17 +178,20 @@ double message_overhead(const Cluster& c, int stages, int64_t micro) {
 // to the step: the entry of the same strategy nearest in degrees; a hybrid mesh adds
 // what its replicas' allreduce costs over one process (its pipeline's is per message,
 // message_overhead). 0 when nothing was measured.
-double framework_overhead(const Plan& plan, const Cluster& c) {
+double framework_overhead(const Plan& plan, const Cluster& c, int64_t tensors) {
   const Overhead* single = nearest_overhead(c, "single", 1, 0, 1, 1);
-  const double base = single ? single->seconds : 0.0;
+  const double base = single ? overhead_for_tensors(c, *single, tensors) : 0.0;
   if (plan.strategy == "single") return base;
   if (plan.strategy == "allreduce" || plan.strategy == "ps") {
     const Overhead* o = nearest_overhead(c, plan.strategy, plan.workers, plan.servers, 1, 1);
-    return o ? o->seconds : base;
+    return o ? overhead_for_tensors(c, *o, tensors) : base;
   }
   if (plan.strategy == "pipeline") return 0.0;
-  const Overhead* ar = nearest_overhead(c, "allreduce", plan.workers, 0, 1, 1);  // hybrid
-  return std::max(0.0, (ar ? ar->seconds : base) - base);
+  // hybrid: a stage's replicas reduce its share of the tensors.
+  const Overhead* ar = nearest_overhead(c, "allreduce", plan.workers, 0, 1, 1);
+  const int64_t stage_tensors = (tensors + plan.stages - 1) / std::max(plan.stages, 1);
+  const double stage_base = single ? overhead_for_tensors(c, *single, stage_tensors) : 0.0;
+  return std::max(0.0, (ar ? overhead_for_tensors(c, *ar, stage_tensors) : stage_base) - stage_base);
 }
 
 void set_dominant(Prediction& p) {
@@ -424,13 +447,9 @@ void add_pipelines(std::vector<Plan>& out, const ModelProfile& profile, const st
     for (int64_t M : {int64_t{P}, int64_t{2} * P, int64_t{4} * P}) {
       if (M > rows) continue;
       for (const char* schedule : {"gpipe", "1f1b"}) {
-        Plan p;
+        Plan p = Plan::pipeline(P, M, schedule, time_split(profile, P, ceil_div(rows, M)));
         p.strategy = strategy;
         p.workers = dp;
-        p.stages = P;
-        p.micro_batches = M;
-        p.schedule = schedule;
-        p.split = time_split(profile, P, ceil_div(rows, M));
         out.push_back(p);
       }
     }
@@ -438,6 +457,33 @@ void add_pipelines(std::vector<Plan>& out, const ModelProfile& profile, const st
 }
 
 }  // namespace
+
+Plan Plan::allreduce(int workers, int zero) {
+  Plan p;
+  p.strategy = "allreduce";
+  p.workers = workers;
+  p.zero = zero;
+  return p;
+}
+
+Plan Plan::ps(int workers, int servers, const std::string& consistency) {
+  Plan p;
+  p.strategy = "ps";
+  p.workers = workers;
+  p.servers = servers;
+  p.consistency = consistency;
+  return p;
+}
+
+Plan Plan::pipeline(int stages, int64_t micro_batches, const std::string& schedule, std::vector<int64_t> split) {
+  Plan p;
+  p.strategy = "pipeline";
+  p.stages = stages;
+  p.micro_batches = micro_batches;
+  p.schedule = schedule;
+  p.split = std::move(split);
+  return p;
+}
 
 int Plan::processes() const {
   if (strategy == "single") return 1;
@@ -499,18 +545,10 @@ std::vector<Plan> candidates(const Job& job, const ModelProfile& profile, const 
   if (wanted(job, "allreduce")) {
     for (int n : degrees_upto(2, max)) {
       if (job.batch_size % n != 0) continue;  // loom train splits the batch evenly (strided partition)
-      for (int zero : {0, 1, 2}) {
-        Plan p;
-        p.strategy = "allreduce";
-        p.workers = n;
-        p.zero = zero;
-        out.push_back(p);
-      }
+      for (int zero : {0, 1, 2}) out.push_back(Plan::allreduce(n, zero));
       // Workers of different speeds: rows in proportion to the measured rates.
       if (cluster.slowest(n) < max_speed(cluster, n)) {
-        Plan p;
-        p.strategy = "allreduce";
-        p.workers = n;
+        Plan p = Plan::allreduce(n);
         p.shard_weights_auto = true;
         out.push_back(p);
       }
@@ -520,14 +558,7 @@ std::vector<Plan> candidates(const Job& job, const ModelProfile& profile, const 
     for (int s : degrees_upto(1, max - 1)) {
       for (int w : degrees_upto(1, max - s)) {
         if (job.batch_size % w != 0) continue;
-        for (const char* consistency : {"sync", "async"}) {
-          Plan p;
-          p.strategy = "ps";
-          p.workers = w;
-          p.servers = s;
-          p.consistency = consistency;
-          out.push_back(p);
-        }
+        for (const char* consistency : {"sync", "async"}) out.push_back(Plan::ps(w, s, consistency));
       }
     }
   }
@@ -560,7 +591,7 @@ Prediction predict(const Plan& plan, const Job& job, const ModelProfile& profile
   } else if (plan.strategy == "allreduce") {
     p = predict_allreduce(plan, job, profile, cluster);
   } else if (plan.strategy == "ps") {
-    p = predict_ps(plan, job, profile, cluster, framework_overhead(plan, cluster));
+    p = predict_ps(plan, job, profile, cluster, framework_overhead(plan, cluster, profile.param_tensors));
   } else if (plan.strategy == "pipeline") {
     p = predict_pipeline(plan, job, profile, cluster);
   } else if (plan.strategy == "hybrid") {
@@ -570,7 +601,7 @@ Prediction predict(const Plan& plan, const Job& job, const ModelProfile& profile
   }
   // loom's own per-step cost (measured, plan/overhead.h): added, never overlapped (the
   // ps prediction added it to the workers' cycle itself).
-  p.framework_s = framework_overhead(plan, cluster);
+  p.framework_s = framework_overhead(plan, cluster, profile.param_tensors);
   if (plan.strategy != "ps") p.step_s += p.framework_s;
   finish(p, job, plan.processes(), cluster);
   return p;

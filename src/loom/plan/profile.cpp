@@ -94,6 +94,7 @@ std::string ModelProfile::to_json() const {
   j["optimizer"] = optimizer;
   j["optimizer_s"] = optimizer_s;
   j["optimizer_state_bytes"] = optimizer_state_bytes;
+  j["param_tensors"] = param_tensors;
   j["training_scale"] = training_scale;
   j["layers"] = nlohmann::json::array();
   for (const auto& l : layers) {
@@ -124,6 +125,7 @@ ModelProfile ModelProfile::from_json(const std::string& text, const std::string&
     p.optimizer = j.value("optimizer", std::string("sgd"));
     p.optimizer_s = j.value("optimizer_s", 0.0);
     p.optimizer_state_bytes = j.value("optimizer_state_bytes", int64_t{0});
+    p.param_tensors = j.value("param_tensors", int64_t{0});
     p.training_scale = j.value("training_scale", 1.0);
     LOOM_CHECK(p.step_s.empty() || p.step_s.size() == p.batches.size(), DataError,
                "{}: {} step times for {} batch sizes", source, p.step_s.size(), p.batches.size());
@@ -235,6 +237,7 @@ ModelProfile profile_model(torch::nn::Sequential& model, const std::string& name
   for (int64_t b : p.batches) LOOM_CHECK(b >= 1, ConfigError, "profile: batch sizes must be >= 1, got {}", b);
   torch::set_num_threads(options.threads);
   set_blas_threads(options.threads);  // OpenBLAS keeps its own pool, sized by the cores (core/dist_env.h)
+  p.param_tensors = static_cast<int64_t>(model->parameters().size());
   const auto children = model->named_children();
   for (const auto& child : children) p.layers.push_back({child.key(), 0, 0, {}});
   time_training_steps(model, sample_shape, options, p);

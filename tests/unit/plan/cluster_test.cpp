@@ -60,7 +60,8 @@ Cluster measured_cluster() {
   c.rs_ag_tcp = {{4, 0, 16 * kMiB, 0.027}, {4, 0, 64 * kMiB, 0.151}};
   c.ps = {{2, 1, 4 * kMiB, 0.033}, {2, 2, 4096, 0.0017}};
   c.measured_on = "box, 2026-12-01 06:30 UTC";
-  c.overheads = {{"single", 1, 0, 1, 1, 2.5e-4}, {"pipeline", 1, 0, 2, 4, 1.25e-3}};
+  c.overheads = {
+      {"single", 1, 0, 1, 1, 2.5e-4}, {"pipeline", 1, 0, 2, 4, 1.25e-3}, {"allreduce", 2, 0, 1, 1, 6e-4, 32}};
   return c;
 }
 
@@ -95,7 +96,10 @@ TEST(Cluster, TomlRoundTripKeepsEverything) {
   expect_rows_eq(r.rs_ag_tcp, c.rs_ag_tcp);
   expect_rows_eq(r.ps, c.ps);
   EXPECT_EQ(r.measured_on, c.measured_on);
-  ASSERT_EQ(r.overheads.size(), 2u);
+  ASSERT_EQ(r.overheads.size(), 3u);
+  EXPECT_EQ(r.overheads[0].tensors, 0);
+  EXPECT_EQ(r.overheads[2].tensors, 32);
+  EXPECT_EQ(r.overheads[2].seconds, 6e-4);
   EXPECT_EQ(r.overheads[1].strategy, "pipeline");
   EXPECT_EQ(r.overheads[1].stages, 2);
   EXPECT_EQ(r.overheads[1].micro_batches, 4);

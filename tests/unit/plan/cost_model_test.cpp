@@ -243,6 +243,22 @@ TEST(CostModel, LoomsOwnStepCostIsAddedFromTheNearestMeasurement) {
   EXPECT_NEAR(predict(p, job(), idle, no_link).framework_s, 2e-3 - 1e-3, 1e-12);
 }
 
+TEST(CostModel, LoomsOwnStepCostIsLinearInTheParameterTensors) {
+  Cluster c = node(8);
+  // Measured on models of 4 and 32 tensors: 1 ms + 50 us per tensor beyond 4.
+  c.overheads = {{"allreduce", 2, 0, 1, 1, 1e-3, 4}, {"allreduce", 2, 0, 1, 1, 2.4e-3, 32}};
+  ModelProfile p = four_layers();
+  p.param_tensors = 18;
+  EXPECT_NEAR(predict(allreduce(2), job(), p, c).framework_s, 1e-3 + 14 * 50e-6, 1e-12);
+  p.param_tensors = 100;  // beyond: along the same line
+  EXPECT_NEAR(predict(allreduce(2), job(), p, c).framework_s, 1e-3 + 96 * 50e-6, 1e-12);
+  p.param_tensors = 0;  // not known: the nearest entry (the first)
+  EXPECT_NEAR(predict(allreduce(2), job(), p, c).framework_s, 1e-3, 1e-12);
+  c.overheads.pop_back();  // one model measured: its cost for any model
+  p.param_tensors = 18;
+  EXPECT_NEAR(predict(allreduce(2), job(), p, c).framework_s, 1e-3, 1e-12);
+}
+
 TEST(CostModel, ProcessSpeedsSlowTheSlowestWorkerAndMakeShardWeightsAutoACandidate) {
   Cluster c = node(8);
   const ModelProfile p = four_layers();
