@@ -17,6 +17,7 @@
 
 #include "loom/core/atomic_file.h"
 #include "loom/core/error.h"
+#include "loom/core/toml_names.h"
 
 namespace loom::plan {
 
@@ -107,18 +108,6 @@ double gbs_to_Bps(double gbs) { return gbs * 1e9; }
 
 // ---- TOML in ----------------------------------------------------------------
 
-std::string type_name(const toml::node& node) {
-  switch (node.type()) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a number";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::table: return "a table";
-    default: return "a date/time";
-  }
-}
-
 // Reads one file's tables, every error one line naming the file, the line and the key.
 class Reader {
  public:
@@ -150,19 +139,19 @@ class Reader {
       if (required) fail(nullptr, join(prefix, key), "is missing");
       return nullptr;
     }
-    if (!node->is_table()) fail(node, join(prefix, key), fmt::format("must be a table, got {}", type_name(*node)));
+    if (!node->is_table()) fail(node, join(prefix, key), fmt::format("must be a table, got {}", toml_type_name(*node)));
     return node->as_table();
   }
 
   double number(const toml::node& node, const std::string& key) const {
-    if (!node.is_number()) fail(&node, key, fmt::format("must be a number, got {}", type_name(node)));
+    if (!node.is_number()) fail(&node, key, fmt::format("must be a number, got {}", toml_type_name(node)));
     const double v =
         node.is_integer() ? static_cast<double>(node.as_integer()->get()) : node.as_floating_point()->get();
     if (!std::isfinite(v)) fail(&node, key, "must be finite");
     return v;
   }
   int64_t integer(const toml::node& node, const std::string& key) const {
-    if (!node.is_integer()) fail(&node, key, fmt::format("must be an integer, got {}", type_name(node)));
+    if (!node.is_integer()) fail(&node, key, fmt::format("must be an integer, got {}", toml_type_name(node)));
     return node.as_integer()->get();
   }
 
@@ -211,7 +200,8 @@ class Reader {
     if (!node) return out;
     const std::string name = join(prefix, key);
     const char* shape = with_servers ? "[workers, servers, bytes, seconds]" : "[ranks, bytes, seconds]";
-    if (!node->is_array()) fail(node, name, fmt::format("must be an array of {}, got {}", shape, type_name(*node)));
+    if (!node->is_array())
+      fail(node, name, fmt::format("must be an array of {}, got {}", shape, toml_type_name(*node)));
     size_t i = 0;
     for (const auto& row_node : *node->as_array()) {
       const std::string row_name = fmt::format("{}[{}]", name, i++);
@@ -247,7 +237,8 @@ class Reader {
     if (!node) return out;
     const std::string name = join(prefix, key);
     const char* shape = "[strategy, workers, servers, stages, micro_batches, (tensors,) seconds]";
-    if (!node->is_array()) fail(node, name, fmt::format("must be an array of {}, got {}", shape, type_name(*node)));
+    if (!node->is_array())
+      fail(node, name, fmt::format("must be an array of {}, got {}", shape, toml_type_name(*node)));
     size_t i = 0;
     for (const auto& row_node : *node->as_array()) {
       const std::string row_name = fmt::format("{}[{}]", name, i++);
@@ -286,7 +277,7 @@ class Reader {
     const toml::node* node = t.get(key);
     if (!node) return out;
     const std::string name = join(prefix, key);
-    if (!node->is_array()) fail(node, name, fmt::format("must be an array of numbers, got {}", type_name(*node)));
+    if (!node->is_array()) fail(node, name, fmt::format("must be an array of numbers, got {}", toml_type_name(*node)));
     size_t i = 0;
     for (const auto& item : *node->as_array()) {
       const double v = number(item, fmt::format("{}[{}]", name, i++));
@@ -511,7 +502,8 @@ Cluster Cluster::from_toml(const std::string& text, const std::string& source) {
          {"name", "nodes", "processes_per_node", "cores_per_node", "memory_per_node_gib", "process_base_mib",
           "process_speeds"});
   if (const toml::node* name = cl.get("name")) {
-    if (!name->is_string()) r.fail(name, "cluster.name", fmt::format("must be a string, got {}", type_name(*name)));
+    if (!name->is_string())
+      r.fail(name, "cluster.name", fmt::format("must be a string, got {}", toml_type_name(*name)));
     c.name = name->as_string()->get();
   }
   c.nodes = r.integer_at(cl, "cluster", "nodes", true, 1, 1);
@@ -536,7 +528,7 @@ Cluster Cluster::from_toml(const std::string& text, const std::string& source) {
            {"on", "contention", "allreduce_shm", "allreduce_tcp", "reduce_scatter_all_gather_shm",
             "reduce_scatter_all_gather_tcp", "ps", "overhead"});
     if (const toml::node* on = m->get("on")) {
-      if (!on->is_string()) r.fail(on, "measured.on", fmt::format("must be a string, got {}", type_name(*on)));
+      if (!on->is_string()) r.fail(on, "measured.on", fmt::format("must be a string, got {}", toml_type_name(*on)));
       c.measured_on = on->as_string()->get();
     }
     c.contention = r.numbers(*m, "measured", "contention");
