@@ -57,13 +57,7 @@ Job job(int64_t batch = 64, int max_processes = 4) {
   return j;
 }
 
-Plan allreduce(int n, int zero = 0) {
-  Plan p;
-  p.strategy = "allreduce";
-  p.workers = n;
-  p.zero = zero;
-  return p;
-}
+Plan allreduce(int n, int zero = 0) { return Plan::allreduce(n, zero); }
 
 // The flat ring of cluster.h over N ranks.
 double ring(const Cluster& c, int n, double bytes) {
@@ -134,12 +128,7 @@ TEST(CostModel, LayerTimesAreScaledToTheMeasuredWholeStep) {
   p.step_s = {0.2, 0.02};  // batches 64 and 8: more than the layers' 0.0768 and 0.0096 (+ the optimizer's 1 ms)
   const Prediction r = predict(allreduce(2), job(), p, node(2));
   EXPECT_NEAR(r.compute_s, p.step_at(32), 1e-12);  // forward + backward scaled to the step, plus the optimizer
-  Plan pipe;
-  pipe.strategy = "pipeline";
-  pipe.stages = 2;
-  pipe.micro_batches = 1;
-  pipe.schedule = "gpipe";
-  pipe.split = {2, 2};
+  Plan pipe = Plan::pipeline(2, 1, "gpipe", {2, 2});
   // One micro-batch: the chain of both stages (half the step each) and two messages.
   EXPECT_NEAR(predict(pipe, job(), p, node(8)).step_s, (0.2 - 1e-3) + 2 * node(8).p2p_s(64000, true) + 1e-3 / 2, 1e-12);
 }
@@ -154,12 +143,7 @@ TEST(CostModel, CoresSharedSlowCompute) {
 
 TEST(CostModel, PipelineIsTheScheduleSimulation) {
   const Cluster c = node(8);
-  Plan p;
-  p.strategy = "pipeline";
-  p.stages = 2;
-  p.micro_batches = 4;
-  p.schedule = "1f1b";
-  p.split = {2, 2};
+  Plan p = Plan::pipeline(2, 4, "1f1b", {2, 2});
   const Prediction r = predict(p, job(), four_layers(), c);
   loom::pipeline::StageCosts costs;
   costs.forward = {2 * 16e-4, 2 * 16e-4};
@@ -171,12 +155,7 @@ TEST(CostModel, PipelineIsTheScheduleSimulation) {
 }
 
 TEST(CostModel, GPipeStashesEveryMicroBatch1F1BAtMostTheStagesLeft) {
-  Plan p;
-  p.strategy = "pipeline";
-  p.stages = 2;
-  p.micro_batches = 8;
-  p.split = {2, 2};
-  p.schedule = "gpipe";
+  Plan p = Plan::pipeline(2, 8, "gpipe", {2, 2});
   const Prediction g = predict(p, job(), four_layers(), node(8));
   p.schedule = "1f1b";
   const Prediction f = predict(p, job(), four_layers(), node(8));
@@ -220,12 +199,7 @@ TEST(CostModel, LoomsOwnStepCostIsAddedFromTheNearestMeasurement) {
   // A pipeline's is waiting on messages: per message, inside the simulation. The entry
   // (P = 2, M = 2: 4 ms) spread over the messages on its critical path when nothing
   // computes; a plan with the same degrees and no compute pays exactly the entry back.
-  Plan p;
-  p.strategy = "pipeline";
-  p.stages = 2;
-  p.micro_batches = 2;
-  p.schedule = "1f1b";
-  p.split = {2, 2};
+  Plan p = Plan::pipeline(2, 2, "1f1b", {2, 2});
   ModelProfile idle = four_layers();
   for (auto& l : idle.layers) {
     for (auto& t : l.times) t.forward_s = t.backward_s = 0;
@@ -292,12 +266,7 @@ TEST(CostModel, ProcessSpeedsSlowTheSlowestWorkerAndMakeShardWeightsAutoACandida
   EXPECT_NEAR(predict(Plan{}, job(), p, c).step_s, p.step_at(64), 1e-12);
   c.process_speeds = {0.5};
   EXPECT_NEAR(predict(Plan{}, job(), p, c).step_s, 2 * p.step_at(64), 1e-12);
-  Plan pipe;
-  pipe.strategy = "pipeline";
-  pipe.stages = 2;
-  pipe.micro_batches = 1;
-  pipe.schedule = "gpipe";
-  pipe.split = {2, 2};
+  Plan pipe = Plan::pipeline(2, 1, "gpipe", {2, 2});
   c.process_speeds = {1.0, 0.25};
   const Prediction slow_stage = predict(pipe, job(), p, c);
   c.process_speeds.clear();
