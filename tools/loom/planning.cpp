@@ -13,6 +13,7 @@
 #include "loom/plan/calibrate.h"
 #include "loom/plan/overhead.h"
 #include "loom/plan/verify.h"
+#include "loom/strategies/bench_slowdown.h"
 #include "loom/train/model_for.h"
 #include "loom/train/strategy_options.h"
 
@@ -80,11 +81,28 @@ plan::ModelProfile measure_profile(const train::TrainConfig& c, int max_processe
 Planned plan_job(const train::TrainConfig& c, const PlanInputs& in) {
   Planned out;
   // What can be wrong in the input is checked before anything is measured.
-  const std::vector<std::string> strategies = split_list(in.strategies);
+  std::vector<std::string> strategies = split_list(in.strategies);
   for (const auto& s : strategies) {
     static const std::vector<std::string> known{"single", "allreduce", "ps", "pipeline", "hybrid"};
     LOOM_CHECK(std::find(known.begin(), known.end(), s) != known.end(), ConfigError,
                "--strategies: unknown strategy '{}' (single, allreduce, ps, pipeline, hybrid)", s);
+  }
+  if (!c.bench_slowdown.empty()) {
+    // The benchmark aid's spec is checked here, not first in every calibrating rank; a
+    // pipeline or a mesh does not take it, so their plans would be predicted slowed and
+    // run at full speed: they are left out.
+    loom::strategies::bench_slowdown_for(c.bench_slowdown, -1);
+    const std::vector<std::string> takes_it{"single", "allreduce", "ps"};
+    if (strategies.empty()) strategies = takes_it;
+    strategies.erase(std::remove_if(strategies.begin(), strategies.end(),
+                                    [&](const std::string& s) {
+                                      return std::find(takes_it.begin(), takes_it.end(), s) == takes_it.end();
+                                    }),
+                     strategies.end());
+    LOOM_CHECK(!strategies.empty(), ConfigError,
+               "--bench-slowdown applies to single, allreduce and ps only, and --strategies {} lists none of them",
+               in.strategies);
+    log::info("plan: with --bench-slowdown, only single, allreduce and ps plans (the strategies that take it)");
   }
   if (!in.profile_file.empty()) {
     out.profile = plan::ModelProfile::from_json(read_text(in.profile_file, "profile"), in.profile_file);

@@ -12,7 +12,8 @@
 //     rank named by `bench_slowdown` stretched as `loom train --bench-slowdown` stretches
 //     its compute; alone, so the contention table is not counted twice);
 //     speed = the fastest rank's median time / this rank's, written as 1 when within
-//     Cluster::kSpeedTolerance of the fastest.
+//     Cluster::kSpeedTolerance of the fastest. Outside budget_s: processes x 3 x ~0.1 s
+//     (times FACTOR for the stretched rank).
 //   - process_base_bytes: rank 0's VmRSS once libtorch and both contexts are up.
 //   - intra link: ping-pong between ranks 0 and 1 through Gloo's send/recv over TCP (as
 //     pipeline stages talk): latency = half the median round trip of 4 bytes; bandwidth

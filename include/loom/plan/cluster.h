@@ -14,7 +14,7 @@
 //   memory_per_node_gib = 256      # memory they share
 //   process_base_mib = 0           # a worker's memory before its model (libtorch, data)
 //   process_speeds = [1.0, 0.5]    # optional: each process's compute speed, in rank order
-//                                  # (1 = as profiled; ranks not listed: 1). Measured by
+//                                  # (1 = the fastest, as profiled; not listed: 1). Measured by
 //                                  # --calibrate; differing speeds make `--shard-weights auto`
 //                                  # a candidate
 //
@@ -87,8 +87,10 @@ struct Cluster {
   int64_t process_base_bytes = 0;
   Link intra;
   Link inter;
-  // Relative compute speed of the process of each rank (data rank for allreduce and ps
-  // workers, stage for a pipeline), 1 = the profiled speed; empty or shorter: 1.
+  // Relative compute speed of the process of each rank, 1 = the profiled speed (the
+  // fastest process); empty or shorter: 1. Ranks as loom train numbers them: allreduce
+  // data ranks; ps workers 0..W-1 then servers; pipeline stages; a mesh's stage s of
+  // replica d at d * pp + s.
   // --calibrate measures it (speeds within kSpeedTolerance of the fastest are written as 1).
   std::vector<double> process_speeds;
   // Measured (empty when not calibrated): contention[k-1] is the compute slowdown when

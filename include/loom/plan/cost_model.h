@@ -4,7 +4,7 @@
 // (plan/cluster.h). Every term is a formula over measured inputs; the assumptions are
 // stated where they are made (cost_model.cpp) and in docs/planner.md.
 //
-//   const auto plans = loom::plan::candidates(job, cluster, profile.layers.size());
+//   const auto plans = loom::plan::candidates(job, profile, cluster);
 //   for (const auto& p : plans) {
 //     const auto r = loom::plan::predict(p, job, profile, cluster);
 //     // r.samples_per_s, r.step_s, r.memory_bytes, r.fits, r.dominant
@@ -61,7 +61,7 @@ struct Prediction {
   double step_s = 0;
   double samples_per_s = 0;
   // Per-step parts (seconds; they need not add up to step_s where they overlap):
-  double compute_s = 0;        // forward + backward + optimizer + overhead, slowed by contention
+  double compute_s = 0;        // forward + backward + optimizer, slowed by contention and process speed
   double communication_s = 0;  // exposed: not hidden behind backward
   double bubble_s = 0;         // pipeline idle time on the slowest stage
   double server_s = 0;         // ps: waiting for servers beyond the network

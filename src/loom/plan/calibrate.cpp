@@ -97,6 +97,7 @@ Cluster calibrate(const CalibrateOptions& options) {
   gmtime_r(&now, &utc);
   c.measured_on = fmt::format("{}, {:%Y-%m-%d %H:%M} UTC: {} processes of {} thread(s), {} cores, {:.1f} s", c.name,
                               utc, options.processes, options.threads, c.cores_per_node, took);
+  if (!options.bench_slowdown.empty()) c.measured_on += fmt::format(", --bench-slowdown {}", options.bench_slowdown);
   log::info("calibrate: done in {:.1f} s", took);
   return c;
 }

@@ -154,7 +154,8 @@ double overhead_for_tensors(const Cluster& c, const Overhead& entry, int64_t ten
     if (!hi || o.tensors > hi->tensors) hi = &o;
   }
   if (tensors <= 0 || !lo || lo->tensors == hi->tensors) return entry.seconds;
-  const double slope = (hi->seconds - lo->seconds) / static_cast<double>(hi->tensors - lo->tensors);
+  // A noisy pair may fall with the tensors: no slope then, not a cost that vanishes.
+  const double slope = std::max(0.0, (hi->seconds - lo->seconds) / static_cast<double>(hi->tensors - lo->tensors));
   return std::max(0.0, lo->seconds + slope * static_cast<double>(tensors - lo->tensors));
 }
 
@@ -227,13 +228,14 @@ Prediction predict_single(const Job& job, const ModelProfile& profile, const Clu
 // each row, one at a time, to the worker whose time with it is smallest (every worker
 // keeps at least one row, as the proportional partitioner requires).
 std::vector<int64_t> balanced_rows(int64_t total, int n, const std::function<double(int, int64_t)>& compute_of) {
+  LOOM_CHECK(n >= 1 && total >= n, ConfigError, "plan: {} rows cannot give each of {} workers one", total, n);
   std::vector<int64_t> rows(n, 1);
+  std::vector<double> next(n);  // compute_of(r, rows[r] + 1)
+  for (int r = 0; r < n; ++r) next[r] = compute_of(r, 2);
   for (int64_t given = n; given < total; ++given) {
-    int best = 0;
-    for (int r = 1; r < n; ++r) {
-      if (compute_of(r, rows[r] + 1) < compute_of(best, rows[best] + 1)) best = r;
-    }
+    const auto best = static_cast<int>(std::min_element(next.begin(), next.end()) - next.begin());
     ++rows[best];
+    next[best] = compute_of(best, rows[best] + 1);
   }
   return rows;
 }
@@ -243,11 +245,14 @@ Prediction predict_allreduce(const Plan& plan, const Job& job, const ModelProfil
   const int n = plan.workers;
   p.slowdown = c.slowdown(per_node(n, c), job.threads);
   // Each worker's rows: equal, or with --shard-weights auto where the trainer's
-  // re-weighting settles (rows_i proportional to rows_i / compute_i: equal compute
-  // times). The step waits for the worker whose compute takes longest.
+  // re-weighting settles: its weights are each rank's rows per second of forward and
+  // backward (trainer.cpp), whose fixed point has equal forward + backward times. The
+  // step waits for the worker whose compute takes longest.
   std::vector<double> speeds;
   for (int r = 0; r < n; ++r) speeds.push_back(c.speed(r));
-  const auto compute_of = [&](int r, int64_t rows) { return profile.step_at(std::max<int64_t>(rows, 1)) / speeds[r]; };
+  const auto compute_of = [&](int r, int64_t rows) {
+    return (profile.step_at(std::max<int64_t>(rows, 1)) - profile.optimizer_s) / speeds[r];
+  };
   const std::vector<int64_t> rows = plan.shard_weights_auto ? balanced_rows(job.batch_size, n, compute_of)
                                                             : std::vector<int64_t>(n, ceil_div(job.batch_size, n));
   int slowest = 0;
@@ -290,11 +295,17 @@ Prediction predict_ps(const Plan& plan, const Job& job, const ModelProfile& prof
   // 2 x 2 by 45-50% on this machine).
   p.slowdown = c.slowdown(per_node(w, c), job.threads);
   const int64_t params = profile.param_bytes();
-  const double worker_compute = (profile.step_at(b) - profile.optimizer_s) * p.slowdown / c.slowest(w);
+  // Workers are ranks 0..W-1, servers the last S. Sync: the step waits for the slowest
+  // worker. Async: workers do not wait for one another, and the rate loom train reports
+  // is rank 0's (global batch over its own cycle), so rank 0's speed.
+  const double worker_speed = plan.consistency == "sync" ? c.slowest(w) : c.speed(0);
+  const double worker_compute = (profile.step_at(b) - profile.optimizer_s) * p.slowdown / worker_speed;
   const double round = c.ps_round_s(w, s, params);
   // Each server applies the optimizer to its 1/S of the parameters: once per step when
-  // synchronous, once per push when not.
-  const double server_step = profile.optimizer_s * c.slowdown(per_node(w + s, c), 1) / s;
+  // synchronous, once per push when not; at the slowest server's speed.
+  double server_speed = c.speed(w);
+  for (int r = w + 1; r < w + s; ++r) server_speed = std::min(server_speed, c.speed(r));
+  const double server_step = profile.optimizer_s * c.slowdown(per_node(w + s, c), 1) / s / server_speed;
   p.compute_s = worker_compute;
   p.communication_s = round;
   if (plan.consistency == "sync") {
@@ -342,9 +353,10 @@ double predict_pipeline_step(const Plan& plan, const Job& job, const ModelProfil
       bw += l.backward[k];
       stage_params[s] += l.param_bytes[k];
     }
-    // A pipeline's stage s is rank s; a mesh's stage runs at its slowest replica's
-    // speed, taken as the slowest process's (which rank holds which replica is not modelled).
-    const double speed = plan.strategy == "pipeline" ? c.speed(s) : c.slowest(plan.processes());
+    // A pipeline's stage s is rank s; a mesh's stage s is ranks d * P + s of replicas
+    // d = 0..dp-1 (hybrid/mesh.cpp), in step with one another: the slowest of them.
+    double speed = c.speed(s);
+    for (int d = 1; plan.strategy == "hybrid" && d < plan.workers; ++d) speed = std::min(speed, c.speed(d * P + s));
     costs.forward.push_back(f / speed);
     costs.backward.push_back(bw / speed);
     if (s + 1 < P) {
@@ -546,8 +558,9 @@ std::vector<Plan> candidates(const Job& job, const ModelProfile& profile, const 
     for (int n : degrees_upto(2, max)) {
       if (job.batch_size % n != 0) continue;  // loom train splits the batch evenly (strided partition)
       for (int zero : {0, 1, 2}) out.push_back(Plan::allreduce(n, zero));
-      // Workers of different speeds: rows in proportion to the measured rates.
-      if (cluster.slowest(n) < max_speed(cluster, n)) {
+      // Workers of different speeds (beyond calibration's noise): rows in proportion to
+      // the measured rates.
+      if (cluster.slowest(n) < max_speed(cluster, n) * (1 - Cluster::kSpeedTolerance)) {
         Plan p = Plan::allreduce(n);
         p.shard_weights_auto = true;
         out.push_back(p);

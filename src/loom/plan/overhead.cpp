@@ -63,7 +63,7 @@ void measure_overheads(const OverheadOptions& options, Cluster& cluster) {
     plans.push_back(Plan::pipeline(2, 2, "1f1b", {}));
     plans.push_back(Plan::pipeline(2, 4, "1f1b", {}));
   }
-  if (max >= 3) plans.push_back(Plan::pipeline(std::min(max, 3), std::min(max, 3), "1f1b", {}));  // 3 layers
+  if (max >= 3) plans.push_back(Plan::pipeline(std::min(max, 3), std::min(max, 3), "1f1b", {}));
 
   const ModelProfile shallow = tiny_profile(kShallow, options.threads, max);
   const ModelProfile deep = tiny_profile(kDeep, options.threads, max);
@@ -71,6 +71,9 @@ void measure_overheads(const OverheadOptions& options, Cluster& cluster) {
   job.threads = options.threads;
   job.max_processes = max;
   cluster.overheads.clear();  // the residual is taken against the model without them
+  // The tiny runs go at full speed (no --bench-slowdown): predict them so.
+  Cluster flat = cluster;
+  flat.process_speeds.clear();
   MeasureOptions mo;
   mo.loom = options.loom;
   mo.steps = options.steps;
@@ -93,10 +96,10 @@ void measure_overheads(const OverheadOptions& options, Cluster& cluster) {
       std::vector<std::string> args = tiny_args(depth, options.threads, job.batch_size);
       for (auto& a : p.args(job)) args.push_back(std::move(a));
       const MeasuredRun run = measure(args, mo);
-      LOOM_CHECK(run.ok, ConfigError, "calibrate: the {} {} run on a tiny model failed: {}", p.strategy, p.degrees(),
-                 run.error);
+      LOOM_CHECK(run.ok, ConfigError, "calibrate: the {} {} run on the tiny model of depth {} failed: {}", p.strategy,
+                 p.degrees(), depth, run.error);
       const double step = static_cast<double>(job.batch_size) / run.samples_per_s;
-      const double predicted = predict(p, job, *profile, cluster).step_s;
+      const double predicted = predict(p, job, *profile, flat).step_s;
       Overhead o{p.strategy, p.workers, p.servers, p.stages, p.micro_batches, std::max(0.0, step - predicted)};
       o.tensors = profile->param_tensors;
       log::info(

@@ -44,6 +44,7 @@ TEST(Profile, EveryLayerAtEveryBatchWithExactBytes) {
   EXPECT_EQ(p.layers[0].times[0].output_bytes, 8 * 36 * 4);  // flatten: 8 rows of 36
   EXPECT_EQ(p.layers[5].times[1].output_bytes, 2 * 5 * 4);   // logits: 2 rows of 5
   EXPECT_GT(p.step_at(8), 0);
+  EXPECT_EQ(p.param_tensors, 6);  // three linear layers: weight and bias each
 }
 
 TEST(Profile, JsonRoundTrip) {
