@@ -70,6 +70,17 @@ TEST(PlanProfile, BadInputIsOneLineAndNoFile) {
   const auto unknown = plan({"--model", "mlp", "--data", "synthetic", "--strategies", "allreduce,magic"});
   EXPECT_TRUE(unknown.exited_with(1)) << unknown.describe();
   EXPECT_NE(unknown.err.find("unknown strategy 'magic'"), std::string::npos) << unknown.describe();
+  // The benchmark aid's spec, checked before anything is measured; and it applies to
+  // single, allreduce and ps only.
+  const auto slow = plan({"--model", "mlp", "--data", "synthetic", "--bench-slowdown", "1:x"});
+  EXPECT_TRUE(slow.exited_with(1)) << slow.describe();
+  EXPECT_NE(slow.err.find("'1:x' is not RANK:FACTOR"), std::string::npos) << slow.describe();
+  EXPECT_EQ(slow.err.find("profiled"), std::string::npos) << slow.describe();
+  const auto piped =
+      plan({"--model", "mlp", "--data", "synthetic", "--bench-slowdown", "1:2", "--strategies", "pipeline,hybrid"});
+  EXPECT_TRUE(piped.exited_with(1)) << piped.describe();
+  EXPECT_NE(piped.err.find("--bench-slowdown applies to single, allreduce and ps only"), std::string::npos)
+      << piped.describe();
   const auto cluster = dir + "/bad.toml";
   std::ofstream(cluster) << "[cluster]\nnodes = 1\nprocessez_per_node = 2\n";
   const auto bad = plan({"--model", "mlp", "--data", "synthetic", "--cluster", cluster});

@@ -246,9 +246,9 @@ TEST(CostModel, ProcessSpeedsSlowTheSlowestWorkerAndMakeShardWeightsAutoACandida
   const Prediction slowed = predict(allreduce(2), job(), p, c);
   EXPECT_NEAR(slowed.compute_s, 2 * (4 * 3 * 32e-4 + 1e-3), 1e-12);
   EXPECT_NEAR(slowed.compute_s, 2 * even.compute_s, 1e-12);
-  // Rows where the compute times meet: 43 and 21 (a step at b rows takes 12e-4 b + 1e-3
-  // s; worker 1 twice that: 12e-4 * 43 + 1e-3 = 52.6 ms against 2 (12e-4 * 21 + 1e-3) =
-  // 52.4 ms; 42 and 22: 53.8 ms on worker 1).
+  // Rows where the forward + backward times meet, as the trainer's re-weighting settles:
+  // 43 and 21 (12e-4 b s at b rows, worker 1 twice that: 51.6 ms against 50.4 ms; 42 and
+  // 22: 52.8 ms on worker 1). The step adds the optimizer at worker 0's speed.
   Plan weighted = allreduce(2);
   weighted.shard_weights_auto = true;
   const Prediction w = predict(weighted, job(), p, c);
@@ -275,6 +275,36 @@ TEST(CostModel, ProcessSpeedsSlowTheSlowestWorkerAndMakeShardWeightsAutoACandida
   // times slower, its half of the optimizer step too (0.5 ms -> 2 ms).
   const double f = 2 * 64e-4, b = 2 * 128e-4;
   EXPECT_NEAR(slow_stage.step_s - fast_stages.step_s, 3 * (f + b) + 1.5e-3, 1e-9);
+}
+
+TEST(CostModel, ProcessSpeedsByRoleInPsAndInAMesh) {
+  Cluster c = node(8);
+  const ModelProfile p = four_layers();
+  // ps 2 workers x 1 server: ranks 0, 1 work, rank 2 serves.
+  const Prediction even = predict(Plan::ps(2, 1, "sync"), job(), p, c);
+  c.process_speeds = {1.0, 1.0, 0.5};  // a slow server: its optimizer step takes twice as long
+  const Prediction slow_server = predict(Plan::ps(2, 1, "sync"), job(), p, c);
+  EXPECT_NEAR(slow_server.server_s, 2 * even.server_s, 1e-12);
+  EXPECT_NEAR(slow_server.compute_s, even.compute_s, 1e-12);
+  c.process_speeds = {1.0, 0.5, 1.0};  // a slow worker: sync waits for it, async reports rank 0's rate
+  EXPECT_NEAR(predict(Plan::ps(2, 1, "sync"), job(), p, c).compute_s, 2 * even.compute_s, 1e-12);
+  EXPECT_NEAR(predict(Plan::ps(2, 1, "async"), job(), p, c).compute_s, even.compute_s, 1e-12);
+  // A 2 x 2 mesh: rank 1 is stage 1 of replica 0 (rank = replica * pp + stage). Only
+  // stage 1 waits for it; everything slowed is slower still.
+  Plan mesh = Plan::pipeline(2, 2, "1f1b", {2, 2});
+  mesh.strategy = "hybrid";
+  mesh.workers = 2;
+  c.process_speeds = {1.0, 0.5, 1.0, 1.0};
+  const double one_slow = predict(mesh, job(), p, c).step_s;
+  c.process_speeds = {1.0, 1.0, 1.0, 0.5};  // stage 1 of replica 1: the same stage
+  EXPECT_NEAR(predict(mesh, job(), p, c).step_s, one_slow, 1e-12);
+  c.process_speeds = {0.5, 0.5, 0.5, 0.5};
+  EXPECT_LT(one_slow, predict(mesh, job(), p, c).step_s);
+  // Within calibration's noise (5%): no --shard-weights auto candidate.
+  c.process_speeds = {1.0, 0.97};
+  for (const auto& plan : candidates(job(), p, c)) {
+    EXPECT_FALSE(plan.shard_weights_auto) << plan.degrees();
+  }
 }
 
 TEST(CostModel, CandidatesCoverEveryStrategyWithTheirTrainArguments) {
