@@ -107,8 +107,9 @@ struct Cluster {
   int max_processes() const { return nodes * processes_per_node; }
   // process_speeds[rank], 1 when not listed.
   double speed(int rank) const;
-  // The smallest speed of ranks 0..processes-1.
+  // The smallest and the largest speed of ranks 0..processes-1.
   double slowest(int processes) const;
+  double fastest(int processes) const;
   // Calibration's run-to-run noise on this machine: measured speeds within 5% of the
   // fastest count as equal (1).
   static constexpr double kSpeedTolerance = 0.05;

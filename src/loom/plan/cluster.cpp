@@ -443,6 +443,12 @@ double Cluster::slowest(int processes) const {
   return s;
 }
 
+double Cluster::fastest(int processes) const {
+  double s = speed(0);
+  for (int r = 1; r < processes; ++r) s = std::max(s, speed(r));
+  return s;
+}
+
 int64_t Cluster::memory_per_process(int processes) const { return memory_per_node_bytes / std::max(processes, 1); }
 
 std::string Cluster::to_toml() const {

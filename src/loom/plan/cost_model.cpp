@@ -430,12 +430,6 @@ std::vector<int> degrees_upto(int from, int max) {
   return out;
 }
 
-double max_speed(const Cluster& c, int processes) {
-  double s = c.speed(0);
-  for (int r = 1; r < processes; ++r) s = std::max(s, c.speed(r));
-  return s;
-}
-
 bool wanted(const Job& job, const std::string& strategy) {
   return job.strategies.empty() ||
          std::find(job.strategies.begin(), job.strategies.end(), strategy) != job.strategies.end();
@@ -560,7 +554,7 @@ std::vector<Plan> candidates(const Job& job, const ModelProfile& profile, const 
       for (int zero : {0, 1, 2}) out.push_back(Plan::allreduce(n, zero));
       // Workers of different speeds (beyond calibration's noise): rows in proportion to
       // the measured rates.
-      if (cluster.slowest(n) < max_speed(cluster, n) * (1 - Cluster::kSpeedTolerance)) {
+      if (cluster.slowest(n) < cluster.fastest(n) * (1 - Cluster::kSpeedTolerance)) {
         Plan p = Plan::allreduce(n);
         p.shard_weights_auto = true;
         out.push_back(p);

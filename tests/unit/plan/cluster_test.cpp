@@ -158,6 +158,8 @@ TEST(Cluster, ProcessSpeedsByRankOneWhenNotListed) {
   EXPECT_EQ(c.slowest(1), 1.0);
   EXPECT_EQ(c.slowest(2), 0.5);
   EXPECT_EQ(c.slowest(4), 0.5);
+  EXPECT_EQ(c.fastest(2), 1.0);
+  EXPECT_EQ(c.fastest(3), 2.0);
   EXPECT_TRUE(Cluster::from_toml(kMinimal, "none.toml").process_speeds.empty());
   EXPECT_EQ(Cluster::from_toml(kMinimal, "none.toml").slowest(4), 1.0);
 }
