@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -24,6 +25,7 @@
 #include <fmt/format.h>
 
 #include "loom/comm/queued_work.h"
+#include "loom/comm/sum_kernels.h"
 #include "loom/core/error.h"
 #include "loom/core/log.h"
 #include "loom/core/tsan.h"
@@ -153,16 +155,27 @@ struct ShmCollectives::Impl {
     }
   }
 
+  // Allreduce of one window (`count` elements at `data`, at most one slot): each rank
+  // copies the window but its own partition into its slot; barrier; rank r sums
+  // partition r over the ranks in rank order (its own term straight from `data`), into
+  // `data` and into the result area; barrier; each copies the other partitions out of
+  // the result area. Per rank that reads and writes (N-1)/N of the window twice and
+  // sums one partition, where copying the whole window in and out (the algorithm
+  // before 2026-12-01) moved it twice plus the partition. docs/performance.md counts it.
   template <typename T>
-  void sum_partition(size_t count) {
+  void allreduce_window(T* data, size_t count) {
     const size_t lo = count * rank / size, hi = count * (rank + 1) / size;
+    T* mine = reinterpret_cast<T*>(slots + rank * capacity);
+    std::memcpy(mine, data, lo * sizeof(T));
+    std::memcpy(mine + hi, data + hi, (count - hi) * sizeof(T));
+    barrier();
+    std::array<const T*, kMaxRanks> in{};
+    for (int r = 0; r < size; ++r) in[r] = (r == rank ? data : reinterpret_cast<const T*>(slots + r * capacity)) + lo;
     T* out = reinterpret_cast<T*>(result);
-    const T* first = reinterpret_cast<const T*>(slots);
-    for (size_t i = lo; i < hi; ++i) out[i] = first[i];
-    for (int r = 1; r < size; ++r) {
-      const T* in = reinterpret_cast<const T*>(slots + r * capacity);
-      for (size_t i = lo; i < hi; ++i) out[i] += in[i];
-    }
+    sum_in_order(out + lo, data + lo, in.data(), size, hi - lo);
+    barrier();
+    std::memcpy(data, out, lo * sizeof(T));
+    std::memcpy(data + hi, out + hi, (count - hi) * sizeof(T));
   }
 
   void execute(std::vector<at::Tensor>& tensors) {
@@ -171,22 +184,18 @@ struct ShmCollectives::Impl {
       const size_t n = t.nbytes(), element = t.element_size();
       for (size_t off = 0; off < n; off += capacity) {
         const size_t len = std::min<size_t>(capacity, n - off);
-        std::memcpy(slots + rank * capacity, data + off, len);
-        barrier();
         if (t.scalar_type() == at::kFloat) {
-          sum_partition<float>(len / element);
+          allreduce_window(reinterpret_cast<float*>(data + off), len / element);
         } else {
-          sum_partition<double>(len / element);
+          allreduce_window(reinterpret_cast<double*>(data + off), len / element);
         }
-        barrier();
-        std::memcpy(data + off, result, len);
       }
     }
   }
 
   // reduce_scatter over windows of the buffer of at most one slot: each rank copies the
   // window into its slot (all but its own range, which it reads from its buffer), then
-  // sums its range in rank order, as sum_partition does, so the result is bitwise what
+  // sums its range in rank order, as allreduce_window does, so the result is bitwise what
   // the allreduce gives there.
   template <typename T>
   void reduce_scatter(T* data, int64_t total, int64_t lo, int64_t hi) {
@@ -199,12 +208,11 @@ struct ShmCollectives::Impl {
       std::memcpy(mine, data + w, (cut_lo - w) * sizeof(T));
       std::memcpy(mine + (cut_hi - w), data + cut_hi, (end - cut_hi) * sizeof(T));
       barrier();
-      for (int64_t i = cut_lo; i < cut_hi; ++i) {
-        const int64_t k = i - w;
-        T v = rank == 0 ? data[i] : reinterpret_cast<const T*>(slots)[k];
-        for (int r = 1; r < size; ++r) v += r == rank ? data[i] : reinterpret_cast<const T*>(slots + r * capacity)[k];
-        data[i] = v;
+      std::array<const T*, kMaxRanks> in{};
+      for (int r = 0; r < size; ++r) {
+        in[r] = r == rank ? data + cut_lo : reinterpret_cast<const T*>(slots + r * capacity) + (cut_lo - w);
       }
+      sum_in_order(data + cut_lo, static_cast<T*>(nullptr), in.data(), size, static_cast<size_t>(cut_hi - cut_lo));
       barrier();  // before the next window (or operation) overwrites the slots
     }
   }

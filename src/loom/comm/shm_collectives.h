@@ -11,9 +11,10 @@
 // mapped it, so nothing is left in /dev/shm if a process dies.
 //
 // One allreduce (sum of float32 or float64 tensors), per chunk of at most `capacity`
-// bytes: each rank copies its chunk into its slot; barrier; rank r sums partition r of
-// every slot (in rank order: every rank gets bitwise the same result) into the result
-// area; barrier; each rank copies the result out. Barriers are per-rank arrival counters
+// bytes: each rank copies its chunk, all but its own partition, into its slot; barrier;
+// rank r sums partition r over the ranks (in rank order: every rank gets bitwise the
+// same result; its own term read from its tensor) into its tensor and the result area;
+// barrier; each rank copies the other partitions out. Barriers are per-rank arrival counters
 // in the segment with futex waits (no spinning on a busy machine beyond a few
 // microseconds). Operations run in order on one thread per group, so they are
 // asynchronous like Gloo's and overlap the caller's work.
