@@ -1,6 +1,8 @@
 // Parameter-server transport against raw loopback TCP, side by side in one program.
 //
 //   build/bench/ps_goodput [--rounds 5] [--warmup 2] [--iters 10] [--threads 1]
+//                          [--mib 4 64] [--servers 1 2] [--small 1] [--tcp 1]
+//                          [--server-io-threads 1] [--worker-io-threads 1]
 //
 // For each size (4 MiB, 64 MiB of parameters) and server count (1, 2): 2 worker threads,
 // each with its own ps::Worker over tcp://127.0.0.1, repeat push(gradients) + pull
@@ -10,6 +12,9 @@
 // worker thread sends its bytes to a server thread, which reads them into a reused
 // buffer and sends the same number of bytes back; each worker sends from a second,
 // persistent thread while it receives), measured by this program in the same round.
+//
+// Each side also reports the CPU time of the whole process (all threads, user + system)
+// per timed iteration: what the work costs, beside how long it takes.
 //
 // Both sides are timed the same way: every buffer allocated and touched, every thread
 // started, and --warmup untimed iterations done before the clock starts (when the last
@@ -47,6 +52,22 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// CPU seconds used by all of this process's threads so far (servers, workers, ZeroMQ's
+// I/O threads, the kernel's work on their behalf).
+double process_cpu_s() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// One timed measurement: goodput, operations per second, and CPU seconds per iteration
+// (all threads of the process; only the side being measured runs meanwhile).
+struct Rate {
+  double bytes_per_s = 0;
+  double ops_per_s = 0;
+  double cpu_ms_per_iter = 0;
+};
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -122,7 +143,7 @@ class Sender {
 // Bytes per second moved by `workers` connections each sending `bytes` and receiving
 // `bytes` back, timed like ps_run: every buffer allocated and touched, every thread
 // started and `warmup` untimed iterations done before the clock starts; then `iters`.
-double raw_tcp(size_t bytes, int workers, int warmup, int iters) {
+Rate raw_tcp(size_t bytes, int workers, int warmup, int iters) {
   const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -151,6 +172,7 @@ double raw_tcp(size_t bytes, int workers, int warmup, int iters) {
     fds.push_back(fd);
   }
   Clock::time_point start;
+  double cpu_start = 0;
   std::atomic<int> ready{0};
   std::vector<std::thread> clients;
   for (int w = 0; w < workers; ++w) {
@@ -163,26 +185,33 @@ double raw_tcp(size_t bytes, int workers, int warmup, int iters) {
         sender.wait();
       };
       for (int i = 0; i < warmup; ++i) iteration();
-      if (++ready == workers) start = Clock::now();
+      if (++ready == workers) {
+        start = Clock::now();
+        cpu_start = process_cpu_s();
+      }
       while (ready < workers) std::this_thread::yield();
       for (int i = 0; i < iters; ++i) iteration();
     });
   }
   for (auto& t : clients) t.join();
   const double s = seconds_since(start);
+  Rate r;
+  r.cpu_ms_per_iter = 1e3 * (process_cpu_s() - cpu_start) / iters;
   for (auto& t : servers) t.join();
   for (int fd : fds) ::close(fd);
   ::close(listener);
-  return 2.0 * bytes * workers * iters / s;
+  r.bytes_per_s = 2.0 * bytes * workers * iters / s;
+  return r;
 }
 
 // ---- loom: ps::Server + ps::Worker ----------------------------------------------------
-struct PsRun {
-  double bytes_per_s = 0;
-  double ops_per_s = 0;
+
+// ZeroMQ I/O threads per server process and per worker (VanOptions::io_threads).
+struct IoThreads {
+  int server = 1, worker = 1;
 };
 
-PsRun ps_run(int64_t numel, int servers, int workers, int warmup, int iters, int64_t slice_bytes) {
+Rate ps_run(int64_t numel, int servers, int workers, int warmup, int iters, int64_t slice_bytes, IoThreads io) {
   std::vector<std::unique_ptr<loom::ps::Server>> srv;
   std::vector<std::thread> threads;
   std::vector<std::string> endpoints;
@@ -192,6 +221,7 @@ PsRun ps_run(int64_t numel, int servers, int workers, int warmup, int iters, int
     o.num_workers = workers;
     o.optimizer.lr = 0;
     o.timeout = std::chrono::seconds(60);
+    o.van.io_threads = io.server;
     srv.push_back(std::make_unique<loom::ps::Server>(o));
     endpoints.push_back(srv.back()->endpoint());
   }
@@ -205,12 +235,14 @@ PsRun ps_run(int64_t numel, int servers, int workers, int warmup, int iters, int
     o.worker_id = static_cast<uint32_t>(w);
     o.slice_bytes = slice_bytes;
     o.timeout = std::chrono::seconds(60);
+    o.van.io_threads = io.worker;
     clients.push_back(std::make_unique<loom::ps::Worker>(specs, o));
   }
   std::vector<at::Tensor> params{torch::zeros({numel})};
   clients[0]->init(params);
 
   Clock::time_point start;
+  double cpu_start = 0;
   std::vector<std::thread> loops;
   std::atomic<int> ready{0};
   for (int w = 0; w < workers; ++w) {
@@ -224,16 +256,20 @@ PsRun ps_run(int64_t numel, int servers, int workers, int warmup, int iters, int
         clients[w]->wait(q);
       };
       for (int i = 0; i < warmup; ++i) iteration(i);
-      if (++ready == workers) start = Clock::now();
+      if (++ready == workers) {
+        start = Clock::now();
+        cpu_start = process_cpu_s();
+      }
       while (ready < workers) std::this_thread::yield();
       for (int i = warmup; i < warmup + iters; ++i) iteration(i);
     });
   }
   for (auto& t : loops) t.join();
   const double s = seconds_since(start);
+  Rate r;
+  r.cpu_ms_per_iter = 1e3 * (process_cpu_s() - cpu_start) / iters;
   for (auto& c : clients) c->done();
   for (auto& t : threads) t.join();
-  PsRun r;
   r.bytes_per_s = 2.0 * numel * 4 * workers * iters / s;
   r.ops_per_s = double(workers) * iters / s;
   return r;
@@ -250,6 +286,17 @@ int main(int argc, char** argv) {
   app.add_option("--iters", iters, "push+pull iterations per measurement");
   app.add_option("--small-iters", small_iters);
   app.add_option("--threads", threads);
+  std::vector<int64_t> sizes_mib{4, 64};
+  std::vector<int> server_counts{1, 2};
+  bool small = true;
+  app.add_option("--mib", sizes_mib, "parameter sizes in MiB (default: 4 64)");
+  app.add_option("--servers", server_counts, "server counts (default: 1 2)");
+  bool peer = true;
+  app.add_option("--tcp", peer, "also measure raw TCP (default 1; 0: loom only, e.g. under a profiler)");
+  IoThreads io;
+  app.add_option("--server-io-threads", io.server, "ZeroMQ I/O threads per server (default 1)");
+  app.add_option("--worker-io-threads", io.worker, "ZeroMQ I/O threads per worker (default 1)");
+  app.add_option("--small", small, "also measure 1 KiB operations per second (default 1)");
   CLI11_PARSE(app, argc, argv);
   torch::set_num_threads(threads);
   loom::log::set_level(loom::log::Level::warn);  // the servers' start-up lines are noise here
@@ -258,23 +305,27 @@ int main(int argc, char** argv) {
         "ps_goodput: 2 workers, push+pull per iteration, %d untimed + %d timed iterations on both sides, "
         "%d rounds, order alternating (GB/s = 1e9 bytes/s)\n",
         warmup, iters, rounds);
-    std::printf("%8s %8s %6s %10s %10s %8s\n", "size", "servers", "round", "ps GB/s", "tcp GB/s", "ps/tcp");
-    for (int64_t mib : {4, 64}) {
-      for (int servers : {1, 2}) {
+    std::printf("%8s %8s %6s %10s %10s %8s %14s %14s\n", "size", "servers", "round", "ps GB/s", "tcp GB/s", "ps/tcp",
+                "ps cpu ms/it", "tcp cpu ms/it");
+    for (int64_t mib : sizes_mib) {
+      for (int servers : server_counts) {
         std::vector<double> ratios;
         const int64_t numel = mib * (1 << 20) / 4;
         for (int r = 0; r < rounds; ++r) {
-          double ps = 0, tcp = 0;
+          Rate ps, tcp;
           if (r % 2 == 0) {
-            ps = ps_run(numel, servers, 2, warmup, iters, int64_t{4} << 20).bytes_per_s;
+            ps = ps_run(numel, servers, 2, warmup, iters, int64_t{4} << 20, io);
+            if (peer) tcp = raw_tcp(size_t(numel) * 4, 2, warmup, iters);
+          } else if (peer) {
             tcp = raw_tcp(size_t(numel) * 4, 2, warmup, iters);
+            ps = ps_run(numel, servers, 2, warmup, iters, int64_t{4} << 20, io);
           } else {
-            tcp = raw_tcp(size_t(numel) * 4, 2, warmup, iters);
-            ps = ps_run(numel, servers, 2, warmup, iters, int64_t{4} << 20).bytes_per_s;
+            ps = ps_run(numel, servers, 2, warmup, iters, int64_t{4} << 20, io);
           }
-          ratios.push_back(ps / tcp);
-          std::printf("%5ldMiB %8d %6d %10.2f %10.2f %8.3f\n", long(mib), servers, r + 1, ps / 1e9, tcp / 1e9,
-                      ps / tcp);
+          ratios.push_back(ps.bytes_per_s / tcp.bytes_per_s);
+          std::printf("%5ldMiB %8d %6d %10.2f %10.2f %8.3f %14.2f %14.2f\n", long(mib), servers, r + 1,
+                      ps.bytes_per_s / 1e9, tcp.bytes_per_s / 1e9, ratios.back(), ps.cpu_ms_per_iter,
+                      tcp.cpu_ms_per_iter);
           std::fflush(stdout);
         }
         std::printf("median ps/tcp for %ld MiB, %d server(s): %.3f (range %.3f-%.3f, n=%d)\n", long(mib), servers,
@@ -282,8 +333,14 @@ int main(int argc, char** argv) {
                     *std::max_element(ratios.begin(), ratios.end()), int(ratios.size()));
       }
     }
-    std::vector<double> ops;
-    for (int r = 0; r < rounds; ++r) ops.push_back(ps_run(256, 1, 2, warmup, small_iters, int64_t{4} << 20).ops_per_s);
+    if (!small) return 0;
+    std::vector<double> ops, cpu_us;
+    for (int r = 0; r < rounds; ++r) {
+      const Rate small_rate = ps_run(256, 1, 2, warmup, small_iters, int64_t{4} << 20, io);
+      ops.push_back(small_rate.ops_per_s);
+      cpu_us.push_back(1e3 * small_rate.cpu_ms_per_iter);
+      std::printf("small round %d: %.0f ops/s, %.0f us CPU per iteration (2 ops)\n", r + 1, ops.back(), cpu_us.back());
+    }
     std::printf(
         "small messages (1 KiB key, 2 workers, 1 server, sync): median %.0f push+pull ops/s (range %.0f-%.0f)\n",
         median(ops), *std::min_element(ops.begin(), ops.end()), *std::max_element(ops.begin(), ops.end()));
