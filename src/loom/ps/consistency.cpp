@@ -46,20 +46,29 @@ class SyncRule final : public ConsistencyRule {
     }
     Step& s = steps_.at(key);
     if (s.pushed[worker]) return {fmt::format("key {}: worker {} pushed step {} twice", key, worker, clock)};
-    s.grads[worker] = std::move(grad);  // kept as it arrived (no copy when aligned) until the update
+    s.grads[worker] = std::move(grad);  // kept as it arrived (no copy when aligned) until it is summed
     s.weights[worker] = weight;
     s.pushed[worker] = 1;
     if (s.count++ == 0) {
       s.first_push = options_.clock();
       s.step = slot.version;
     }
+    // Worker order, whatever order the pushes came in (deterministic sums), but each push
+    // as soon as all lower workers' are in: the sum of the early pushes is done while
+    // the server waits for the last one, not after it.
+    while (s.summed < s.grads.size() && s.pushed[s.summed]) {
+      const size_t w = s.summed++;
+      if (w == 0) {
+        at::mul_out(slot.combined, s.grads[0], s.weights[0]);
+      } else {
+        slot.combined.add_(s.grads[w], s.weights[w]);
+      }
+      s.grads[w].reset();  // give the received message back
+    }
     if (s.count < options_.num_workers) return {};
-    // Worker order, whatever order the pushes came in: deterministic sums.
-    at::mul_out(slot.combined, s.grads[0], s.weights[0]);
-    for (size_t w = 1; w < s.grads.size(); ++w) slot.combined.add_(s.grads[w], s.weights[w]);
-    for (at::Tensor& g : s.grads) g.reset();  // give the received messages back
     std::fill(s.pushed.begin(), s.pushed.end(), 0);
     s.count = 0;
+    s.summed = 0;
     return {"", true};
   }
 
@@ -91,6 +100,7 @@ class SyncRule final : public ConsistencyRule {
     std::vector<at::Tensor> grads;
     std::vector<double> weights;
     std::vector<uint8_t> pushed;
+    size_t summed = 0;  // workers 0..summed-1 are in slot.combined
     int count = 0;
     int64_t step = 0;
     Clock::time_point first_push;

@@ -2,11 +2,13 @@
 // per server, made once at start-up from ServerOptions::consistency (make_consistency_rule,
 // the one place that switches on the mode); the server's dispatch asks it and never the
 // mode itself. The three rules (ServerOptions in server.h has the user's view):
-//  * sync: for each key, the pushes of step c from all W workers are kept, then summed in
-//    worker order, each weighted by its batch share, and applied as one update; the key's
-//    version becomes c + 1. A pull with clock c is answered once the version is >= c. A
-//    step whose pushes are incomplete after the step timeout is a CommError naming the
-//    missing workers (check_progress). Silent workers are never dropped.
+//  * sync: for each key, the pushes of step c from all W workers are summed in worker
+//    order, each weighted by its batch share (a push is added once every lower worker's
+//    push is in, so only the last ones wait for the step's last push), and applied as one
+//    update; the key's version becomes c + 1. A pull with clock c is answered once the
+//    version is >= c. A step whose pushes are incomplete after the step timeout is a
+//    CommError naming the missing workers (check_progress). Silent workers are never
+//    dropped.
 //  * async: every push is applied when it arrives, scaled by its weight; pulls are
 //    answered at once. Silent workers are dropped (liveness.h).
 //  * ssp (bounded staleness s): pushes as in async; a pull with clock c is answered once

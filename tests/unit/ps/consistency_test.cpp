@@ -69,6 +69,29 @@ TEST(PsConsistencySync, AnUpdateOncePerStepSummedInWorkerOrder) {
   EXPECT_FALSE(rule->push(7, slot, 0, 1, 0.5, grad(0)).update) << "a new step starts empty";
 }
 
+TEST(PsConsistencySync, EarlyPushesAreSummedAndReleasedBeforeTheLastArrives) {
+  auto rule = make_consistency_rule(rule_options(Consistency::sync, 3));
+  Slot slot = make_slot();
+  rule->add_key(7, slot);
+  const at::Tensor g0 = grad(0), g1 = grad(1), g2 = grad(2);
+  // Worker 1 first: it cannot be summed before worker 0, so the rule keeps it.
+  EXPECT_FALSE(rule->push(7, slot, 1, 0, 0.25, g1).update);
+  EXPECT_TRUE(torch::equal(slot.combined, torch::zeros({4})));
+  EXPECT_EQ(g1.use_count(), 2) << "worker 1's push is kept until worker 0's is in";
+  // Worker 0: both are summed now, in worker order, and neither is kept.
+  EXPECT_FALSE(rule->push(7, slot, 0, 0, 0.5, g0).update);
+  EXPECT_TRUE(torch::equal(slot.combined, g0.mul(0.5).add_(g1, 0.25)));
+  EXPECT_EQ(g0.use_count(), 1);
+  EXPECT_EQ(g1.use_count(), 1);
+  EXPECT_TRUE(rule->push(7, slot, 2, 0, 0.25, g2).update);
+  EXPECT_TRUE(torch::equal(slot.combined, g0.mul(0.5).add_(g1, 0.25).add_(g2, 0.25)));
+  EXPECT_EQ(g2.use_count(), 1);
+  // The next step starts its sum again from worker 0.
+  slot.version = 1;
+  EXPECT_FALSE(rule->push(7, slot, 0, 1, 0.5, g2).update);
+  EXPECT_TRUE(torch::equal(slot.combined, g2.mul(0.5)));
+}
+
 TEST(PsConsistencySync, AStepIncompleteBeyondTheTimeoutNamesTheMissingWorkers) {
   ManualClock clock;
   auto rule = make_consistency_rule(rule_options(Consistency::sync, 3, 0, clock.clock()));
