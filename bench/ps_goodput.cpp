@@ -2,16 +2,17 @@
 //
 //   build/bench/ps_goodput [--rounds 5] [--warmup 2] [--iters 10] [--threads 1]
 //                          [--mib 4 64] [--servers 1 2] [--small 1] [--tcp 1]
-//                          [--server-io-threads 1] [--worker-io-threads 1]
+//                          [--server-io-threads 1] [--worker-io-threads 1] [--push-pull 1]
 //
 // For each size (4 MiB, 64 MiB of parameters) and server count (1, 2): 2 worker threads,
 // each with its own ps::Worker over tcp://127.0.0.1, repeat push(gradients) + pull
-// (parameters) against real ps::Server threads (sync mode, SGD with lr 0: the server
-// still combines the pushes and runs the optimizer). Goodput = bytes pushed + pulled by
-// both workers / wall time. The peer: the same pattern over plain TCP sockets (each
-// worker thread sends its bytes to a server thread, which reads them into a reused
-// buffer and sends the same number of bytes back; each worker sends from a second,
-// persistent thread while it receives), measured by this program in the same round.
+// (parameters) as one Worker::push_pull (--push-pull 0: a push and a pull) against real
+// ps::Server threads (sync mode, SGD with lr 0: the server still combines the pushes and
+// runs the optimizer). Goodput = bytes pushed + pulled by both workers / wall time. The
+// peer: the same pattern over plain TCP sockets (each worker thread sends its bytes to a
+// server thread, which reads them into a reused buffer and sends the same number of bytes
+// back; each worker sends from a second, persistent thread while it receives), measured
+// by this program in the same round.
 //
 // Each side also reports the CPU time of the whole process (all threads, user + system)
 // per timed iteration: what the work costs, beside how long it takes.
@@ -206,9 +207,11 @@ Rate raw_tcp(size_t bytes, int workers, int warmup, int iters) {
 
 // ---- loom: ps::Server + ps::Worker ----------------------------------------------------
 
-// ZeroMQ I/O threads per server process and per worker (VanOptions::io_threads).
+// ZeroMQ I/O threads per server process and per worker (VanOptions::io_threads), and
+// whether a step is one Worker::push_pull or a push and a pull.
 struct IoThreads {
   int server = 1, worker = 1;
+  bool push_pull = true;
 };
 
 Rate ps_run(int64_t numel, int servers, int workers, int warmup, int iters, int64_t slice_bytes, IoThreads io) {
@@ -250,6 +253,10 @@ Rate ps_run(int64_t numel, int servers, int workers, int warmup, int iters, int6
       std::vector<at::Tensor> mine{torch::zeros({numel})}, grads{torch::ones({numel})};
       clients[w]->wait(clients[w]->pull(mine, 0));
       auto iteration = [&](int i) {
+        if (io.push_pull) {
+          clients[w]->wait(clients[w]->push_pull(grads, mine, 1.0 / workers, i));
+          return;
+        }
         auto p = clients[w]->push(grads, 1.0 / workers, i);
         auto q = clients[w]->pull(mine, i + 1);
         clients[w]->wait(p);
@@ -296,6 +303,8 @@ int main(int argc, char** argv) {
   IoThreads io;
   app.add_option("--server-io-threads", io.server, "ZeroMQ I/O threads per server (default 1)");
   app.add_option("--worker-io-threads", io.worker, "ZeroMQ I/O threads per worker (default 1)");
+  app.add_option("--push-pull", io.push_pull,
+                 "1: a step is one Worker::push_pull (default); 0: a push and a pull, waited for both");
   app.add_option("--small", small, "also measure 1 KiB operations per second (default 1)");
   CLI11_PARSE(app, argc, argv);
   torch::set_num_threads(threads);

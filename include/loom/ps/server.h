@@ -18,6 +18,9 @@
 //  * ssp (bounded staleness s): pushes as in async; a pull with clock c is answered once
 //    every live worker has pushed at least c - s steps of that key.
 //
+// A push may carry kFlagPull: then it is also the pull of the next step, answered as that
+// pull would be, in one reply instead of two (ps-lite's ZPushPull).
+//
 // Workers: ids 0..W-1 say hello (the van's handshake), then push/pull, and say "done"
 // (a command) at the end. In async and ssp mode a worker that has sent nothing for
 // `dead_after` while no request of its is waiting is dropped (logged): no one waits for
@@ -86,6 +89,10 @@ using ServerClock = std::function<std::chrono::steady_clock::time_point()>;
 
 // Header::flags used by the server and worker.
 constexpr uint32_t kFlagInit = 1;  // push: initial values, not a gradient
+// push: also a pull of clock + 1. The one reply is that pull's (Op::pull_reply, sent when
+// the rule lets a pull of clock + 1 be answered), or Op::error when the push is refused;
+// it stands for the push's acknowledgement too. Not with kFlagInit.
+constexpr uint32_t kFlagPull = 2;
 
 struct ServerOptions {
   std::string bind = "tcp://127.0.0.1:0";

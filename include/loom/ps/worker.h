@@ -14,7 +14,7 @@
 //     forward/backward
 //     auto p = w.push(grads, share, step);   // grads must not change until p completes
 //     auto q = w.pull(params, step + 1);     // sync mode: answered after the update
-//     w.wait(p); w.wait(q);
+//     w.wait(p); w.wait(q);                  // or both at once: w.wait(w.push_pull(grads, params, share, step))
 //   }
 //   w.done();
 //
@@ -77,6 +77,13 @@ class Worker {
   Handle push(const std::vector<at::Tensor>& grads, double weight, int64_t clock);
   // Requests every slice at clock `clock`; wait() writes them into `into`.
   Handle pull(const std::vector<at::Tensor>& into, int64_t clock);
+  // push(grads, weight, clock) and pull(into, clock + 1) in one request per slice and one
+  // reply (half the messages, and one wake-up per slice instead of two): what a training
+  // step that waits for both should use. `grads` and `into` must not change until it
+  // completes; a refused push is thrown by wait() as for push(), and then `into` holds
+  // the next step's values only for the slices that were accepted.
+  Handle push_pull(const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& into, double weight,
+                   int64_t clock);
   // Blocks until every reply of `h` has arrived (handling others' replies meanwhile).
   void wait(Handle h);
   // Tells every server this worker is finished. Blocking.

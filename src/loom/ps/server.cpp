@@ -153,6 +153,10 @@ struct Server::Impl {
 
   void init(const Message& m) {
     const Header& h = m.header;
+    if (h.flags & kFlagPull) {
+      refuse(m, fmt::format("key {}: an init push cannot also be a pull", h.key));
+      return;
+    }
     if (auto it = slots.find(h.key); it != slots.end()) {  // from a checkpoint, or a restarted worker 0: keep ours
       if (check_tensor(m, it->second)) ack(m, Op::push_ack);
       return;
@@ -182,6 +186,11 @@ struct Server::Impl {
       return;
     }
     ++pushes[h.worker];
+    if (h.flags & kFlagPull) {  // the reply to the pull of the next step is the acknowledgement
+      if (result.update) update(h.key, *slot);
+      pull_or_park(m.peer, h.worker, h.key, h.seq, h.clock + 1, *slot);
+      return;
+    }
     const bool ack_first = rule->ack_before_update();
     if (ack_first) ack(m, Op::push_ack);
     if (result.update) update(h.key, *slot);
@@ -201,10 +210,15 @@ struct Server::Impl {
     const Header& h = m.header;
     Slot* slot = find_slot(m);
     if (!slot) return;
-    if (rule->ready(h.key, *slot, h.clock, workers)) {
-      send_values(m.peer, h.key, h.seq, *slot);
+    pull_or_park(m.peer, h.worker, h.key, h.seq, h.clock, *slot);
+  }
+
+  // Answers a pull of `key` at `clock` now when the rule allows it, else parks it.
+  void pull_or_park(const std::string& peer, uint32_t worker, uint64_t key, uint64_t seq, int64_t clock, Slot& slot) {
+    if (rule->ready(key, slot, clock, workers)) {
+      send_values(peer, key, seq, slot);
     } else {
-      slot->parked.push_back({m.peer, h.worker, h.seq, h.clock});
+      slot.parked.push_back({peer, worker, seq, clock});
     }
   }
 

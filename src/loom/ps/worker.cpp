@@ -18,9 +18,16 @@ using Clock = std::chrono::steady_clock;
 struct Request {
   uint64_t handle = 0;
   Op op = Op::push;
+  bool then_pull = false;  // a push with kFlagPull: answered with the values of the next step
   uint64_t key = 0;
-  at::Tensor into;  // pull: where the reply's values go
+  at::Tensor into;  // pull, push with then_pull: where the reply's values go
 };
+
+// "push of key 3", "push+pull of key 3", "a command": what a request was, for errors.
+std::string describe_request(const Request& r) {
+  if (r.op == Op::command) return "a command";
+  return fmt::format("{} of key {}", r.then_pull ? "push+pull" : op_name(r.op), r.key);
+}
 
 struct HandleState {
   int outstanding = 0;
@@ -82,15 +89,23 @@ struct Worker::Impl {
     h.worker = options.worker_id;
     request.handle = handle;
     request.op = h.op;
+    request.then_pull = (h.flags & kFlagPull) != 0;
     request.key = h.key;
     vans[plan.slices[h.key].server]->send(h, std::move(payload));
     requests.emplace(h.seq, std::move(request));
     ++handles[handle].outstanding;
   }
 
-  Handle push(const std::vector<at::Tensor>& grads, double weight, int64_t clock, uint32_t flags) {
+  // With `into` (kFlagPull in `flags`): each slice's reply is the next step's values.
+  Handle push(const std::vector<at::Tensor>& grads, double weight, int64_t clock, uint32_t flags,
+              const std::vector<at::Tensor>* into = nullptr) {
     check_count(grads, flags & kFlagInit ? "init" : "push");
     const std::vector<at::Tensor> parts = slices_of(grads);  // checks all before sending any
+    std::vector<at::Tensor> into_parts;
+    if (into) {
+      check_count(*into, "push_pull's values");
+      into_parts = slices_of(*into);
+    }
     const uint64_t handle = new_handle();
     for (const Slice& s : plan.slices) {
       Header h;
@@ -100,7 +115,9 @@ struct Worker::Impl {
       h.weight = weight;
       h.flags = flags;
       Payload payload = tensor_payload(parts[s.key], h);
-      send(handle, h, std::move(payload), {});
+      Request r;
+      if (into) r.into = into_parts[s.key];
+      send(handle, h, std::move(payload), std::move(r));
     }
     return {handle};
   }
@@ -163,17 +180,19 @@ struct Worker::Impl {
     if (m.header.op == Op::error) {
       // Recorded on its own handle, so a later wait() on another handle never throws it.
       std::string& error = handles[r.handle].error;
-      const std::string what = r.op == Op::command ? "a command" : fmt::format("{} of key {}", op_name(r.op), r.key);
+      const std::string what = describe_request(r);
       if (error.empty()) {
         error = fmt::format("{}: parameter server {} ({}) refused {}: {}", who(), server, vans[server]->endpoint(),
                             what, std::string(m.payload.bytes()));
       }
       return;
     }
-    const Op expected = r.op == Op::push ? Op::push_ack : r.op == Op::pull ? Op::pull_reply : Op::command_ack;
+    const Op expected = r.op == Op::pull || r.then_pull ? Op::pull_reply
+                        : r.op == Op::push              ? Op::push_ack
+                                                        : Op::command_ack;
     LOOM_CHECK(m.header.op == expected, ProtocolError, "{}: parameter server {} answered {} with {}", who(), server,
-               op_name(r.op), op_name(m.header.op));
-    if (r.op == Op::pull) copy_payload(m.payload, r.into);
+               describe_request(r), op_name(m.header.op));
+    if (expected == Op::pull_reply) copy_payload(m.payload, r.into);
   }
 
   void wait(Handle h) {
@@ -195,7 +214,7 @@ struct Worker::Impl {
     for (const auto& [seq, r] : requests) {
       if (r.handle != handle) continue;
       const int server = r.op == Op::command ? static_cast<int>(r.key) : plan.slices[r.key].server;
-      const std::string what = r.op == Op::command ? "a command" : fmt::format("{} of key {}", op_name(r.op), r.key);
+      const std::string what = describe_request(r);
       LOOM_THROW(TimeoutError, "{}: no reply from parameter server {} ({}) to {} within {} s", who(), server,
                  vans[server]->endpoint(), what, options.timeout.count() / 1000.0);
     }
@@ -221,6 +240,11 @@ Worker::Handle Worker::push(const std::vector<at::Tensor>& grads, double weight,
 }
 
 Worker::Handle Worker::pull(const std::vector<at::Tensor>& into, int64_t clock) { return impl_->pull(into, clock); }
+
+Worker::Handle Worker::push_pull(const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& into,
+                                 double weight, int64_t clock) {
+  return impl_->push(grads, weight, clock, kFlagPull, &into);
+}
 
 void Worker::wait(Handle h) { impl_->wait(h); }
 

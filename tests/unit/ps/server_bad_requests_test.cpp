@@ -70,6 +70,31 @@ TEST(PsServerBadRequests, AreRefusedWithTheReasonAndTheServerKeepsServing) {
     expect_comm_error([&] { bad.wait(bad.push({gradients(0, 1)[0]}, 0.25, 3)); }, {"push for step 3", "at step 0"});
     expect_rejected(s.server(), ++rejected);
   }
+  {  // push+pull for the wrong step: one refusal, named as the push+pull it was
+    Worker bad(w_only, worker_options(ctx, {ep}, 1));
+    std::vector<at::Tensor> into{torch::zeros({4, 6})};
+    expect_comm_error([&] { bad.wait(bad.push_pull({gradients(0, 1)[0]}, into, 0.25, 3)); },
+                      {"push+pull of key 0", "push for step 3", "at step 0"});
+    expect_rejected(s.server(), ++rejected);
+    EXPECT_TRUE(torch::equal(into[0], torch::zeros({4, 6}))) << "a refused push+pull writes no values";
+  }
+  {  // an init push that is also a pull: refused, and the key keeps its values
+    ZmqClientVan raw(ep, 1, raw_options);
+    Header h;
+    h.op = Op::push;
+    h.flags = kFlagInit | kFlagPull;
+    h.key = 1;
+    h.seq = 43;
+    h.dtype = DType::f32;
+    h.ndim = 1;
+    h.shape[0] = 6;
+    raw.send(h, Payload::from_string(std::string(6 * 4, '\0')));
+    const Message m = reply_to(raw, 43);
+    EXPECT_EQ(m.header.op, Op::error);
+    EXPECT_NE(std::string(m.payload.bytes()).find("an init push cannot also be a pull"), std::string::npos)
+        << m.payload.bytes();
+    expect_rejected(s.server(), ++rejected);
+  }
   {  // the same step twice: worker 0 pushes step 0, then (another socket of) worker 0 again
     w0.wait(w0.push(gradients(0, 0), 0.75, 0));
     Worker again(w_only, worker_options(ctx, {ep}, 0));

@@ -25,10 +25,10 @@ struct SyncRun {
 };
 
 // Two workers (weights 0.75 / 0.25) over `servers` sync servers, `steps` steps of
-// push(gradients(t, w)) + pull(t + 1). Checks that both workers always hold the same
-// values and that every server returns once both are done.
+// push(gradients(t, w)) + pull(t + 1), or push_pull when `fused`. Checks that both
+// workers always hold the same values and that every server returns once both are done.
 SyncRun run_sync(int servers, int64_t slice_bytes, const optim::OptimizerOptions& o, int steps,
-                 const std::vector<double>& weights = {0.75, 0.25}) {
+                 const std::vector<double>& weights = {0.75, 0.25}, bool fused = false) {
   auto ctx = std::make_shared<ZmqContext>();
   std::vector<std::unique_ptr<ServerThread>> threads;
   std::vector<std::string> endpoints;
@@ -50,14 +50,21 @@ SyncRun run_sync(int servers, int64_t slice_bytes, const optim::OptimizerOptions
   run.plan = w0.plan();
   for (int t = 0; t < steps; ++t) {
     const auto g0 = gradients(t, 0), g1 = gradients(t, 1);
-    const auto p0 = w0.push(g0, weights[0], t);
-    const auto p1 = w1.push(g1, weights[1], t);
-    const auto q0 = w0.pull(v0, t + 1);
-    const auto q1 = w1.pull(v1, t + 1);
-    w0.wait(p0);
-    w0.wait(q0);
-    w1.wait(p1);
-    w1.wait(q1);
+    if (fused) {
+      const auto q0 = w0.push_pull(g0, v0, weights[0], t);
+      const auto q1 = w1.push_pull(g1, v1, weights[1], t);
+      w0.wait(q0);
+      w1.wait(q1);
+    } else {
+      const auto p0 = w0.push(g0, weights[0], t);
+      const auto p1 = w1.push(g1, weights[1], t);
+      const auto q0 = w0.pull(v0, t + 1);
+      const auto q1 = w1.pull(v1, t + 1);
+      w0.wait(p0);
+      w0.wait(q0);
+      w1.wait(p1);
+      w1.wait(q1);
+    }
     EXPECT_TRUE(all_equal(v0, v1)) << "step " << t;
     run.after_step.push_back(clone_all(v0));
   }
@@ -147,6 +154,44 @@ TEST(PsServerSync, ParameterSplitOverTwoServersGivesTheUnsplitResult) {
     for (int t = 0; t < 3; ++t) EXPECT_TRUE(all_equal(split.after_step[t], whole.after_step[t])) << t;
     EXPECT_EQ(split.updates, 4 * 3);
   }
+}
+
+TEST(PsServerSync, PushPullGivesExactlyThePushThenPullValues) {
+  for (const auto& o : {sgd(0.1, 0.9), adam(0.01)}) {
+    SCOPED_TRACE(optim::optimizer_name(o.kind));
+    for (int servers : {1, 2}) {
+      const int64_t slice_bytes = servers == 1 ? int64_t{4} << 20 : 32;
+      const SyncRun split = run_sync(servers, slice_bytes, o, 3);
+      const SyncRun fused = run_sync(servers, slice_bytes, o, 3, {0.75, 0.25}, /*fused=*/true);
+      for (int t = 0; t < 3; ++t) EXPECT_TRUE(all_equal(fused.after_step[t], split.after_step[t])) << t;
+      EXPECT_EQ(fused.updates, split.updates);
+    }
+  }
+}
+
+TEST(PsServerSync, PushPullOfStepCIsAnsweredWithTheValuesAfterStepC) {
+  auto ctx = std::make_shared<ZmqContext>();
+  ServerThread s(server_options(ctx, 2, Consistency::sync, sgd(0.1)));
+  Worker w0(model_specs(), worker_options(ctx, {s.endpoint()}, 0));
+  Worker w1(model_specs(), worker_options(ctx, {s.endpoint()}, 1));
+  w0.init(initial_values());
+  auto v0 = zeros_like_model(), v1 = zeros_like_model();
+  w0.wait(w0.pull(v0, 0));
+  w1.wait(w1.pull(v1, 0));
+  const auto g0 = gradients(0, 0), g1 = gradients(0, 1);
+  // Worker 0's request reaches the server before worker 1's push: its reply must wait
+  // for the update (an early answer would carry the initial values).
+  const auto q0 = w0.push_pull(g0, v0, 0.5, 0);
+  w1.wait(w1.push(g1, 0.5, 0));
+  w0.wait(q0);
+  const auto expected = reference_run(sgd(0.1), {combine({g0, g1}, {0.5, 0.5})});
+  EXPECT_TRUE(all_equal(v0, expected));
+  EXPECT_FALSE(all_close(v0, initial_values(), 1e-4));
+  EXPECT_EQ(s.server().updates(), 2);
+  w0.done();
+  w1.done();
+  EXPECT_TRUE(s.finished_within(3s));
+  EXPECT_NO_THROW(s.get());
 }
 
 TEST(PsServerSync, PullOfClockCWaitsForTheUpdateOfStepCMinusOne) {
