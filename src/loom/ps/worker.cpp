@@ -201,6 +201,12 @@ struct Worker::Impl {
     const auto deadline = Clock::now() + options.timeout;
     while (handles[h.id].outstanding > 0) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (vans.size() == 1) {  // one server: wait inside the receive itself (no poll first)
+        auto m = left.count() > 0 ? vans[0]->receive(left) : std::nullopt;
+        if (!m) throw_timeout(h.id);
+        dispatch(0, *m);
+        continue;
+      }
       const int ready = left.count() > 0 ? ZmqClientVan::poll_any(van_ptrs, left) : -1;
       if (ready < 0) throw_timeout(h.id);
       while (auto m = vans[ready]->receive(std::chrono::milliseconds(0))) dispatch(ready, *m);

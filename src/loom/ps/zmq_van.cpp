@@ -105,39 +105,38 @@ zmq::message_t payload_frame(const Payload& payload) {
   return frame;
 }
 
-// Waits until `socket` has a message or `deadline` passes; true when readable. `role`
-// and `endpoint` name the van in the CommError thrown when ZeroMQ fails.
-bool wait_readable(zmq::socket_t& socket, Clock::time_point deadline, const char* role, const std::string& endpoint) {
+// Receives one whole multipart message, waiting for it at most until `deadline`. Keeps
+// the first `keep` frames and drops (but counts) the rest, so a peer cannot make us hold
+// many frames. Returns the total frame count, 0 when nothing arrived in time. The wait
+// is ZeroMQ's own blocking receive (ZMQ_RCVTIMEO), not a zmq_poll before a receive: a
+// message already queued costs no system call, and a wait costs one (a zmq_poll costs
+// four: its first pass, the socket's events, the wait, the events again). `role` and
+// `endpoint` name the van in the CommError thrown when ZeroMQ fails.
+size_t receive_within(zmq::socket_t& socket, std::vector<zmq::message_t>& frames, size_t keep,
+                      Clock::time_point deadline, const char* role, const std::string& endpoint) {
   for (;;) {
+    frames.clear();
     // Rounded up, so that a sub-millisecond remainder waits instead of spinning.
     const auto left = std::max(milliseconds(0), std::chrono::ceil<milliseconds>(deadline - Clock::now()));
-    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::message_t frame;
     try {
-      const int rc = zmq::poll(&item, 1, left);
-      if (rc > 0 && (item.revents & ZMQ_POLLIN)) return true;
+      socket.set(zmq::sockopt::rcvtimeo, timeout_ms(left));
+      if (socket.recv(frame, zmq::recv_flags::none)) {
+        size_t count = 0;
+        for (;;) {
+          ++count;
+          tsan::acquire(frame.data());  // the sender's release in send_frames (inproc frames share bytes)
+          const bool more = frame.more();
+          if (frames.size() < keep) frames.push_back(std::move(frame));
+          if (!more) return count;
+          frame = zmq::message_t();
+          (void)socket.recv(frame, zmq::recv_flags::none);  // the rest of a multipart message is already here
+        }
+      }
     } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) LOOM_THROW(CommError, "{} {}: waiting for a message failed: {}", role, endpoint, e.what());
+      if (e.num() != EINTR) LOOM_THROW(CommError, "{} {}: receiving failed: {}", role, endpoint, e.what());
     }
-    if (Clock::now() >= deadline) return false;
-  }
-}
-
-// Receives one whole multipart message without blocking. Keeps the first `keep` frames
-// and drops (but counts) the rest, so a peer cannot make us hold many frames. Returns
-// the total frame count, 0 when nothing was queued.
-size_t receive_frames(zmq::socket_t& socket, std::vector<zmq::message_t>& frames, size_t keep) {
-  frames.clear();
-  size_t count = 0;
-  zmq::message_t frame;
-  if (!socket.recv(frame, zmq::recv_flags::dontwait)) return 0;
-  for (;;) {
-    ++count;
-    tsan::acquire(frame.data());  // the sender's release in send_frames (inproc frames share bytes)
-    const bool more = frame.more();
-    if (frames.size() < keep) frames.push_back(std::move(frame));
-    if (!more) return count;
-    frame = zmq::message_t();
-    (void)socket.recv(frame, zmq::recv_flags::none);  // the rest of a multipart message is already here
+    if (Clock::now() >= deadline) return 0;
   }
 }
 
@@ -350,17 +349,10 @@ int64_t ZmqServerVan::rejected() const { return impl_->rejected.load(); }
 std::optional<Message> ZmqServerVan::receive(milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   for (;;) {
-    if (!wait_readable(impl_->socket, deadline, "parameter server", impl_->endpoint)) return std::nullopt;
-    size_t count = 0;
-    try {
-      // identity + header + payload, and one more to tell "3" from "more than 3"
-      count = receive_frames(impl_->socket, impl_->frames, 4);
-    } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) LOOM_THROW(CommError, "parameter server {}: receive failed: {}", impl_->endpoint, e.what());
-    }
-    if (count > 0) {
-      if (auto message = impl_->accept(impl_->frames, count)) return message;
-    }
+    // identity + header + payload, and one more to tell "3" from "more than 3"
+    const size_t count = receive_within(impl_->socket, impl_->frames, 4, deadline, "parameter server", impl_->endpoint);
+    if (count == 0) return std::nullopt;
+    if (auto message = impl_->accept(impl_->frames, count)) return message;
     if (Clock::now() >= deadline) return std::nullopt;
   }
 }
@@ -467,34 +459,20 @@ void ZmqClientVan::send(const Header& header, Payload payload) {
 
 std::optional<Message> ZmqClientVan::receive(milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
-  for (;;) {
-    if (!wait_readable(impl_->socket, deadline, "client of the parameter server at", impl_->endpoint)) {
-      return std::nullopt;
-    }
-    size_t count = 0;
-    try {
-      count = receive_frames(impl_->socket, impl_->frames, 3);
-    } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) {
-        LOOM_THROW(CommError, "receiving from the parameter server at {} failed: {}", impl_->endpoint, e.what());
-      }
-    }
-    if (count == 0) {
-      if (Clock::now() >= deadline) return std::nullopt;
-      continue;
-    }
-    auto& parts = impl_->frames;
-    LOOM_CHECK(count == 2, ProtocolError, "malformed reply from the parameter server at {}: expected 2 frames, got {}",
-               impl_->endpoint, count);
-    Header header;
-    try {
-      header = decode_header(parts[0].data<uint8_t>(), parts[0].size(), impl_->options.limits);
-      check_payload(header, parts[1].size());
-    } catch (const ProtocolError& e) {
-      LOOM_THROW(ProtocolError, "malformed reply from the parameter server at {}: {}", impl_->endpoint, e.what());
-    }
-    return Message{header, payload_of(std::move(parts[1])), std::string()};
+  const size_t count =
+      receive_within(impl_->socket, impl_->frames, 3, deadline, "client of the parameter server at", impl_->endpoint);
+  if (count == 0) return std::nullopt;
+  auto& parts = impl_->frames;
+  LOOM_CHECK(count == 2, ProtocolError, "malformed reply from the parameter server at {}: expected 2 frames, got {}",
+             impl_->endpoint, count);
+  Header header;
+  try {
+    header = decode_header(parts[0].data<uint8_t>(), parts[0].size(), impl_->options.limits);
+    check_payload(header, parts[1].size());
+  } catch (const ProtocolError& e) {
+    LOOM_THROW(ProtocolError, "malformed reply from the parameter server at {}: {}", impl_->endpoint, e.what());
   }
+  return Message{header, payload_of(std::move(parts[1])), std::string()};
 }
 
 int ZmqClientVan::poll_any(const std::vector<ZmqClientVan*>& vans, std::chrono::milliseconds timeout) {
