@@ -34,11 +34,17 @@ namespace loom::comm {
 
 namespace {
 
-constexpr uint64_t kMagic = 0x316d68736d6f6f6cULL;  // "loomshm1"
+constexpr uint64_t kMagic = 0x326d68736d6f6f6cULL;  // "loomshm2"
+// How long a barrier spins on a peer's counter before it sleeps on the futex. Waking a
+// sleeper costs a system call on each side and a scheduler hop (tens of microseconds in
+// this VM); a peer that is running arrives within a few microseconds; one that is not
+// running (2 cores, busy with compute) will not arrive sooner for our spinning.
+constexpr auto kSpin = std::chrono::microseconds(20);
 constexpr int kMaxRanks = 64;
 
 struct alignas(64) Counter {
   std::atomic<uint32_t> value;
+  std::atomic<uint32_t> sleepers;  // ranks inside futex_wait on `value`: wake only if any
 };
 
 struct Header {
@@ -81,6 +87,12 @@ bool futex_wait(std::atomic<uint32_t>* word, uint32_t expected, int timeout_ms) 
   };
   const long rc = syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT, expected, &ts, nullptr, 0);
   return !(rc == -1 && errno == ETIMEDOUT);
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
 }
 
 void futex_wake(std::atomic<uint32_t>* word) {
@@ -131,17 +143,32 @@ struct ShmCollectives::Impl {
 
   void barrier() {
     ++generation;
-    header->arrived[rank].value.store(generation, std::memory_order_release);
-    futex_wake(&header->arrived[rank].value);
+    // seq_cst store, then load: with the sleeper's seq_cst increment before its
+    // futex_wait (which rechecks the value in the kernel), either we see the sleeper or
+    // it sees the new value and does not sleep.
+    Counter& mine = header->arrived[rank];
+    mine.value.store(generation);
+    if (mine.sleepers.load() != 0) futex_wake(&mine.value);
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (int r = 0; r < size; ++r) {
       if (r == rank) continue;
+      Counter& theirs = header->arrived[r];
       int spins = 0;
+      auto spin_until = std::chrono::steady_clock::time_point::min();
       while (true) {
-        const uint32_t seen = header->arrived[r].value.load(std::memory_order_acquire);
+        const uint32_t seen = theirs.value.load(std::memory_order_acquire);
         if (static_cast<int32_t>(seen - generation) >= 0) break;
-        if (++spins < 256) continue;  // a few microseconds before sleeping
-        if (futex_wait(&header->arrived[r].value, seen, 50)) continue;
+        if (++spins % 64 != 0) {
+          cpu_relax();
+          continue;
+        }
+        const auto now = std::chrono::steady_clock::now();
+        if (spin_until == std::chrono::steady_clock::time_point::min()) spin_until = now + kSpin;
+        if (now < spin_until) continue;
+        theirs.sleepers.fetch_add(1);
+        const bool woken = futex_wait(&theirs.value, seen, 50);
+        theirs.sleepers.fetch_sub(1);
+        if (woken) continue;
         if (stop.load()) LOOM_THROW(CommError, "{} on group '{}' (shared memory): stopped", op_name, group);
         if (kill(header->pid[r], 0) == -1 && errno == ESRCH) {
           LOOM_THROW(CommError, "{} on group '{}' (shared memory) failed: rank {} (pid {}) exited", op_name, group,
@@ -381,7 +408,10 @@ std::unique_ptr<ShmCollectives> ShmCollectives::connect(c10d::Store& store, int 
       impl->header = static_cast<Header*>(impl->base);
       impl->header->size = static_cast<uint32_t>(size);
       impl->header->capacity = impl->capacity;
-      for (auto& c : impl->header->arrived) c.value.store(0);
+      for (auto& c : impl->header->arrived) {
+        c.value.store(0);
+        c.sleepers.store(0);
+      }
       impl->header->magic = kMagic;
     } else if (fd >= 0) {
       shm_unlink(name.c_str());

@@ -14,10 +14,11 @@
 // bytes: each rank copies its chunk, all but its own partition, into its slot; barrier;
 // rank r sums partition r over the ranks (in rank order: every rank gets bitwise the
 // same result; its own term read from its tensor) into its tensor and the result area;
-// barrier; each rank copies the other partitions out. Barriers are per-rank arrival counters
-// in the segment with futex waits (no spinning on a busy machine beyond a few
-// microseconds). Operations run in order on one thread per group, so they are
-// asynchronous like Gloo's and overlap the caller's work.
+// barrier; each rank copies the other partitions out. Barriers are per-rank arrival
+// counters in the segment: a waiter spins for at most 20 us, then sleeps on a futex; an
+// arriving rank makes the wake-up system call only when someone sleeps. Operations run
+// in order on one thread per group, so they are asynchronous like Gloo's and overlap
+// the caller's work.
 //
 // Failure: a wait is bounded by the group's timeout (TimeoutError naming the ranks that
 // did not arrive); a peer process that exits is noticed within 50 ms (CommError naming
@@ -38,7 +39,7 @@ namespace loom::comm {
 class ShmCollectives {
  public:
   struct Options {
-    int64_t capacity_bytes = 8 << 20;  // per slot; larger tensors go in chunks
+    int64_t capacity_bytes = 1 << 20;  // per slot; larger tensors go in windows of this size
     // false: connect() returns null on every rank (ContextOptions::shared_memory). Every
     // rank must pass the same value; a group whose ranks disagree keeps Gloo.
     bool enabled = true;

@@ -42,7 +42,7 @@ struct Case {
   at::ScalarType type;
 };
 
-// 3M floats = 12 MiB: more than one 8 MiB slot of the shared-memory segment.
+// 3M floats = 12 MiB: many windows (slots) of the shared-memory segment.
 std::vector<Case> cases(int world) {
   std::vector<Case> out;
   for (auto type : {at::kFloat, at::kDouble}) {

@@ -32,7 +32,7 @@ at::Tensor input(int rank, int64_t n, at::ScalarType type) {
 }
 
 TEST(ShmAllreduce, SumsFloatAndDoubleTensorsOfAnySizeBitwiseAlikeOnEveryRank) {
-  // 3M floats = 12 MiB: more than one 8 MiB slot, so in two chunks; odd sizes too.
+  // 3M floats = 12 MiB: many 1 MiB windows; odd sizes too.
   const std::vector<int64_t> sizes{1, 7, 1000, 3 << 20};
   std::mutex mu;
   std::vector<std::vector<at::Tensor>> results(3);
