@@ -3,6 +3,7 @@
 //   build/bench/ps_goodput [--rounds 5] [--warmup 2] [--iters 10] [--threads 1]
 //                          [--mib 4 64] [--servers 1 2] [--small 1] [--tcp 1]
 //                          [--server-io-threads 1] [--worker-io-threads 1] [--push-pull 1]
+//                          [--slice-kib 4096]
 //
 // For each size (4 MiB, 64 MiB of parameters) and server count (1, 2): 2 worker threads,
 // each with its own ps::Worker over tcp://127.0.0.1, repeat push(gradients) + pull
@@ -301,6 +302,9 @@ int main(int argc, char** argv) {
   bool peer = true;
   app.add_option("--tcp", peer, "also measure raw TCP (default 1; 0: loom only, e.g. under a profiler)");
   IoThreads io;
+  int64_t slice_kib = 4096;
+  app.add_option("--slice-kib", slice_kib,
+                 "largest slice of a parameter, KiB (WorkerOptions::slice_bytes; default 4096)");
   app.add_option("--server-io-threads", io.server, "ZeroMQ I/O threads per server (default 1)");
   app.add_option("--worker-io-threads", io.worker, "ZeroMQ I/O threads per worker (default 1)");
   app.add_option("--push-pull", io.push_pull,
@@ -323,13 +327,13 @@ int main(int argc, char** argv) {
         for (int r = 0; r < rounds; ++r) {
           Rate ps, tcp;
           if (r % 2 == 0) {
-            ps = ps_run(numel, servers, 2, warmup, iters, int64_t{4} << 20, io);
+            ps = ps_run(numel, servers, 2, warmup, iters, slice_kib << 10, io);
             if (peer) tcp = raw_tcp(size_t(numel) * 4, 2, warmup, iters);
           } else if (peer) {
             tcp = raw_tcp(size_t(numel) * 4, 2, warmup, iters);
-            ps = ps_run(numel, servers, 2, warmup, iters, int64_t{4} << 20, io);
+            ps = ps_run(numel, servers, 2, warmup, iters, slice_kib << 10, io);
           } else {
-            ps = ps_run(numel, servers, 2, warmup, iters, int64_t{4} << 20, io);
+            ps = ps_run(numel, servers, 2, warmup, iters, slice_kib << 10, io);
           }
           ratios.push_back(ps.bytes_per_s / tcp.bytes_per_s);
           std::printf("%5ldMiB %8d %6d %10.2f %10.2f %8.3f %14.2f %14.2f\n", long(mib), servers, r + 1,
