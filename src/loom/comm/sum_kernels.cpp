@@ -12,8 +12,12 @@ constexpr size_t kBlockBytes = 4096;
 
 // One block: acc = in[0] + ... + in[n-1] in order. Separate loops per input (not one
 // loop over inputs per element) so the compiler vectorizes each as a plain a += b.
+// Always inlined, so each clone below compiles these loops for its own vector width (a
+// call to one shared copy would run the baseline's loops under every clone).
+#define LOOM_INLINE inline __attribute__((always_inline))
+
 template <typename T>
-inline void sum_block(T* __restrict acc, const T* const* in, int n, size_t offset, size_t k) {
+LOOM_INLINE void sum_block(T* __restrict acc, const T* const* in, int n, size_t offset, size_t k) {
   const T* first = in[0] + offset;
   for (size_t i = 0; i < k; ++i) acc[i] = first[i];
   for (int r = 1; r < n; ++r) {
@@ -23,7 +27,7 @@ inline void sum_block(T* __restrict acc, const T* const* in, int n, size_t offse
 }
 
 template <typename T>
-inline void sum_all(T* out, T* also, const T* const* in, int n, size_t count) {
+LOOM_INLINE void sum_all(T* out, T* also, const T* const* in, int n, size_t count) {
   constexpr size_t kBlock = kBlockBytes / sizeof(T);
   alignas(64) T acc[kBlock];
   for (size_t b = 0; b < count; b += kBlock) {
