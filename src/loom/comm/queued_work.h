@@ -8,6 +8,7 @@
 #include <torch/csrc/distributed/c10d/Work.hpp>
 
 #include <exception>
+#include <functional>
 
 #include "loom/core/tsan.h"
 
@@ -28,10 +29,18 @@ class QueuedWork : public c10d::Work {
     finish(error);
   }
   c10::intrusive_ptr<c10::ivalue::Future> getFuture() override { return future_; }
-  bool wait(std::chrono::milliseconds) override { return c10d::Work::wait(::kNoTimeout); }
+  // Set once by the engine before the work is handed out: wait() calls it first, and it
+  // may run queued operations on the waiting thread (ShmCollectives). It returns when
+  // this work is complete or when it cannot help; wait() then blocks as usual.
+  void set_helper(std::function<void(QueuedWork&)> helper) { helper_ = std::move(helper); }
+  bool wait(std::chrono::milliseconds) override {
+    if (helper_) helper_(*this);
+    return c10d::Work::wait(::kNoTimeout);
+  }
 
  private:
   c10::intrusive_ptr<c10::ivalue::Future> future_;
+  std::function<void(QueuedWork&)> helper_;
 };
 
 }  // namespace loom::comm

@@ -3,6 +3,7 @@
 #include <ATen/core/ivalue.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -37,9 +38,15 @@ namespace {
 constexpr uint64_t kMagic = 0x326d68736d6f6f6cULL;  // "loomshm2"
 // How long a barrier spins on a peer's counter before it sleeps on the futex. Waking a
 // sleeper costs a system call on each side and a scheduler hop (tens of microseconds in
-// this VM); a peer that is running arrives within a few microseconds; one that is not
-// running (2 cores, busy with compute) will not arrive sooner for our spinning.
+// this VM); a peer that is running arrives within a few microseconds. With more ranks
+// than CPUs (oversubscribed) a peer is often not running, and spinning only keeps it
+// off the CPU it needs: then a barrier spins 64 pauses (about a microsecond) and sleeps
+// (bench/allreduce_busbw: 3-4 ranks on 2 CPUs lost up to 1.5x at 4-64 KiB spinning).
 constexpr auto kSpin = std::chrono::microseconds(20);
+// The spin of an operation run by a waiting thread (ShmCollectives::Impl::help): that
+// thread has nothing else to do, and a sleeping one, on a virtual CPU that goes idle,
+// takes 0.1-0.5 ms to wake here. Issue 19's traces: docs/performance.md.
+constexpr auto kSpinWaiting = std::chrono::microseconds(1000);
 constexpr int kMaxRanks = 64;
 
 struct alignas(64) Counter {
@@ -121,6 +128,8 @@ struct ShmCollectives::Impl {
   char* result = nullptr;  // capacity
   uint64_t capacity = 0;
   uint32_t generation = 0;            // barriers passed by this rank
+  bool oversubscribed = false;        // more ranks than CPUs: barriers do not spin
+  std::chrono::microseconds spin{0};  // this operation's: kSpin, kSpinWaiting or 0
   const char* op_name = "allreduce";  // the running operation, for errors
 
   using Kind = ShmCollectives::Kind;
@@ -134,6 +143,7 @@ struct ShmCollectives::Impl {
   std::condition_variable cv;
   std::deque<Op> queue;
   std::atomic<bool> stop{false};
+  bool executing = false;     // an operation is running (on the engine's thread or a helper)
   std::exception_ptr broken;  // the first failure; every later op fails with it
   std::thread thread;
 
@@ -163,7 +173,7 @@ struct ShmCollectives::Impl {
           continue;
         }
         const auto now = std::chrono::steady_clock::now();
-        if (spin_until == std::chrono::steady_clock::time_point::min()) spin_until = now + kSpin;
+        if (spin_until == std::chrono::steady_clock::time_point::min()) spin_until = now + spin;
         if (now < spin_until) continue;
         theirs.sleepers.fetch_add(1);
         const bool woken = futex_wait(&theirs.value, seen, 50);
@@ -276,39 +286,76 @@ struct ShmCollectives::Impl {
     }
   }
 
+  // Runs one operation on the calling thread (the engine's, or a waiter's: help(), then
+  // `waiting`) and completes its work. Only one thread runs operations at a time (`executing`).
+  void run_op(Op& op, bool waiting) {
+    spin = oversubscribed ? std::chrono::microseconds(0) : waiting ? kSpinWaiting : kSpin;
+    std::exception_ptr error = broken;
+    if (!error) {
+      try {
+        op_name = op.kind == Kind::allreduce        ? "allreduce"
+                  : op.kind == Kind::reduce_scatter ? "reduce_scatter"
+                                                    : "all_gather";
+        if (op.kind == Kind::allreduce) {
+          execute(op.tensors);
+        } else {
+          execute_sharded(op);
+        }
+      } catch (...) {
+        error = broken = std::current_exception();
+      }
+    }
+    op.tensors.clear();
+    op.work->complete(error);
+  }
+
   void run() {
     while (true) {
       Op op;
       {
         std::unique_lock<std::mutex> lock(mutex);
-        cv.wait(lock, [&] { return stop.load() || !queue.empty(); });
-        if (queue.empty()) return;
+        cv.wait(lock, [&] { return stop.load() || (!queue.empty() && !executing); });
+        if (queue.empty() || executing) return;  // stopped (a helper finishes its own operation)
         op = std::move(queue.front());
         queue.pop_front();
+        executing = true;
       }
-      std::exception_ptr error = broken;
-      if (!error) {
-        try {
-          op_name = op.kind == Kind::allreduce        ? "allreduce"
-                    : op.kind == Kind::reduce_scatter ? "reduce_scatter"
-                                                      : "all_gather";
-          if (op.kind == Kind::allreduce) {
-            execute(op.tensors);
-          } else {
-            execute_sharded(op);
-          }
-        } catch (...) {
-          error = broken = std::current_exception();
-        }
-      }
-      op.tensors.clear();
-      op.work->complete(error);
+      run_op(op, /*waiting=*/false);
+      std::lock_guard<std::mutex> lock(mutex);
+      executing = false;
     }
+  }
+
+  // A thread waiting for `work`: while the engine's thread is not running an operation,
+  // run the queued ones, in order, up to and including `work`, here. A step's last
+  // bucket, waited for as soon as it is launched, then costs no hand-off to the engine's
+  // thread and back (each a wake-up that waits for a core on a busy machine).
+  void help(QueuedWork& work) {
+    std::unique_lock<std::mutex> lock(mutex);
+    while (!work.isCompleted() && !executing && !stop.load() && !queue.empty()) {
+      Op op = std::move(queue.front());
+      queue.pop_front();
+      executing = true;
+      lock.unlock();
+      run_op(op, /*waiting=*/true);
+      lock.lock();
+      executing = false;
+    }
+    if (!queue.empty()) cv.notify_one();  // the rest is the engine thread's again
   }
 };
 
 ShmCollectives::ShmCollectives(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
-  impl_->thread = std::thread([this] { impl_->run(); });
+  impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
+}
+
+c10::intrusive_ptr<QueuedWork> ShmCollectives::new_work() {
+  auto work = c10::make_intrusive<QueuedWork>();
+  // Weak: a work may outlive the group; then there is nothing left to help.
+  work->set_helper([weak = std::weak_ptr<Impl>(impl_)](QueuedWork& w) {
+    if (auto impl = weak.lock()) impl->help(w);
+  });
+  return work;
 }
 
 ShmCollectives::~ShmCollectives() {
@@ -339,7 +386,7 @@ bool ShmCollectives::accepts(const std::vector<at::Tensor>& tensors) {
 }
 
 c10::intrusive_ptr<c10d::Work> ShmCollectives::allreduce(std::vector<at::Tensor> tensors) {
-  auto work = c10::make_intrusive<QueuedWork>();
+  auto work = new_work();
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);
     impl_->queue.push_back({Kind::allreduce, std::move(tensors), {}, work});
@@ -349,7 +396,7 @@ c10::intrusive_ptr<c10d::Work> ShmCollectives::allreduce(std::vector<at::Tensor>
 }
 
 c10::intrusive_ptr<c10d::Work> ShmCollectives::enqueue(Kind kind, at::Tensor buffer, std::vector<int64_t> counts) {
-  auto work = c10::make_intrusive<QueuedWork>();
+  auto work = new_work();
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);
     Impl::Op op;
@@ -390,6 +437,10 @@ std::unique_ptr<ShmCollectives> ShmCollectives::connect(c10d::Store& store, int 
   impl->group = group_name;
   impl->global_ranks = global_ranks;
   impl->timeout = timeout;
+  // The CPUs this process may run on (its affinity mask), as a proxy for the machine's.
+  cpu_set_t cpus;
+  const int ncpu = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+  impl->oversubscribed = size > ncpu;
   impl->capacity = static_cast<uint64_t>(options.capacity_bytes) / 64 * 64;
   impl->bytes = header_bytes() + (size + 1) * impl->capacity;
 

@@ -18,7 +18,9 @@
 // counters in the segment: a waiter spins for at most 20 us, then sleeps on a futex; an
 // arriving rank makes the wake-up system call only when someone sleeps. Operations run
 // in order on one thread per group, so they are asynchronous like Gloo's and overlap
-// the caller's work.
+// the caller's work; a thread that waits for an operation the group's thread has not
+// started runs the queued operations up to it itself (MPI's progress in wait), so a
+// collective waited for at once costs no hand-off between threads.
 //
 // Failure: a wait is bounded by the group's timeout (TimeoutError naming the ranks that
 // did not arrive); a peer process that exits is noticed within 50 ms (CommError naming
@@ -35,6 +37,8 @@
 #include <vector>
 
 namespace loom::comm {
+
+class QueuedWork;
 
 class ShmCollectives {
  public:
@@ -75,7 +79,8 @@ class ShmCollectives {
  private:
   explicit ShmCollectives(std::unique_ptr<Impl> impl);
   c10::intrusive_ptr<c10d::Work> enqueue(Kind kind, at::Tensor buffer, std::vector<int64_t> counts);
-  std::unique_ptr<Impl> impl_;
+  c10::intrusive_ptr<QueuedWork> new_work();  // one whose wait() runs queued operations (help)
+  std::shared_ptr<Impl> impl_;                // shared with the works' helpers, which hold it weakly
 };
 
 }  // namespace loom::comm

@@ -365,8 +365,18 @@ void Reducer::fill_sharded(size_t index, size_t b, at::Tensor& grad) {
   grad = at::Tensor();  // only the shard outlives the step
 }
 
-void Reducer::launch_ready() {
-  while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0) launch(next_launch_++);
+// Note [last bucket from finish]: over shared memory the last bucket is launched by
+// finish(), not by the autograd hook of its last gradient. finish() waits for it at once,
+// so the waiting thread runs it itself (ShmCollectives: progress in wait) instead of
+// waking the group's thread, which on a machine whose cores all compute waits for one
+// while backward tears its graph down, and then wakes this thread again. Issue 19's
+// traces: docs/performance.md. Over Gloo the hook launches it, to overlap that teardown.
+void Reducer::launch_ready(bool finishing) {
+  const bool defer_last = !finishing && group_.uses_shared_memory();
+  while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0) {
+    if (defer_last && next_launch_ + 1 == buckets_.size()) return;
+    launch(next_launch_++);
+  }
 }
 
 void Reducer::launch(size_t b) {
@@ -417,7 +427,7 @@ void Reducer::finish() {
         mark_ready(index, /*fired=*/weight_ == 0);
       }
     }
-    launch_ready();
+    launch_ready(/*finishing=*/true);
   } catch (...) {
     if (!error_) error_ = std::current_exception();
   }

@@ -134,8 +134,8 @@ class Reducer {
 
   void on_grad_ready(size_t index);
   void mark_ready(size_t index, bool fired);
-  at::Tensor grad_view(size_t index) const;  // param.grad's home in its bucket
-  void launch_ready();
+  at::Tensor grad_view(size_t index) const;   // param.grad's home in its bucket
+  void launch_ready(bool finishing = false);  // finishing: from finish(), see Note [last bucket from finish]
   void launch(size_t bucket);
   void acquire_buffer(size_t bucket);  // sharded: a pool buffer for the bucket
   void keep_oldest();

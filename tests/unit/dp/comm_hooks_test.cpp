@@ -233,3 +233,46 @@ TEST(CommHooks, AHookIsRegisteredOnceBeforeTheFirstSynchronisedBackward) {
 }
 
 }  // namespace
+
+// Note [last bucket from finish]: over shared memory the autograd hooks launch every
+// bucket but the last, which finish() launches (and then runs on its own thread); over
+// Gloo the hooks launch them all.
+TEST(CommHooks, OverSharedMemoryFinishLaunchesTheLastBucket) {
+  const auto data = t::make_batches(1, 8, {1, 2, 2}, 3);
+  for (bool shared_memory : {true, false}) {
+    std::vector<torch::nn::Sequential> models{small_deep_mlp(), small_deep_mlp()};
+    std::vector<int> after_backward(2), after_finish(2);
+    std::vector<bool> used(2);
+    auto options = loom::test::with_timeout(std::chrono::seconds(30));
+    options.shared_memory = shared_memory;
+    const auto errors = loom::test::run_thread_ranks(
+        2,
+        [&](Context& ctx) {
+          const int r = ctx.rank();
+          auto model = models[r];
+          DistributedDataParallel ddp(model, ctx.world(), tiny_buckets());
+          int calls = 0;
+          ddp.register_comm_hook([&calls](Group& group, const GradBucket& bucket) {
+            ++calls;
+            return loom::dp::hooks::allreduce()(group, bucket);
+          });
+          torch::nn::functional::cross_entropy(model->forward(data.x[0].narrow(0, 4 * r, 4)),
+                                               data.y[0].narrow(0, 4 * r, 4))
+              .backward();
+          after_backward[r] = calls;
+          ddp.finish();
+          after_finish[r] = calls;
+          used[r] = ctx.world().uses_shared_memory();
+        },
+        options);
+    for (const auto& e : errors) {
+      if (e) std::rethrow_exception(e);
+    }
+    for (int r = 0; r < 2; ++r) {
+      EXPECT_EQ(used[r], shared_memory) << "rank " << r;
+      EXPECT_GE(after_finish[r], 5) << "rank " << r;
+      EXPECT_EQ(after_backward[r], shared_memory ? after_finish[r] - 1 : after_finish[r])
+          << "rank " << r << (shared_memory ? ", shared memory" : ", Gloo");
+    }
+  }
+}
