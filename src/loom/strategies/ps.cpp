@@ -57,10 +57,9 @@ StepOutput PsStrategy::step(const data::Batch& batch, const StepInfo& info) {
   }
   {
     auto span = tracer_->span("push+pull");
-    const auto pushed = worker_->push(grads, batch.size() > 0 ? info.share : 0.0, info.step);
-    const auto pulled = worker_->pull(params_, info.step + 1);
-    worker_->wait(pushed);
-    worker_->wait(pulled);
+    // One request and one reply per slice: the push is also the pull of the next step
+    // (Worker::push_pull; bitwise what push then pull give).
+    worker_->wait(worker_->push_pull(grads, params_, batch.size() > 0 ? info.share : 0.0, info.step));
   }
   last_share_ = info.share;
   return {c.loss, batch.size(), c.compute_s};
