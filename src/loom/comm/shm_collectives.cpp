@@ -44,8 +44,8 @@ constexpr uint64_t kMagic = 0x326d68736d6f6f6cULL;  // "loomshm2"
 // (bench/allreduce_busbw: 3-4 ranks on 2 CPUs lost up to 1.5x at 4-64 KiB spinning).
 constexpr auto kSpin = std::chrono::microseconds(20);
 // The spin of an operation run by a waiting thread (ShmCollectives::Impl::help): that
-// thread has nothing else to do, and a sleeping one, on a virtual CPU that goes idle,
-// takes 0.1-0.5 ms to wake here. Issue 19's traces: docs/performance.md.
+// thread has nothing else to do, and one that sleeps waits for its wake-up (a scheduling
+// delay of up to ~0.1 ms on a busy 2-core machine). Issue 19: docs/performance.md.
 constexpr auto kSpinWaiting = std::chrono::microseconds(1000);
 constexpr int kMaxRanks = 64;
 
