@@ -62,8 +62,8 @@ TEST(ShmAllreduce, SumsFloatAndDoubleTensorsOfAnySizeBitwiseAlikeOnEveryRank) {
       const at::Tensor expected = input(0, n, type) + input(1, n, type) + input(2, n, type);
       // Bitwise the sum in rank order, as one process adds them: the ranks' partitions,
       // the vectorized loop and the chunks change nothing in any element.
-      EXPECT_TRUE(torch::equal(results[0][i], expected)) << n << " max |diff| "
-                                                         << loom::test::max_abs_diff(results[0][i], expected);
+      EXPECT_TRUE(torch::equal(results[0][i], expected))
+          << n << " max |diff| " << loom::test::max_abs_diff(results[0][i], expected);
       EXPECT_TRUE(torch::equal(results[0][i], results[1][i])) << n;
       EXPECT_TRUE(torch::equal(results[0][i], results[2][i])) << n;
       ++i;
