@@ -17,9 +17,6 @@
 // (the median of the same number of rounds, each the mean of K copies), measured in the
 // same world between the allreduce rounds while the other ranks wait in a barrier. The
 // issue's target (issue 19): busbw >= 7 GB/s at 16 MiB with 2 ranks.
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <torch/torch.h>
 #include <CLI/CLI.hpp>
 
@@ -35,7 +32,7 @@
 #include "loom/core/dist_env.h"
 #include "loom/core/error.h"
 #include "loom/core/log.h"
-#include "loom/launch/free_port.h"
+#include "rank_processes.h"
 
 namespace {
 
@@ -112,39 +109,10 @@ int run_rank(int rank, int world, int port, const Settings& settings) {
 
 // Runs `world` copies of this program as ranks; returns whether all exited 0.
 bool run_world(int world, const Settings& settings) {
-  const int port = loom::launch::pick_free_port();
-  std::vector<pid_t> pids;
-  for (int r = 0; r < world; ++r) {
-    const pid_t pid = fork();
-    if (pid == 0) {
-      std::vector<std::string> args{"allreduce_busbw",
-                                    "--rank",
-                                    std::to_string(r),
-                                    "--world",
-                                    std::to_string(world),
-                                    "--port",
-                                    std::to_string(port),
-                                    "--rounds",
-                                    std::to_string(settings.rounds),
-                                    "--min-kib",
-                                    std::to_string(settings.min_bytes >> 10),
-                                    "--max-mib",
-                                    std::to_string(settings.max_bytes >> 20)};
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv("/proc/self/exe", argv.data());
-      _exit(127);
-    }
-    pids.push_back(pid);
-  }
-  bool ok = true;
-  for (pid_t pid : pids) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-  }
-  return ok;
+  return loom::bench::run_rank_processes(
+      "allreduce_busbw", world,
+      {"--rounds", std::to_string(settings.rounds), "--min-kib", std::to_string(settings.min_bytes >> 10), "--max-mib",
+       std::to_string(settings.max_bytes >> 20)});
 }
 
 }  // namespace

@@ -24,8 +24,6 @@
 // Adding a transport: give it a name in kTransports and, in transport(), a function
 // that allreduces a buffer and one that runs reduce-scatter + all-gather of it, both
 // waited for (and the ContextOptions it needs in run_rank()).
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <torch/torch.h>
 #include <CLI/CLI.hpp>
@@ -44,7 +42,7 @@
 #include "loom/core/dist_env.h"
 #include "loom/core/error.h"
 #include "loom/core/log.h"
-#include "loom/launch/free_port.h"
+#include "rank_processes.h"
 
 namespace {
 
@@ -177,41 +175,10 @@ int run_rank(const std::string& name, int rank, int world, int port, const Setti
 
 // Runs `world` copies of this program as ranks of transport `name`; returns whether all exited 0.
 bool run_world(const char* self, const std::string& name, int world, const Settings& settings) {
-  const int port = loom::launch::pick_free_port();
-  std::vector<pid_t> pids;
-  for (int r = 0; r < world; ++r) {
-    const pid_t pid = fork();
-    if (pid == 0) {
-      std::vector<std::string> args{self,
-                                    "--transport",
-                                    name,
-                                    "--rank",
-                                    std::to_string(r),
-                                    "--world",
-                                    std::to_string(world),
-                                    "--port",
-                                    std::to_string(port),
-                                    "--warmup",
-                                    std::to_string(settings.warmup),
-                                    "--iters",
-                                    std::to_string(settings.iters),
-                                    "--piece-kib",
-                                    std::to_string(settings.piece_bytes >> 10)};
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv("/proc/self/exe", argv.data());
-      _exit(127);
-    }
-    pids.push_back(pid);
-  }
-  bool ok = true;
-  for (pid_t pid : pids) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-  }
-  return ok;
+  return loom::bench::run_rank_processes(
+      self, world,
+      {"--transport", name, "--warmup", std::to_string(settings.warmup), "--iters", std::to_string(settings.iters),
+       "--piece-kib", std::to_string(settings.piece_bytes >> 10)});
 }
 
 }  // namespace
