@@ -53,13 +53,7 @@ int64_t repeats_for(int64_t bytes) { return std::clamp<int64_t>((int64_t{256} <<
 
 // One rank process: every size; rank 0 prints a row per size.
 int run_rank(int rank, int world, int port, const Settings& settings) {
-  loom::DistEnv env;
-  env.rank = rank;
-  env.world_size = world;
-  env.local_rank = rank;
-  env.local_world_size = world;
-  env.master_addr = "127.0.0.1";
-  env.master_port = port;
+  const loom::DistEnv env = loom::bench::rank_env(rank, world, port);
   loom::comm::ContextOptions options;
   options.timeout = std::chrono::seconds(120);
   options.shared_memory = true;

@@ -121,13 +121,7 @@ double timed(loom::comm::Context& ctx, const std::function<void()>& fn) {
 
 // One rank process: measures every size over transport `name`; rank 0 prints the rows.
 int run_rank(const std::string& name, int rank, int world, int port, const Settings& settings) {
-  loom::DistEnv env;
-  env.rank = rank;
-  env.world_size = world;
-  env.local_rank = rank;
-  env.local_world_size = world;
-  env.master_addr = "127.0.0.1";
-  env.master_port = port;
+  const loom::DistEnv env = loom::bench::rank_env(rank, world, port);
   loom::comm::ContextOptions options;
   options.timeout = std::chrono::seconds(120);
   options.shared_memory = name == "shm";  // else Gloo over loopback TCP, the ring over the same group

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "loom/core/dist_env.h"
 #include "loom/launch/free_port.h"
 
 namespace loom::bench {
@@ -42,6 +43,19 @@ inline bool run_rank_processes(const std::string& program, int world, const std:
     ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
   }
   return ok;
+}
+
+// The environment of rank `rank` of such a program: all ranks on this machine, meeting at
+// 127.0.0.1:`port`.
+inline loom::DistEnv rank_env(int rank, int world, int port) {
+  loom::DistEnv env;
+  env.rank = rank;
+  env.world_size = world;
+  env.local_rank = rank;
+  env.local_world_size = world;
+  env.master_addr = "127.0.0.1";
+  env.master_port = port;
+  return env;
 }
 
 }  // namespace loom::bench
