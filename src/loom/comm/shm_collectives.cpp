@@ -230,59 +230,74 @@ struct ShmCollectives::Impl {
     }
   }
 
-  // reduce_scatter over windows of the buffer of at most one slot: each rank copies the
-  // window into its slot (all but its own range, which it reads from its buffer), then
-  // sums its range in rank order, as allreduce_window does, so the result is bitwise what
-  // the allreduce gives there.
+  // Note [sharded windows]: window k of a reduce_scatter or all_gather holds the k-th
+  // piece of every rank's range (`piece` elements of each), so in every window each
+  // rank copies N-1 pieces and handles its own, as allreduce's windows split the work.
+  // Windows over the buffer in order (before 2026-12-01) gave a window's work to the
+  // owner of the range it fell in while the others waited at the barrier: rs+ag cost
+  // 2.4-2.7 allreduces at 2 ranks from 4 MiB up. Every rank passes the same counts, so
+  // all make the same windows.
+  //
+  // reduce_scatter: each rank copies the others' pieces into its slot; barrier; each
+  // sums its own piece over the slots in rank order, its own term from its buffer, as
+  // allreduce_window does, so its range is bitwise what the allreduce gives there;
+  // barrier (before the next window or operation overwrites the slots).
   template <typename T>
-  void reduce_scatter(T* data, int64_t total, int64_t lo, int64_t hi) {
-    const int64_t window = static_cast<int64_t>(capacity / sizeof(T));
+  void reduce_scatter(T* data, const std::vector<int64_t>& offsets, const std::vector<int64_t>& counts) {
+    const int64_t piece = static_cast<int64_t>(capacity / sizeof(T)) / size;
+    const int64_t most = *std::max_element(counts.begin(), counts.end());
     T* mine = reinterpret_cast<T*>(slots + rank * capacity);
-    for (int64_t w = 0; w < total; w += window) {
-      const int64_t end = std::min(total, w + window);
-      // Copy [w, end) minus [lo, hi) into the slot, at window-relative offsets.
-      const int64_t cut_lo = std::clamp(lo, w, end), cut_hi = std::clamp(hi, w, end);
-      std::memcpy(mine, data + w, (cut_lo - w) * sizeof(T));
-      std::memcpy(mine + (cut_hi - w), data + cut_hi, (end - cut_hi) * sizeof(T));
+    for (int64_t k = 0; k < most; k += piece) {
+      for (int r = 0; r < size; ++r) {
+        if (r == rank) continue;
+        const int64_t n = std::clamp<int64_t>(counts[r] - k, 0, piece);
+        std::memcpy(mine + r * piece, data + offsets[r] + k, n * sizeof(T));
+      }
       barrier();
       std::array<const T*, kMaxRanks> in{};
       for (int r = 0; r < size; ++r) {
-        in[r] = r == rank ? data + cut_lo : reinterpret_cast<const T*>(slots + r * capacity) + (cut_lo - w);
+        in[r] = r == rank ? data + offsets[rank] + k : reinterpret_cast<const T*>(slots + r * capacity) + rank * piece;
       }
-      sum_in_order(data + cut_lo, static_cast<T*>(nullptr), in.data(), size, static_cast<size_t>(cut_hi - cut_lo));
-      barrier();  // before the next window (or operation) overwrites the slots
+      const int64_t n = std::clamp<int64_t>(counts[rank] - k, 0, piece);
+      sum_in_order(data + offsets[rank] + k, static_cast<T*>(nullptr), in.data(), size, static_cast<size_t>(n));
+      barrier();
     }
   }
 
-  // all_gather over windows of the whole shared area: each rank copies its range of the
-  // window in, then everyone copies the other ranges of the window out.
+  // all_gather in windows of one slot per rank (Note [sharded windows]): each rank
+  // copies its piece into its own slot; barrier; each copies the others' pieces out of
+  // their slots; barrier. Only the slots: an allreduce's ranks read the result area after
+  // its last barrier, so an operation that follows one must not write the result area
+  // before its own first barrier (an all_gather that used the result area as a window
+  // overwrote a slow peer's allreduce result: a ZeRO-2 run's trailer, 3 runs in 48).
   template <typename T>
-  void all_gather(T* data, int64_t total, int64_t lo, int64_t hi) {
-    const int64_t window = static_cast<int64_t>((size + 1) * capacity / sizeof(T));
-    T* area = reinterpret_cast<T*>(slots);
-    for (int64_t w = 0; w < total; w += window) {
-      const int64_t end = std::min(total, w + window);
-      const int64_t cut_lo = std::clamp(lo, w, end), cut_hi = std::clamp(hi, w, end);
-      std::memcpy(area + (cut_lo - w), data + cut_lo, (cut_hi - cut_lo) * sizeof(T));
+  void all_gather(T* data, const std::vector<int64_t>& offsets, const std::vector<int64_t>& counts) {
+    const int64_t piece = static_cast<int64_t>(capacity / sizeof(T));
+    const int64_t most = *std::max_element(counts.begin(), counts.end());
+    for (int64_t k = 0; k < most; k += piece) {
+      const int64_t own = std::clamp<int64_t>(counts[rank] - k, 0, piece);
+      std::memcpy(reinterpret_cast<T*>(slots + rank * capacity), data + offsets[rank] + k, own * sizeof(T));
       barrier();
-      std::memcpy(data + w, area, (cut_lo - w) * sizeof(T));
-      std::memcpy(data + cut_hi, area + (cut_hi - w), (end - cut_hi) * sizeof(T));
+      for (int r = 0; r < size; ++r) {
+        if (r == rank) continue;
+        const int64_t n = std::clamp<int64_t>(counts[r] - k, 0, piece);
+        std::memcpy(data + offsets[r] + k, reinterpret_cast<const T*>(slots + r * capacity), n * sizeof(T));
+      }
       barrier();
     }
   }
 
   void execute_sharded(Op& op) {
     at::Tensor& t = op.tensors.at(0);
-    int64_t lo = 0;
-    for (int r = 0; r < rank; ++r) lo += op.counts[r];
-    const int64_t hi = lo + op.counts[rank];
+    std::vector<int64_t> offsets(size, 0);
+    for (int r = 1; r < size; ++r) offsets[r] = offsets[r - 1] + op.counts[r - 1];
     const bool reduce = op.kind == Kind::reduce_scatter;
     if (t.scalar_type() == at::kFloat) {
-      reduce ? reduce_scatter(t.data_ptr<float>(), t.numel(), lo, hi)
-             : all_gather(t.data_ptr<float>(), t.numel(), lo, hi);
+      reduce ? reduce_scatter(t.data_ptr<float>(), offsets, op.counts)
+             : all_gather(t.data_ptr<float>(), offsets, op.counts);
     } else {
-      reduce ? reduce_scatter(t.data_ptr<double>(), t.numel(), lo, hi)
-             : all_gather(t.data_ptr<double>(), t.numel(), lo, hi);
+      reduce ? reduce_scatter(t.data_ptr<double>(), offsets, op.counts)
+             : all_gather(t.data_ptr<double>(), offsets, op.counts);
     }
   }
 
@@ -441,7 +456,8 @@ std::unique_ptr<ShmCollectives> ShmCollectives::connect(c10d::Store& store, int 
   cpu_set_t cpus;
   const int ncpu = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
   impl->oversubscribed = size > ncpu;
-  impl->capacity = static_cast<uint64_t>(options.capacity_bytes) / 64 * 64;
+  // At least one double per rank per window (Note [sharded windows]).
+  impl->capacity = std::max<uint64_t>(static_cast<uint64_t>(options.capacity_bytes) / 64 * 64, 64 * kMaxRanks);
   impl->bytes = header_bytes() + (size + 1) * impl->capacity;
 
   // 2. Rank 0 creates the segment, everyone maps it.

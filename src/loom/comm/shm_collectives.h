@@ -62,12 +62,12 @@ class ShmCollectives {
   // alive and untouched until the returned work completes.
   c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor> tensors);
   // Group::reduce_scatter / all_gather (the caller checked the arguments), in the same
-  // queue as allreduce. reduce_scatter: per window of the buffer of at most one slot,
-  // each rank copies the window but its own range into its slot; barrier; each sums its
-  // range over the slots (its own part from its buffer) in rank order, as allreduce
-  // does, so its range is bitwise allreduce's; barrier. all_gather: per window of the
-  // whole shared area ((size + 1) slots), each rank copies its range in; barrier; each
-  // copies the others' out; barrier.
+  // queue as allreduce. Window k holds the k-th piece of every rank's range (within
+  // the slots, never the result area: see all_gather in the .cpp). reduce_scatter:
+  // each rank copies the others' pieces into its slot; barrier; each sums its own piece
+  // over the slots (its own term from its buffer) in rank order, as allreduce does, so
+  // its range is bitwise allreduce's; barrier. all_gather: each rank copies its piece
+  // in; barrier; each copies the others' out; barrier.
   c10::intrusive_ptr<c10d::Work> reduce_scatter(at::Tensor buffer, std::vector<int64_t> counts);
   c10::intrusive_ptr<c10d::Work> all_gather(at::Tensor buffer, std::vector<int64_t> counts);
 
