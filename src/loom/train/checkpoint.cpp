@@ -71,6 +71,22 @@ at::Tensor bytes_tensor(const std::string& bytes) {
   return t;
 }
 
+// Removes `dir` and the files in it while other ranks may be removing their own parts of
+// it: a file gone before we reach it is not an error. (std::filesystem::remove_all stops
+// at the first such file, and left a whole old checkpoint behind.) A checkpoint directory
+// holds only files; a second pass picks up anything a slow listing missed.
+void remove_parts_and_directory(const fs::path& dir) {
+  for (int pass = 0; pass < 2; ++pass) {
+    std::error_code ec;
+    fs::directory_iterator it(dir, ec);
+    for (const fs::directory_iterator end; !ec && it != end; it.increment(ec)) {
+      std::error_code ignored;
+      fs::remove(it->path(), ignored);
+    }
+    if (fs::remove(dir, ec) || !fs::exists(dir, ec)) return;
+  }
+}
+
 }  // namespace
 
 void write_checkpoint_part(const std::string& path, const CheckpointPart& part) {
@@ -147,7 +163,7 @@ void CheckpointDir::remove_older_than(int64_t step, int rank) const {
     std::error_code ignored;  // another rank may be removing the same directory
     if (rank == 0) {
       fs::remove(entry.path() / "COMPLETE", ignored);  // first: it stops counting
-      fs::remove_all(entry.path(), ignored);
+      remove_parts_and_directory(entry.path());
     } else {
       fs::remove(fmt::format("{}/rank-{:05d}.ckpt", entry.path().string(), rank), ignored);
       fs::remove(entry.path(), ignored);  // only when empty

@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <thread>
+#include <vector>
 
 #include "loom/core/atomic_file.h"
 #include "loom/core/error.h"
@@ -118,6 +121,43 @@ TEST(CheckpointDir, OtherRanksRemoveOnlyTheirOwnParts) {
   d.remove_older_than(6, 1);
   EXPECT_TRUE(fs::exists(d.part_path(5, 0)));
   EXPECT_FALSE(fs::exists(d.part_path(5, 1)));
+}
+
+// Rank 0 removes a whole old checkpoint while the other ranks remove their own parts of
+// it at the same moment (the trainer's last barrier lets them all go together). A part
+// that vanishes under rank 0 must not stop it: std::filesystem::remove_all stops at the
+// first file another process removed first, and left step-00000015 behind in CI.
+TEST(CheckpointDir, RankZeroRemovesAllWhileTheOthersRemoveTheirParts) {
+  const CheckpointDir d(fresh("ckpt_race"));
+  int left = 0;
+  for (int round = 0; round < 3; ++round) {
+    d.prepare(5);
+    for (int r = 0; r < 2000; ++r) std::ofstream(d.part_path(5, r)) << "part";
+    d.mark_complete(5, 2000);
+    // Keep only the parts the directory lists before rank 0's, so rank 0's own part is the
+    // last it meets; the others remove theirs from that end backwards while rank 0 goes
+    // forwards, and the two meet on a part that is already gone.
+    std::vector<int> before_rank0;
+    for (const auto& e : fs::directory_iterator(d.step_dir(5))) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind("rank-", 0) != 0) continue;
+      const int r = std::stoi(name.substr(5));
+      if (r == 0) break;
+      before_rank0.push_back(r);
+    }
+    for (int r = 1; r < 2000; ++r) {
+      if (std::find(before_rank0.begin(), before_rank0.end(), r) == before_rank0.end()) fs::remove(d.part_path(5, r));
+    }
+    d.prepare(10);
+    std::thread others([&] {
+      for (auto r = before_rank0.rbegin(); r != before_rank0.rend(); ++r) d.remove_older_than(10, *r);
+    });
+    d.remove_older_than(10, 0);
+    others.join();
+    left += fs::exists(d.step_dir(5));
+    fs::remove_all(d.step_dir(5));
+  }
+  EXPECT_EQ(left, 0) << "of 3 rounds left the old checkpoint behind";
 }
 
 TEST(CheckpointMismatch, NamesTheSettingThatDiffers) {
