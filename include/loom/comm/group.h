@@ -52,6 +52,15 @@ class Group {
   };
   AllreduceCounts allreduce_counts() const;
 
+  // Point-to-point messages this rank has sent through the shared-memory rings (a
+  // group whose members all run on this machine, of at most 8 ranks, with shared memory
+  // on), and the ones that did not fit in the ring then and went through c10d instead.
+  struct MessageCounts {
+    int64_t shared_memory = 0;
+    int64_t redirected = 0;
+  };
+  MessageCounts message_counts() const;
+
   // In-place collectives over the listed tensors (all members pass tensors of the same
   // shapes and dtypes, in the same order).
   Work allreduce(std::vector<at::Tensor>& tensors, ReduceOp op = ReduceOp::sum);
@@ -86,7 +95,9 @@ class Group {
   double broadcast_value(double value, int root);
   std::vector<double> broadcast_values(const std::vector<double>& values, int root);
 
-  // Tagged point-to-point. Tags separate concurrent streams between the same pair.
+  // Tagged point-to-point, one tensor per message. Tags separate concurrent streams
+  // between the same pair. Through shared memory when every member runs on this machine
+  // (message_counts()), else through c10d; sends are asynchronous either way.
   Work send(std::vector<at::Tensor>& tensors, int dst, int tag);
   Work recv(std::vector<at::Tensor>& tensors, int src, int tag);
   Work recv_any(std::vector<at::Tensor>& tensors, int tag);

@@ -47,6 +47,8 @@ struct Group::Impl {
   // Allreduces issued through each transport (Group::allreduce_counts).
   std::atomic<int64_t> shm_allreduces{0};
   std::atomic<int64_t> c10d_allreduces{0};
+  // The shared-memory rings for a point-to-point message of `tensors`, or null (Gloo).
+  ShmP2p* p2p_for(const std::vector<at::Tensor>& tensors) const;
   std::string name;
   std::vector<int> global_ranks;
   std::chrono::milliseconds timeout;

@@ -6,6 +6,7 @@
 
 #include "loom/comm/c10d_impl.h"
 #include "loom/comm/sharded_args.h"
+#include "loom/comm/shm_p2p.h"
 #include "loom/core/error.h"
 
 namespace loom::comm {
@@ -119,19 +120,40 @@ Work Group::all_gather(const at::Tensor& buffer, const std::vector<int64_t>& cou
   return issue(*impl_, "all_gather", [&] { return impl_->ring_engine().all_gather(buffer, counts); });
 }
 
+// Point-to-point goes through the shared-memory rings when the group has them (every
+// member on this machine: shm_p2p.h), one CPU tensor per message; the rings hand a
+// message that does not fit to Gloo themselves. Every member decides alike (the rings
+// exist on all or none), so a receive always looks where the send put the message.
+ShmP2p* Group::Impl::p2p_for(const std::vector<at::Tensor>& tensors) const {
+  if (!shm || !shm->p2p() || tensors.size() != 1) return nullptr;
+  const at::Tensor& t = tensors[0];
+  return t.defined() && t.device().is_cpu() && t.layout() == at::kStrided ? shm->p2p() : nullptr;
+}
+
 Work Group::send(std::vector<at::Tensor>& tensors, int dst, int tag) {
-  return issue(*impl_, fmt::format("send to rank {} (tag {})", global_rank(dst), tag),
-               [&] { return impl_->pg->send(tensors, dst, tag); });
+  return issue(*impl_, fmt::format("send to rank {} (tag {})", global_rank(dst), tag), [&] {
+    ShmP2p* p2p = impl_->p2p_for(tensors);
+    return p2p ? p2p->send(tensors[0], dst, tag, *impl_->pg) : impl_->pg->send(tensors, dst, tag);
+  });
 }
 
 Work Group::recv(std::vector<at::Tensor>& tensors, int src, int tag) {
-  return issue(*impl_, fmt::format("recv from rank {} (tag {})", global_rank(src), tag),
-               [&] { return impl_->pg->recv(tensors, src, tag); });
+  return issue(*impl_, fmt::format("recv from rank {} (tag {})", global_rank(src), tag), [&] {
+    ShmP2p* p2p = impl_->p2p_for(tensors);
+    return p2p ? p2p->recv(tensors[0], src, tag, *impl_->pg) : impl_->pg->recv(tensors, src, tag);
+  });
 }
 
 Work Group::recv_any(std::vector<at::Tensor>& tensors, int tag) {
-  return issue(*impl_, fmt::format("recv from any rank (tag {})", tag),
-               [&] { return impl_->pg->recvAnysource(tensors, tag); });
+  return issue(*impl_, fmt::format("recv from any rank (tag {})", tag), [&] {
+    ShmP2p* p2p = impl_->p2p_for(tensors);
+    return p2p ? p2p->recv_any(tensors[0], tag, *impl_->pg) : impl_->pg->recvAnysource(tensors, tag);
+  });
+}
+
+Group::MessageCounts Group::message_counts() const {
+  ShmP2p* p2p = impl_->shm ? impl_->shm->p2p() : nullptr;
+  return p2p ? MessageCounts{p2p->sent_in_rings(), p2p->sent_redirected()} : MessageCounts{};
 }
 
 double Group::allreduce_sum(double value) {

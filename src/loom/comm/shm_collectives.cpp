@@ -2,12 +2,10 @@
 
 #include <ATen/core/ivalue.h>
 #include <fcntl.h>
-#include <linux/futex.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,6 +24,8 @@
 #include <fmt/format.h>
 
 #include "loom/comm/queued_work.h"
+#include "loom/comm/shm_p2p.h"
+#include "loom/comm/shm_sync.h"
 #include "loom/comm/sum_kernels.h"
 #include "loom/core/error.h"
 #include "loom/core/log.h"
@@ -35,7 +35,7 @@ namespace loom::comm {
 
 namespace {
 
-constexpr uint64_t kMagic = 0x326d68736d6f6f6cULL;  // "loomshm2"
+constexpr uint64_t kMagic = 0x336d68736d6f6f6cULL;  // "loomshm3"
 // How long a barrier spins on a peer's counter before it sleeps on the futex. Waking a
 // sleeper costs a system call on each side and a scheduler hop (tens of microseconds in
 // this VM); a peer that is running arrives within a few microseconds. With more ranks
@@ -49,16 +49,14 @@ constexpr auto kSpin = std::chrono::microseconds(20);
 constexpr auto kSpinWaiting = std::chrono::microseconds(1000);
 constexpr int kMaxRanks = 64;
 
-struct alignas(64) Counter {
-  std::atomic<uint32_t> value;
-  std::atomic<uint32_t> sleepers;  // ranks inside futex_wait on `value`: wake only if any
-};
+using shm::Counter;
 
 struct Header {
   uint64_t magic;
   uint32_t size;
   uint32_t unused;
   uint64_t capacity;
+  uint64_t ring_bytes;  // of each point-to-point ring (shm_p2p.h); 0: none
   int32_t pid[kMaxRanks];
   Counter arrived[kMaxRanks];  // barriers passed, per rank
 };
@@ -87,24 +85,9 @@ std::string machine_identity() {
   return fmt::format("{}|{}|{}|{}|{}", read_first_line("/proc/sys/kernel/random/boot_id"), host, ns, ipc, net);
 }
 
-// Cross-process futex on a word of the shared segment. Returns false on timeout.
-bool futex_wait(std::atomic<uint32_t>* word, uint32_t expected, int timeout_ms) {
-  struct timespec ts {
-    timeout_ms / 1000, (timeout_ms % 1000) * 1000000L
-  };
-  const long rc = syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT, expected, &ts, nullptr, 0);
-  return !(rc == -1 && errno == ETIMEDOUT);
-}
-
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
-void futex_wake(std::atomic<uint32_t>* word) {
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
-}
+using shm::cpu_relax;
+using shm::futex_wait;
+using shm::futex_wake;
 
 std::string store_get(c10d::Store& store, const std::string& key) {
   const auto v = store.get(key);
@@ -127,6 +110,8 @@ struct ShmCollectives::Impl {
   char* slots = nullptr;   // size x capacity
   char* result = nullptr;  // capacity
   uint64_t capacity = 0;
+  uint64_t ring_bytes = 0;            // of each point-to-point ring; 0: none
+  std::unique_ptr<ShmP2p> p2p;        // the rings after the result area (shm_p2p.h), or null
   uint32_t generation = 0;            // barriers passed by this rank
   bool oversubscribed = false;        // more ranks than CPUs: barriers do not spin
   std::chrono::microseconds spin{0};  // this operation's: kSpin, kSpinWaiting or 0
@@ -373,6 +358,8 @@ c10::intrusive_ptr<QueuedWork> ShmCollectives::new_work() {
   return work;
 }
 
+ShmP2p* ShmCollectives::p2p() { return impl_->p2p.get(); }
+
 ShmCollectives::~ShmCollectives() {
   {
     // Under the mutex: run() tests `stop` under it, then sleeps. Stored outside, the
@@ -458,7 +445,9 @@ std::unique_ptr<ShmCollectives> ShmCollectives::connect(c10d::Store& store, int 
   impl->oversubscribed = size > ncpu;
   // At least one double per rank per window (Note [sharded windows]).
   impl->capacity = std::max<uint64_t>(static_cast<uint64_t>(options.capacity_bytes) / 64 * 64, 64 * kMaxRanks);
-  impl->bytes = header_bytes() + (size + 1) * impl->capacity;
+  const size_t p2p_bytes = ShmP2p::region_bytes(size, options.p2p_ring_bytes);
+  impl->ring_bytes = p2p_bytes > 0 ? static_cast<uint64_t>(options.p2p_ring_bytes) : 0;
+  impl->bytes = header_bytes() + (size + 1) * impl->capacity + p2p_bytes;
 
   // 2. Rank 0 creates the segment, everyone maps it.
   std::string name;
@@ -475,6 +464,7 @@ std::unique_ptr<ShmCollectives> ShmCollectives::connect(c10d::Store& store, int 
       impl->header = static_cast<Header*>(impl->base);
       impl->header->size = static_cast<uint32_t>(size);
       impl->header->capacity = impl->capacity;
+      impl->header->ring_bytes = impl->ring_bytes;
       for (auto& c : impl->header->arrived) {
         c.value.store(0);
         c.sleepers.store(0);
@@ -495,7 +485,7 @@ std::unique_ptr<ShmCollectives> ShmCollectives::connect(c10d::Store& store, int 
     if (ok) {
       impl->header = static_cast<Header*>(impl->base);
       ok = impl->header->magic == kMagic && impl->header->size == static_cast<uint32_t>(size) &&
-           impl->header->capacity == impl->capacity;
+           impl->header->capacity == impl->capacity && impl->header->ring_bytes == impl->ring_bytes;
     }
   }
   if (ok) impl->header->pid[rank] = static_cast<int32_t>(getpid());
@@ -510,6 +500,18 @@ std::unique_ptr<ShmCollectives> ShmCollectives::connect(c10d::Store& store, int 
   }
   impl->slots = static_cast<char*>(impl->base) + header_bytes();
   impl->result = impl->slots + size * impl->capacity;
+  if (p2p_bytes > 0) {
+    ShmP2p::Options p2p;
+    p2p.rank = rank;
+    p2p.size = size;
+    p2p.ring_bytes = options.p2p_ring_bytes;
+    p2p.group = group_name;
+    p2p.global_ranks = global_ranks;
+    p2p.timeout = timeout;
+    p2p.spin = !impl->oversubscribed;
+    p2p.pids = impl->header->pid;
+    impl->p2p = std::make_unique<ShmP2p>(impl->result + impl->capacity, std::move(p2p));
+  }
   return std::unique_ptr<ShmCollectives>(new ShmCollectives(std::move(impl)));
 }
 

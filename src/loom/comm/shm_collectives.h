@@ -39,6 +39,7 @@
 namespace loom::comm {
 
 class QueuedWork;
+class ShmP2p;
 
 class ShmCollectives {
  public:
@@ -47,6 +48,9 @@ class ShmCollectives {
     // false: connect() returns null on every rank (ContextOptions::shared_memory). Every
     // rank must pass the same value; a group whose ranks disagree keeps Gloo.
     bool enabled = true;
+    // Each point-to-point ring (shm_p2p.h), in the same segment, for groups of at most
+    // ShmP2p::kMaxRanks; 0: none (point-to-point stays on Gloo).
+    int64_t p2p_ring_bytes = 4 << 20;
   };
   // Collective over the group's members (group rank `rank` of `size`). Null when the
   // ranks are not all on this machine or shared memory is unavailable.
@@ -70,6 +74,9 @@ class ShmCollectives {
   // in; barrier; each copies the others' out; barrier.
   c10::intrusive_ptr<c10d::Work> reduce_scatter(at::Tensor buffer, std::vector<int64_t> counts);
   c10::intrusive_ptr<c10d::Work> all_gather(at::Tensor buffer, std::vector<int64_t> counts);
+
+  // The group's point-to-point rings, or null (too many ranks, or turned off).
+  ShmP2p* p2p();
 
   // The operations the queue runs.
   enum class Kind { allreduce, reduce_scatter, all_gather };

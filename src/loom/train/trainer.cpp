@@ -513,8 +513,11 @@ Summary Trainer::run() {
   write_job_trace(tracer, context_.get(), c.trace);
   if (context_ && world > 1) {
     const auto counts = context_->world().allreduce_counts();
-    log::debug("group 'world': {} allreduce(s) through shared memory, {} through Gloo", counts.shared_memory,
-               counts.c10d);
+    const auto messages = context_->world().message_counts();
+    log::debug(
+        "group 'world': {} allreduce(s) through shared memory, {} through Gloo; {} message(s) sent through shared "
+        "memory, {} too big for it then (through Gloo)",
+        counts.shared_memory, counts.c10d, messages.shared_memory, messages.redirected);
   }
   summary.wall_s = seconds_since(wall_start);
   if (leader) {

@@ -1,0 +1,399 @@
+#include "loom/comm/shm_p2p.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "loom/comm/queued_work.h"
+#include "loom/comm/shm_sync.h"
+#include "loom/core/error.h"
+
+namespace loom::comm {
+
+namespace {
+
+// How long a receiver spins for its message before it sleeps on the ring's futex. The
+// waiting thread has nothing else to do, and a sleeping receiver makes the sender pay
+// the wake-up (a pipeline activation's send took 80-95 us with it, 15-25 us without:
+// bench/pipeline_bubble.py traces); as the collectives' waiting threads (kSpinWaiting).
+constexpr auto kSpin = std::chrono::microseconds(1000);
+constexpr uint64_t kRecordHeader = 64;
+constexpr uint32_t kData = 1, kRedirect = 2;
+
+// The shared part of one ring (src -> dst): positions count bytes ever written / freed.
+struct RingHeader {
+  alignas(64) std::atomic<uint64_t> head;  // written by the sender: end of the last record published
+  alignas(64) std::atomic<uint64_t> tail;  // written by the receiver: end of the last record freed
+  shm::Counter published;                  // bumped after each record; the receiver sleeps on it
+};
+static_assert(sizeof(RingHeader) <= 256);
+constexpr size_t kRingHeaderBytes = 256;
+
+struct Record {
+  uint32_t kind;  // kData or kRedirect
+  int32_t tag;
+  uint64_t bytes;  // the tensor's bytes (the payload follows a data record's header)
+};
+
+uint64_t round64(uint64_t n) { return (n + 63) / 64 * 64; }
+
+}  // namespace
+
+// A message taken out of a ring before anyone asked for its tag.
+struct Aside {
+  int tag = 0;
+  bool redirect = false;
+  uint64_t bytes = 0;
+  std::vector<char> payload;  // a data record's bytes
+  // A redirect's: its receive from the fallback, posted at once into `staged` (bytes), as
+  // a Gloo receive posted early would be: its sender may be waiting for it to complete
+  // before it sends what we are waiting for.
+  at::Tensor staged;
+  c10::intrusive_ptr<c10d::Work> work;
+};
+
+struct ShmP2p::Impl {
+  Options o;
+  char* region = nullptr;
+  std::atomic<int64_t> in_rings{0}, redirected{0};
+  std::atomic<bool> closed{false};                      // the group is gone: its segment is about to be unmapped
+  std::vector<std::unique_ptr<std::mutex>> send_mutex;  // per destination
+  std::vector<std::unique_ptr<std::mutex>> recv_mutex;  // per source; guards `aside` too
+  std::vector<std::deque<Aside>> aside;                 // per source
+  std::vector<char> send_faulted, recv_faulted;         // per peer: its ring's pages mapped here
+
+  // Maps a ring's pages into this process before its first message (under the ring's
+  // mutex). Otherwise the first pass over a 4 MiB ring faults page by page: a 134 KB
+  // activation's send took 0.5 ms instead of 15 us for the first 31 sends here.
+  void prefault(int src, int dst, bool write) {
+    std::vector<char>& done = write ? send_faulted : recv_faulted;
+    char& flag = done[write ? dst : src];
+    if (flag) return;
+    flag = 1;
+    madvise(data(src, dst), static_cast<size_t>(o.ring_bytes), write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+  }
+
+  RingHeader& header(int src, int dst) {
+    return *reinterpret_cast<RingHeader*>(region + (static_cast<size_t>(src) * o.size + dst) * kRingHeaderBytes);
+  }
+  char* data(int src, int dst) {
+    const size_t headers = round_page(static_cast<size_t>(o.size) * o.size * kRingHeaderBytes);
+    return region + headers + (static_cast<size_t>(src) * o.size + dst) * static_cast<size_t>(o.ring_bytes);
+  }
+  static size_t round_page(size_t n) { return (n + 4095) / 4096 * 4096; }
+
+  // Copies into / out of the ring at byte position `pos`, wrapping at the end.
+  void put(int src, int dst, uint64_t pos, const void* from, uint64_t n) {
+    char* base = data(src, dst);
+    const uint64_t at = pos % o.ring_bytes, first = std::min<uint64_t>(n, o.ring_bytes - at);
+    std::memcpy(base + at, from, first);
+    std::memcpy(base, static_cast<const char*>(from) + first, n - first);
+  }
+  void get(int src, int dst, uint64_t pos, void* to, uint64_t n) {
+    const char* base = data(src, dst);
+    const uint64_t at = pos % o.ring_bytes, first = std::min<uint64_t>(n, o.ring_bytes - at);
+    std::memcpy(to, base + at, first);
+    std::memcpy(static_cast<char*>(to) + first, base, n - first);
+  }
+
+  [[noreturn]] void fail_peer(const char* what, int peer, int tag) {
+    LOOM_THROW(CommError, "{} rank {} (tag {}) on group '{}' (shared memory) failed: its process (pid {}) exited", what,
+               o.global_ranks[peer], tag, o.group, o.pids[peer]);
+  }
+  // Called every 50 ms of waiting for `peer`: its exit or the deadline is an error.
+  void check_peer(const char* what, int peer, int tag, std::chrono::steady_clock::time_point deadline) {
+    if (kill(o.pids[peer], 0) == -1 && errno == ESRCH) fail_peer(what, peer, tag);
+    if (std::chrono::steady_clock::now() > deadline) {
+      LOOM_THROW(TimeoutError, "{} rank {} (tag {}) on group '{}' (shared memory) timed out after {} ms", what,
+                 o.global_ranks[peer], tag, o.group, o.timeout.count());
+    }
+  }
+
+  // ---- sending -------------------------------------------------------------------
+  // Publishes a record (header + `payload` of `bytes`) in ring (rank -> dst) if it fits in
+  // the free space now, or (`must`) once it does. False: it does not fit (and !must).
+  bool publish(int dst, const Record& r, const void* payload, uint64_t bytes, bool must, int tag) {
+    RingHeader& h = header(o.rank, dst);
+    const uint64_t need = kRecordHeader + round64(bytes);
+    const uint64_t head = h.head.load(std::memory_order_relaxed);  // only we write it
+    const auto deadline = std::chrono::steady_clock::now() + o.timeout;
+    auto last_check = std::chrono::steady_clock::now();
+    while (head + need - h.tail.load(std::memory_order_acquire) > static_cast<uint64_t>(o.ring_bytes)) {
+      if (!must) return false;
+      // The receiver has left almost the whole ring unread: poll (rare; no futex for space).
+      struct timespec ts {
+        0, 20000
+      };
+      nanosleep(&ts, nullptr);
+      if (std::chrono::steady_clock::now() - last_check > std::chrono::milliseconds(50)) {
+        last_check = std::chrono::steady_clock::now();
+        check_peer("send to", dst, tag, deadline);
+      }
+    }
+    char record[kRecordHeader] = {};
+    std::memcpy(record, &r, sizeof(r));
+    put(o.rank, dst, head, record, kRecordHeader);
+    if (bytes > 0) put(o.rank, dst, head + kRecordHeader, payload, bytes);
+    h.head.store(head + need, std::memory_order_release);
+    h.published.value.fetch_add(1);
+    if (h.published.sleepers.load() != 0) shm::futex_wake(&h.published.value);
+    return true;
+  }
+
+  // ---- receiving -----------------------------------------------------------------
+  // The next record of ring (src -> rank), if one is published (blocking: waits for it).
+  // The caller holds recv_mutex[src]; `pos` is where the record starts.
+  bool next_record(int src, bool block, int tag, Record& r, uint64_t& pos) {
+    RingHeader& h = header(src, o.rank);
+    pos = h.tail.load(std::memory_order_relaxed);  // only we write it
+    const auto deadline = std::chrono::steady_clock::now() + o.timeout;
+    const auto spin_until = std::chrono::steady_clock::now() + (o.spin ? kSpin : std::chrono::microseconds(0));
+    int spins = 0;
+    while (true) {
+      const uint32_t seen = h.published.value.load();
+      if (h.head.load(std::memory_order_acquire) != pos) break;
+      if (!block) return false;
+      if (++spins % 64 != 0 || std::chrono::steady_clock::now() < spin_until) {
+        shm::cpu_relax();
+        continue;
+      }
+      h.published.sleepers.fetch_add(1);
+      const bool woken = shm::futex_wait(&h.published.value, seen, 50);
+      h.published.sleepers.fetch_sub(1);
+      if (!woken) check_peer("recv from", src, tag, deadline);
+    }
+    char record[kRecordHeader];
+    get(src, o.rank, pos, record, kRecordHeader);
+    std::memcpy(&r, record, sizeof(r));
+    LOOM_CHECK(r.kind == kData || r.kind == kRedirect, ProtocolError,
+               "recv from rank {} on group '{}' (shared memory): a corrupt record in the ring", o.global_ranks[src],
+               o.group);
+    return true;
+  }
+  void free_record(int src, uint64_t pos, const Record& r) {
+    const uint64_t end = pos + kRecordHeader + (r.kind == kData ? round64(r.bytes) : 0);
+    header(src, o.rank).tail.store(end, std::memory_order_release);
+  }
+};
+
+namespace {
+
+// What a receive delivers into: the caller's tensor, checked against what was sent.
+void check_bytes(const ShmP2p::Options& o, const at::Tensor& t, uint64_t bytes, int src, int tag) {
+  LOOM_CHECK(static_cast<uint64_t>(t.nbytes()) == bytes, CommError,
+             "recv from rank {} (tag {}) on group '{}': the message has {} bytes, the receive expected {}",
+             o.global_ranks[src], tag, o.group, bytes, t.nbytes());
+}
+
+void copy_into(const at::Tensor& t, const std::function<void(void*)>& fill) {
+  if (t.is_contiguous()) {
+    fill(t.data_ptr());
+  } else {
+    at::Tensor tmp = at::empty_like(t, at::MemoryFormat::Contiguous);
+    fill(tmp.data_ptr());
+    const_cast<at::Tensor&>(t).copy_(tmp);
+  }
+}
+
+}  // namespace
+
+// A receive: completed by whichever thread finds its message (wait(), or isCompleted()
+// polling without blocking). A redirected message completes through the fallback's work.
+class ShmRecvWork : public QueuedWork {
+ public:
+  ShmRecvWork(std::shared_ptr<ShmP2p::Impl> impl, at::Tensor tensor, int src, int tag, c10d::ProcessGroup& fallback)
+      : impl_(std::move(impl)), tensor_(std::move(tensor)), src_(src), tag_(tag), fallback_(&fallback) {}
+
+  bool isCompleted() override {
+    if (!c10d::Work::isCompleted()) progress(false);
+    return c10d::Work::isCompleted();
+  }
+  bool wait(std::chrono::milliseconds) override {
+    if (!c10d::Work::isCompleted()) progress(true);
+    return c10d::Work::wait(::kNoTimeout);
+  }
+  int sourceRank() const override { return source_; }
+
+ private:
+  // Tries to find this receive's message (blocking: until it comes), then completes.
+  void progress(bool block) {
+    std::lock_guard<std::mutex> lock(progress_mutex_);
+    if (c10d::Work::isCompleted()) return;
+    try {
+      LOOM_CHECK(!impl_->closed.load(), CommError, "recv on group '{}' (shared memory): the group was destroyed",
+                 impl_->o.group);
+      if (!redirected_) {
+        if (!(src_ >= 0 ? take(src_, block) : take_any(block))) return;
+        if (!redirected_) {
+          complete(nullptr);
+          return;
+        }
+      }
+      // From the fallback: the sender's Gloo send with the same tag.
+      if (!block && !redirected_->isCompleted()) return;
+      redirected_->wait(impl_->o.timeout);
+      complete(nullptr);
+    } catch (...) {
+      complete(std::current_exception());
+    }
+  }
+
+  // Delivers a message of `src` with our tag, from the ones set aside or from the ring.
+  bool take(int src, bool block) {
+    ShmP2p::Impl& p = *impl_;
+    std::lock_guard<std::mutex> lock(*p.recv_mutex[src]);
+    p.prefault(src, p.o.rank, /*write=*/false);
+    auto& aside = p.aside[src];
+    for (auto it = aside.begin(); it != aside.end(); ++it) {
+      if (it->tag != tag_) continue;
+      Aside a = std::move(*it);
+      aside.erase(it);
+      deliver_aside(src, a);
+      return true;
+    }
+    Record r{};
+    uint64_t pos = 0;
+    while (p.next_record(src, block, tag_, r, pos)) {
+      if (r.tag == tag_) {
+        source_ = src;
+        if (static_cast<uint64_t>(tensor_.nbytes()) != r.bytes) p.free_record(src, pos, r);  // consumed, in error
+        check_bytes(p.o, tensor_, r.bytes, src, tag_);
+        if (r.kind == kData) {
+          copy_into(tensor_, [&](void* to) { p.get(src, p.o.rank, pos + kRecordHeader, to, r.bytes); });
+          p.free_record(src, pos, r);
+        } else {
+          p.free_record(src, pos, r);
+          start_redirect(src, r.bytes);
+        }
+        return true;
+      }
+      // Someone else's: keep it aside in this process, free the ring.
+      Aside a{r.tag, r.kind == kRedirect, r.bytes, {}, {}, {}};
+      if (r.kind == kData) {
+        a.payload.resize(r.bytes);
+        p.get(src, p.o.rank, pos + kRecordHeader, a.payload.data(), r.bytes);
+      } else {
+        a.staged = at::empty({static_cast<int64_t>(r.bytes)}, at::kByte);
+        std::vector<at::Tensor> t{a.staged};
+        a.work = fallback_->recv(t, src, r.tag);
+      }
+      p.free_record(src, pos, r);
+      aside.push_back(std::move(a));
+    }
+    return false;
+  }
+
+  // recv_any: the first source that has a message with our tag; blocking polls them all.
+  bool take_any(bool block) {
+    const ShmP2p::Options& o = impl_->o;
+    const auto deadline = std::chrono::steady_clock::now() + o.timeout;
+    for (int round = 0;; ++round) {
+      for (int src = 0; src < o.size; ++src) {
+        if (src != o.rank && take(src, false)) return true;
+      }
+      if (!block) return false;
+      struct timespec ts {
+        0, round < 100 ? 20000 : 200000
+      };
+      nanosleep(&ts, nullptr);
+      if (std::chrono::steady_clock::now() > deadline) {
+        LOOM_THROW(TimeoutError, "recv from any rank (tag {}) on group '{}' (shared memory) timed out after {} ms",
+                   tag_, o.group, o.timeout.count());
+      }
+    }
+  }
+
+  void deliver_aside(int src, const Aside& a) {
+    source_ = src;
+    check_bytes(impl_->o, tensor_, a.bytes, src, tag_);
+    if (a.redirect) a.work->wait(impl_->o.timeout);
+    const char* from = a.redirect ? static_cast<const char*>(a.staged.data_ptr()) : a.payload.data();
+    copy_into(tensor_, [&](void* to) { std::memcpy(to, from, a.bytes); });
+  }
+
+  void start_redirect(int src, uint64_t bytes) {
+    check_bytes(impl_->o, tensor_, bytes, src, tag_);
+    std::vector<at::Tensor> t{tensor_.is_contiguous() ? tensor_ : tensor_.contiguous()};
+    target_ = t[0];
+    redirected_ = fallback_->recv(t, src, tag_);
+    if (!target_.is_same(tensor_)) {
+      // Non-contiguous receive buffer: copy over once the fallback has delivered.
+      redirected_->wait(impl_->o.timeout);
+      const_cast<at::Tensor&>(tensor_).copy_(target_);
+    }
+  }
+
+  std::shared_ptr<ShmP2p::Impl> impl_;
+  at::Tensor tensor_, target_;
+  int src_, tag_;
+  int source_ = -1;
+  c10d::ProcessGroup* fallback_;
+  c10::intrusive_ptr<c10d::Work> redirected_;
+  std::mutex progress_mutex_;
+};
+
+size_t ShmP2p::region_bytes(int size, int64_t ring_bytes) {
+  if (size < 2 || size > kMaxRanks || ring_bytes < 4096) return 0;
+  const size_t headers = Impl::round_page(static_cast<size_t>(size) * size * kRingHeaderBytes);
+  return headers + static_cast<size_t>(size) * size * static_cast<size_t>(ring_bytes);
+}
+
+ShmP2p::ShmP2p(void* region, Options options) : impl_(std::make_shared<Impl>()) {
+  LOOM_CHECK(options.ring_bytes % 64 == 0 && options.ring_bytes >= 4096, ConfigError,
+             "shared-memory point-to-point: ring of {} bytes (a multiple of 64, at least 4096)", options.ring_bytes);
+  impl_->o = std::move(options);
+  impl_->region = static_cast<char*>(region);
+  for (int r = 0; r < impl_->o.size; ++r) {
+    impl_->send_mutex.push_back(std::make_unique<std::mutex>());
+    impl_->recv_mutex.push_back(std::make_unique<std::mutex>());
+  }
+  impl_->aside.resize(impl_->o.size);
+  impl_->send_faulted.assign(impl_->o.size, 0);
+  impl_->recv_faulted.assign(impl_->o.size, 0);
+}
+
+ShmP2p::~ShmP2p() { impl_->closed.store(true); }
+
+c10::intrusive_ptr<c10d::Work> ShmP2p::send(const at::Tensor& tensor, int dst, int tag, c10d::ProcessGroup& fallback) {
+  Impl& p = *impl_;
+  const at::Tensor t = tensor.contiguous();
+  const uint64_t bytes = t.nbytes();
+  std::lock_guard<std::mutex> lock(*p.send_mutex[dst]);
+  p.prefault(p.o.rank, dst, /*write=*/true);
+  if (p.publish(dst, Record{kData, tag, bytes}, t.data_ptr(), bytes, /*must=*/false, tag)) {
+    ++p.in_rings;
+    auto done = c10::make_intrusive<QueuedWork>();
+    done->complete(nullptr);
+    return done;
+  }
+  // Does not fit now: through the fallback, announced in the ring so that the receiver
+  // takes it from there in its place.
+  std::vector<at::Tensor> v{t};
+  auto work = fallback.send(v, dst, tag);
+  p.publish(dst, Record{kRedirect, tag, bytes}, nullptr, 0, /*must=*/true, tag);
+  ++p.redirected;
+  return work;
+}
+
+c10::intrusive_ptr<c10d::Work> ShmP2p::recv(const at::Tensor& tensor, int src, int tag, c10d::ProcessGroup& fallback) {
+  return c10::make_intrusive<ShmRecvWork>(impl_, tensor, src, tag, fallback);
+}
+
+c10::intrusive_ptr<c10d::Work> ShmP2p::recv_any(const at::Tensor& tensor, int tag, c10d::ProcessGroup& fallback) {
+  return c10::make_intrusive<ShmRecvWork>(impl_, tensor, -1, tag, fallback);
+}
+
+int64_t ShmP2p::sent_in_rings() const { return impl_->in_rings.load(); }
+int64_t ShmP2p::sent_redirected() const { return impl_->redirected.load(); }
+
+}  // namespace loom::comm
