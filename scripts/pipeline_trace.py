@@ -8,6 +8,7 @@ pipeline_window(trace, step) is one step's pipeline makespan: from the first for
 stage 0 to the last backward on stage 0 (stage 0 starts first and ends last in both
 GPipe and 1F1B). bubble(trace, step) is, per stage, the share of that window the stage
 spent neither in forward nor in backward: what the theory (P-1)/(M+P-1) predicts.
+replay_bubble(trace, step) is the bubble of the same spans with messages that cost nothing.
 """
 import json
 
@@ -51,6 +52,40 @@ def bubble(events, step):
             busy += max(0, b - a)
         out.append(1 - busy / (end - start))
     return out
+
+
+def replay_bubble(events, step):
+    """Per stage: the bubble this step's own forward and backward spans would leave if
+    messages cost nothing. Each stage runs its actions in the trace's order, each as soon
+    as the stage is free and its input is there (stage s > 0's forward m after stage
+    s-1's forward m; stage s < P-1's backward m after stage s+1's backward m), for the
+    span's measured duration. Measured minus this is what messages and the stage loop
+    between actions cost; this minus theory is what unequal stage times cost."""
+    acts, stages = {}, ranks(events)
+    for r in stages:
+        s = steps(events, r)[step]
+        acts[r] = sorted(compute_spans(events, r, s["ts"], s["ts"] + s["dur"]), key=lambda e: e["ts"])
+    done, free, idx, busy = {}, {r: 0.0 for r in stages}, {r: 0 for r in stages}, {r: 0.0 for r in stages}
+    last = stages[-1]
+    progress = True
+    while progress:
+        progress = False
+        for r in stages:
+            while idx[r] < len(acts[r]):
+                e = acts[r][idx[r]]
+                kind, m = e["name"].split()
+                dep = (r - 1, "forward", m) if kind == "forward" and r > 0 else \
+                    (r + 1, "backward", m) if kind == "backward" and r < last else None
+                if dep is not None and dep not in done:
+                    break
+                start = max(free[r], done[dep] if dep is not None else 0.0)
+                free[r] = start + e["dur"]
+                busy[r] += e["dur"]
+                done[(r, kind, m)] = free[r]
+                idx[r] += 1
+                progress = True
+    window = free[stages[0]]  # stage 0 starts at 0 and ends last, as in pipeline_window
+    return [1 - busy[r] / window for r in stages]
 
 
 def theory(stages, micro_batches):
