@@ -370,11 +370,18 @@ void Reducer::fill_sharded(size_t index, size_t b, at::Tensor& grad) {
 // so the waiting thread runs it itself (ShmCollectives: progress in wait) instead of
 // waking the group's thread, which on a machine whose cores all compute waits for one
 // while backward tears its graph down, and then wakes this thread again. Issue 19's
-// traces: docs/performance.md. Over Gloo the hook launches it, to overlap that teardown.
+// traces: docs/performance.md. Over Gloo the hook launches it, to overlap that teardown:
+// so also with a registered communication hook, which may send the bucket anywhere (the
+// fp16 compression hook's halves go through Gloo), and for a dtype shared memory does
+// not sum.
 void Reducer::launch_ready(bool finishing) {
-  const bool defer_last = !finishing && group_.uses_shared_memory();
   while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0) {
-    if (defer_last && next_launch_ + 1 == buckets_.size()) return;
+    const bool last = next_launch_ + 1 == buckets_.size();
+    const at::ScalarType dtype = plan_.buckets[next_launch_].dtype;
+    if (last && !finishing && default_hook_ && group_.uses_shared_memory() &&
+        (dtype == at::kFloat || dtype == at::kDouble)) {
+      return;
+    }
     launch(next_launch_++);
   }
 }

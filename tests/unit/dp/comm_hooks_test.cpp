@@ -237,42 +237,51 @@ TEST(CommHooks, AHookIsRegisteredOnceBeforeTheFirstSynchronisedBackward) {
 // Note [last bucket from finish]: over shared memory the autograd hooks launch every
 // bucket but the last, which finish() launches (and then runs on its own thread); over
 // Gloo the hooks launch them all.
+// Note [last bucket from finish]: with the default hook over shared memory, finish()
+// launches the last bucket (the allreduces counted after backward are one short of those
+// after finish); over Gloo, and with a registered hook (which may send the bucket
+// anywhere), the autograd hook launches every bucket.
 TEST(CommHooks, OverSharedMemoryFinishLaunchesTheLastBucket) {
   const auto data = t::make_batches(1, 8, {1, 2, 2}, 3);
   for (bool shared_memory : {true, false}) {
-    std::vector<torch::nn::Sequential> models{small_deep_mlp(), small_deep_mlp()};
-    std::vector<int> after_backward(2), after_finish(2);
-    std::vector<bool> used(2);
-    auto options = loom::test::with_timeout(std::chrono::seconds(30));
-    options.shared_memory = shared_memory;
-    const auto errors = loom::test::run_thread_ranks(
-        2,
-        [&](Context& ctx) {
-          const int r = ctx.rank();
-          auto model = models[r];
-          DistributedDataParallel ddp(model, ctx.world(), tiny_buckets());
-          int calls = 0;
-          ddp.register_comm_hook([&calls](Group& group, const GradBucket& bucket) {
-            ++calls;
-            return loom::dp::hooks::allreduce()(group, bucket);
-          });
-          torch::nn::functional::cross_entropy(model->forward(data.x[0].narrow(0, 4 * r, 4)),
-                                               data.y[0].narrow(0, 4 * r, 4))
-              .backward();
-          after_backward[r] = calls;
-          ddp.finish();
-          after_finish[r] = calls;
-          used[r] = ctx.world().uses_shared_memory();
-        },
-        options);
-    for (const auto& e : errors) {
-      if (e) std::rethrow_exception(e);
-    }
-    for (int r = 0; r < 2; ++r) {
-      EXPECT_EQ(used[r], shared_memory) << "rank " << r;
-      EXPECT_GE(after_finish[r], 5) << "rank " << r;
-      EXPECT_EQ(after_backward[r], shared_memory ? after_finish[r] - 1 : after_finish[r])
-          << "rank " << r << (shared_memory ? ", shared memory" : ", Gloo");
+    for (bool registered : {false, true}) {
+      std::vector<torch::nn::Sequential> models{small_deep_mlp(), small_deep_mlp()};
+      std::vector<int64_t> after_backward(2), after_finish(2);
+      std::vector<bool> used(2);
+      auto options = loom::test::with_timeout(std::chrono::seconds(30));
+      options.shared_memory = shared_memory;
+      const auto errors = loom::test::run_thread_ranks(
+          2,
+          [&](Context& ctx) {
+            const int r = ctx.rank();
+            auto model = models[r];
+            DistributedDataParallel ddp(model, ctx.world(), tiny_buckets());
+            if (registered) ddp.register_comm_hook(loom::dp::hooks::allreduce());
+            auto launched = [&] {
+              const auto c = ctx.world().allreduce_counts();
+              return c.shared_memory + c.c10d;
+            };
+            const int64_t before = launched();
+            torch::nn::functional::cross_entropy(model->forward(data.x[0].narrow(0, 4 * r, 4)),
+                                                 data.y[0].narrow(0, 4 * r, 4))
+                .backward();
+            after_backward[r] = launched() - before;
+            ddp.finish();
+            after_finish[r] = launched() - before;
+            used[r] = ctx.world().uses_shared_memory();
+          },
+          options);
+      for (const auto& e : errors) {
+        if (e) std::rethrow_exception(e);
+      }
+      for (int r = 0; r < 2; ++r) {
+        const bool deferred = shared_memory && !registered;
+        EXPECT_EQ(used[r], shared_memory) << "rank " << r;
+        EXPECT_GE(after_finish[r], 5) << "rank " << r;
+        EXPECT_EQ(after_backward[r], deferred ? after_finish[r] - 1 : after_finish[r])
+            << "rank " << r << (shared_memory ? ", shared memory" : ", Gloo")
+            << (registered ? ", registered hook" : ", default hook");
+      }
     }
   }
 }
