@@ -85,6 +85,9 @@ std::string machine_identity() {
   return fmt::format("{}|{}|{}|{}|{}", read_first_line("/proc/sys/kernel/random/boot_id"), host, ns, ipc, net);
 }
 
+std::atomic<int> copy_out_pause_rank{-1};  // set_copy_out_pause_for_tests
+std::atomic<int64_t> copy_out_pause_us{0};
+
 using shm::cpu_relax;
 using shm::futex_wait;
 using shm::futex_wake;
@@ -196,6 +199,12 @@ struct ShmCollectives::Impl {
     T* out = reinterpret_cast<T*>(result);
     sum_in_order(out + lo, data + lo, in.data(), size, hi - lo);
     barrier();
+    // Note [result area]: no barrier follows this copy-out, so the next operation must
+    // not write the result area before its own first barrier (an all-gather that did lost
+    // a slow peer's sums: all_gather below).
+    if (copy_out_pause_rank.load(std::memory_order_relaxed) == rank) {
+      std::this_thread::sleep_for(std::chrono::microseconds(copy_out_pause_us.load()));
+    }
     std::memcpy(data, out, lo * sizeof(T));
     std::memcpy(data + hi, out + hi, (count - hi) * sizeof(T));
   }
@@ -251,9 +260,9 @@ struct ShmCollectives::Impl {
 
   // all_gather in windows of one slot per rank (Note [sharded windows]): each rank
   // copies its piece into its own slot; barrier; each copies the others' pieces out of
-  // their slots; barrier. Only the slots: an allreduce's ranks read the result area after
-  // its last barrier, so an operation that follows one must not write the result area
-  // before its own first barrier (an all_gather that used the result area as a window
+  // their slots; barrier. Only the slots (Note [result area]): an allreduce's ranks read
+  // the result area after its last barrier, so an operation that follows one must not
+  // write the result area before its own first barrier (an all_gather that used the result area as a window
   // overwrote a slow peer's allreduce result: a ZeRO-2 run's trailer, 3 runs in 48).
   template <typename T>
   void all_gather(T* data, const std::vector<int64_t>& offsets, const std::vector<int64_t>& counts) {
@@ -359,6 +368,11 @@ c10::intrusive_ptr<QueuedWork> ShmCollectives::new_work() {
 }
 
 ShmP2p* ShmCollectives::p2p() { return impl_->p2p.get(); }
+
+void set_copy_out_pause_for_tests(int rank, std::chrono::microseconds pause) {
+  copy_out_pause_us.store(pause.count());
+  copy_out_pause_rank.store(rank);
+}
 
 ShmCollectives::~ShmCollectives() {
   {

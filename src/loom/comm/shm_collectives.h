@@ -90,4 +90,10 @@ class ShmCollectives {
   std::shared_ptr<Impl> impl_;                // shared with the works' helpers, which hold it weakly
 };
 
+// Test only (tests/unit/comm): group rank `rank` of every shared-memory group in this
+// process pauses for `pause` between an allreduce window's last barrier and its copy-out,
+// as a peer descheduled there would; the hazard of Note [result area] is then certain.
+// rank < 0: no pause (the default).
+void set_copy_out_pause_for_tests(int rank, std::chrono::microseconds pause);
+
 }  // namespace loom::comm

@@ -10,6 +10,7 @@
 
 #include "loom/comm/context.h"
 #include "loom/comm/group.h"
+#include "loom/comm/shm_collectives.h"
 #include "loom/core/error.h"
 #include "support/tensor_compare.h"
 #include "support/thread_ranks.h"
@@ -141,6 +142,36 @@ INSTANTIATE_TEST_SUITE_P(Transports, Sharded,
                            return std::to_string(std::get<0>(info.param)) + "ranks_" +
                                   (std::get<1>(info.param) ? "shm" : "ring");
                          });
+
+// Note [result area]: rank 1 pauses between an allreduce's last barrier and its copy-out
+// while rank 0 goes straight on to the next operation; whatever that operation is, rank
+// 1 must still copy out the allreduce's sums. (An all-gather that used the result area
+// as a window overwrote them: a ZeRO-2 run lost half its trailer in 3 of 48 runs.)
+TEST(ShmResultArea, AnOperationAfterAnAllreduceLeavesASlowPeersSumsAlone) {
+  loom::comm::set_copy_out_pause_for_tests(1, std::chrono::milliseconds(50));
+  for (const char* next : {"all_gather", "reduce_scatter", "allreduce"}) {
+    run(2, true, [&](Context& ctx) {
+      auto& g = ctx.world();
+      ASSERT_TRUE(g.uses_shared_memory());
+      // 3 MiB: three 1 MiB windows, so the next operation's pieces reach past one slot.
+      const int64_t n = 3 << 18;
+      std::vector<at::Tensor> t{input(ctx.rank(), n, at::kFloat)};
+      auto first = g.allreduce(t);
+      at::Tensor other = at::full({2 * n}, 1000.0f + ctx.rank());
+      const std::vector<int64_t> counts{n, n};
+      std::vector<at::Tensor> again{other.narrow(0, 0, n)};
+      auto second = std::string(next) == "all_gather"       ? g.all_gather(other, counts)
+                    : std::string(next) == "reduce_scatter" ? g.reduce_scatter(other, counts)
+                                                            : g.allreduce(again);
+      first.wait();
+      second.wait();
+      EXPECT_TRUE(torch::equal(t[0], input(0, n, at::kFloat) + input(1, n, at::kFloat)))
+          << "rank " << ctx.rank() << ", then " << next << ": max |diff| "
+          << loom::test::max_abs_diff(t[0], input(0, n, at::kFloat) + input(1, n, at::kFloat));
+    });
+  }
+  loom::comm::set_copy_out_pause_for_tests(-1, std::chrono::microseconds(0));
+}
 
 TEST(ShardedArguments, BadCountsOrBuffersAreOneClearError) {
   run(2, true, [&](Context& ctx) {
