@@ -129,6 +129,17 @@ TEST(Ps, ServersCheckpointTheirShardsAndStartFromThem) {
                   dir + "/shard", "--lr", "1e-30", "--steps", "1", "--seed", "11", "--save", dir + "/b.pt"});
   ASSERT_TRUE(r.exited_with(0)) << r.describe();
   EXPECT_EQ(max_abs_diff(dir + "/a.pt", dir + "/b.pt"), 0.0);
+  // Another --ps-slice-mb (here the default, 1) would make other keys: refused at once,
+  // naming both sizes.
+  r = loom_train({"--strategy", "ps", "--nproc", "2", "--servers", "2", "--ps-load", dir + "/shard", "--steps", "1",
+                  "--timeout", "20"},
+                 60);
+  EXPECT_FALSE(r.timed_out) << r.describe();
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("shard.server0 was written with --ps-slice-mb 0.25 (262144 bytes), this run has "
+                       "--ps-slice-mb 1 (1048576 bytes)"),
+            std::string::npos)
+      << r.err;
   // A checkpoint that is not one: a named error, no hang.
   { std::ofstream(dir + "/bad.server0") << "not a checkpoint"; }
   r = loom_train({"--strategy", "ps", "--nproc", "1", "--servers", "1", "--ps-load", dir + "/bad", "--timeout", "20"},

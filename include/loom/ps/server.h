@@ -105,6 +105,10 @@ struct ServerOptions {
   std::chrono::milliseconds dead_after{30000};  // async / ssp: drop a silent worker
   VanOptions van;
   std::string load_path;  // checkpoint to start from ("" = none)
+  // The job's largest slice (--ps-slice-mb; shard_plan.h), 0 = not known. A checkpoint
+  // records it, and a load refuses one written with another: a checkpoint's keys are
+  // the slices of that size.
+  int64_t slice_bytes = 0;
   // The only places this server writes (see the file comment); "" refuses the command.
   std::string save_dir;        // "save NAME": <save_dir>/NAME.server<index> (--ps-save)
   std::string checkpoint_dir;  // "checkpoint NAME": <checkpoint_dir>/NAME/ps.server<index>

@@ -1,14 +1,16 @@
 // ShardPlan: which parameter server holds which part of which parameter.
 //
-// Every parameter is cut into slices of at most `slice_bytes` (default 4 MiB, BytePS's
-// default partition size), of nearly equal size, so one big tensor is spread over
+// Every parameter is cut into slices of at most `slice_bytes` (default 1 MiB; BytePS's
+// 4 MiB left a step of 4 MiB at 0.35-0.42 of raw TCP's goodput here against 0.63-0.69:
+// docs/performance-ps.md), of nearly equal size, so one big tensor is spread over
 // several servers and its pushes and pulls proceed in parallel. Slices are then assigned
 // to servers largest first, each to the server holding the fewest bytes so far (ties:
 // the lowest server index), which balances bytes across servers. A slice's key is its
 // index in the plan: parameters in registration order, slices in offset order.
 //
 // A pure function of its inputs: every worker computes the same plan, and a checkpoint
-// written with one plan is read with the same plan (the keys are checked).
+// written with one plan is read with the same plan (a server checkpoint records the slice
+// size, and a load refuses another: server.h).
 #pragma once
 
 #include <cstddef>

@@ -45,7 +45,7 @@ struct WorkerOptions {
   uint32_t worker_id = 0;
   // The largest slice (shard_plan.h); the servers' limits must come from the same value
   // (--ps-slice-mb): the worker's message limits are limits_for_slices(slice_bytes).
-  int64_t slice_bytes = int64_t{4} << 20;
+  int64_t slice_bytes = int64_t{1} << 20;  // --ps-slice-mb's default
   // Every wait on a server: the handshake, a send while its queue is full, a reply.
   std::chrono::milliseconds timeout{300000};
   // Token, CURVE key pair, ZeroMQ context. Its `timeout` and `limits` are not used: the

@@ -48,7 +48,7 @@ struct TrainConfig {
   int64_t servers = 1;                // parameter-server processes (beside --nproc workers)
   std::string consistency = "sync";   // sync | async | ssp
   int64_t staleness = 2;              // ssp: how many steps a worker may run ahead
-  double ps_slice_mb = 4;             // tensors larger than this are split across servers
+  double ps_slice_mb = 1;             // tensors larger than this are split (docs/performance-ps.md)
   std::string ps_host = "127.0.0.1";  // address the servers bind to and announce
   std::string ps_save;                // at the end, each server writes <prefix>.server<i>
   std::string ps_load;                // servers start from <prefix>.server<i>

@@ -37,6 +37,11 @@ std::string shape_string(at::IntArrayRef shape) {
   return s + "]";
 }
 
+// Why a worker's keys do not match a loaded checkpoint's (a key is a slice: shard_plan.h).
+constexpr const char* kOtherLayout =
+    "the checkpoint was written for other slices (another model, --servers or --ps-slice-mb; the default was 4 "
+    "until server checkpoints recorded it, 1 since)";
+
 ServerOptions checked(ServerOptions o) {
   LOOM_CHECK(o.num_workers >= 1, ConfigError, "parameter server: need at least 1 worker, got {}", o.num_workers);
   if (!o.clock) o.clock = std::chrono::steady_clock::now;
@@ -65,6 +70,7 @@ struct Server::Impl {
   std::atomic<int64_t> updates{0};
   std::vector<int64_t> pushes;  // accepted gradient pushes, per worker
   std::atomic<int64_t> refused{0};
+  std::string loaded_from;  // the checkpoint this server started from ("" = none)
 
   std::string who() const { return fmt::format("parameter server {}", options.server_index); }
 
@@ -158,7 +164,17 @@ struct Server::Impl {
       return;
     }
     if (auto it = slots.find(h.key); it != slots.end()) {  // from a checkpoint, or a restarted worker 0: keep ours
+      if (!loaded_from.empty() && h.dtype == DType::f32 &&
+          at::IntArrayRef(header_shape(h)) != it->second.param.sizes()) {
+        refuse(m, fmt::format("key {} has shape {} in {}, got {}: {}", h.key, shape_string(it->second.param.sizes()),
+                              loaded_from, shape_string(header_shape(h)), kOtherLayout));
+        return;
+      }
       if (check_tensor(m, it->second)) ack(m, Op::push_ack);
+      return;
+    }
+    if (!loaded_from.empty()) {  // the checkpoint has every key this server serves
+      refuse(m, fmt::format("key {} is not in {} ({} keys): {}", h.key, loaded_from, slots.size(), kOtherLayout));
       return;
     }
     if (h.dtype != DType::f32) {
@@ -289,22 +305,24 @@ struct Server::Impl {
   }
 
   void save(const std::string& path) {
-    const size_t keys = write_server_checkpoint(path, slots);
+    const size_t keys = write_server_checkpoint(path, slots, options.slice_bytes);
     log::info("{}: saved {} keys to {}", who(), keys, path);
   }
 
   void load(const std::string& path) {
     try {
-      read_server_checkpoint(path, [&](uint64_t key, const at::Tensor& values, int64_t version) -> Slot& {
-        Slot& slot = add_slot(key, values);
-        // A new run (--ps-load) keeps the values and optimizer state and counts steps
-        // from 0 again; a resumed run continues the saved clock.
-        if (options.resume_clock) slot.version = version;
-        return slot;
-      });
+      read_server_checkpoint(path, options.slice_bytes,
+                             [&](uint64_t key, const at::Tensor& values, int64_t version) -> Slot& {
+                               Slot& slot = add_slot(key, values);
+                               // A new run (--ps-load) keeps the values and optimizer state and counts steps
+                               // from 0 again; a resumed run continues the saved clock.
+                               if (options.resume_clock) slot.version = version;
+                               return slot;
+                             });
     } catch (const CheckpointError& e) {
       LOOM_THROW(CheckpointError, "{}: {}", who(), e.what());
     }
+    loaded_from = path;
     log::info("{}: loaded {} keys from {}", who(), slots.size(), path);
   }
 

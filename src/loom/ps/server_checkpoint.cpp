@@ -58,12 +58,14 @@ SavePrefix split_save_prefix(const std::string& prefix) {
   return out;
 }
 
-size_t write_server_checkpoint(const std::string& path, const std::unordered_map<uint64_t, Slot>& slots) {
+size_t write_server_checkpoint(const std::string& path, const std::unordered_map<uint64_t, Slot>& slots,
+                               int64_t slice_bytes) {
   torch::serialize::OutputArchive archive;
   std::vector<int64_t> keys;
   for (const auto& [key, slot] : slots) keys.push_back(static_cast<int64_t>(key));
   std::sort(keys.begin(), keys.end());
   archive.write("keys", torch::tensor(keys, torch::kLong));
+  archive.write("slice_bytes", torch::tensor({slice_bytes}, torch::kLong));
   for (int64_t key : keys) {
     const Slot& slot = slots.at(static_cast<uint64_t>(key));
     archive.write(fmt::format("value.{}", key), slot.param.detach());
@@ -78,7 +80,7 @@ size_t write_server_checkpoint(const std::string& path, const std::unordered_map
   return keys.size();
 }
 
-size_t read_server_checkpoint(const std::string& path, const RestoreSlot& restore) {
+size_t read_server_checkpoint(const std::string& path, int64_t slice_bytes, const RestoreSlot& restore) {
   std::string bytes;
   try {
     bytes = read_file(path);
@@ -99,6 +101,17 @@ size_t read_server_checkpoint(const std::string& path, const RestoreSlot& restor
     archive.load_from(in);
     at::Tensor keys;
     archive.read("keys", keys);
+    // Keys are slices (shard_plan.h): with another slice size the same key is another
+    // part of another parameter, or on another server.
+    at::Tensor saved_slice;
+    if (slice_bytes > 0 && archive.try_read("slice_bytes", saved_slice)) {
+      const int64_t saved = saved_slice.item<int64_t>();
+      const double saved_mb = static_cast<double>(saved) / (1 << 20);
+      LOOM_CHECK(saved <= 0 || saved == slice_bytes, CheckpointError,
+                 "{} was written with --ps-slice-mb {:g} ({} bytes), this run has --ps-slice-mb {:g} ({} bytes): its "
+                 "keys are slices of that size, so start from it with --ps-slice-mb {:g}",
+                 path, saved_mb, saved, static_cast<double>(slice_bytes) / (1 << 20), slice_bytes, saved_mb);
+    }
     for (int64_t i = 0; i < keys.numel(); ++i) {
       const int64_t key = keys[i].item<int64_t>();
       at::Tensor values, version;

@@ -47,7 +47,7 @@ struct PsOptions {
   int servers = 1;  // the store keys ps::server_store_key(0 .. servers-1) hold their endpoints
   ps::Consistency consistency = ps::Consistency::sync;
   int staleness = 2;              // ssp
-  int64_t slice_bytes = 4 << 20;  // tensors larger than this are split across servers
+  int64_t slice_bytes = 1 << 20;  // tensors larger than this are split (--ps-slice-mb's default)
   std::string save_name;          // non-empty: at the end, the servers save under this name
   std::chrono::milliseconds timeout{300000};
   ps::VanOptions van;  // transport and security (the job's CURVE key, if any)

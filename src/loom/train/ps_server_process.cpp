@@ -35,7 +35,8 @@ void run_server_process(const TrainConfig& c, const DistEnv& env, const JobEnvir
   o.van.timeout = timeout;
   o.van.insecure = c.insecure;
   // No payload is larger than a slice: nor is any frame ZeroMQ accepts from anyone.
-  o.van.limits = ps::limits_for_slices(static_cast<int64_t>(c.ps_slice_mb * (1 << 20)));
+  o.slice_bytes = static_cast<int64_t>(c.ps_slice_mb * (1 << 20));  // recorded in, and checked against, checkpoints
+  o.van.limits = ps::limits_for_slices(o.slice_bytes);
   if (!c.ps_load.empty()) o.load_path = c.ps_load + ".server" + std::to_string(server_index);
   // The only places this server writes: workers send names, never paths.
   if (!c.ps_save.empty()) o.save_dir = ps::split_save_prefix(c.ps_save).dir;

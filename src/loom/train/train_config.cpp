@@ -64,7 +64,9 @@ void register_train_options(OptionTable& t, TrainConfig& c) {
   t.add("servers", &c.servers, "ps: parameter-server processes, started beside the --nproc workers");
   t.add("consistency", &c.consistency, "ps: sync | async | ssp (bounded staleness)");
   t.add("staleness", &c.staleness, "ps --consistency ssp: steps a worker may run ahead of the slowest");
-  t.add("ps-slice-mb", &c.ps_slice_mb, "ps: tensors larger than this (MiB) are split across servers");
+  t.add("ps-slice-mb", &c.ps_slice_mb,
+        "ps: tensors larger than this (MiB) are cut into slices spread over the servers; a server checkpoint is "
+        "read with the size it was written with");
   t.add("ps-host", &c.ps_host, "ps: address the servers bind to and announce to workers");
   t.add("ps-save", &c.ps_save, "ps: at the end, each server checkpoints its shard to PREFIX.server<i>");
   t.add("ps-load", &c.ps_load, "ps: servers start from the shards in PREFIX.server<i>");

@@ -250,5 +250,86 @@ TEST(PsServerCheckpointErrors, ServerWithoutADirectoryRefusesToSave) {
   EXPECT_TRUE(s.finished_within(3s));
 }
 
+// A server checkpoint's keys are the slices of its job's --ps-slice-mb: a server told
+// another size refuses the file at once, one line naming both sizes; one not told a
+// size (0) reads it, as does one told the same size.
+TEST(PsServerCheckpointErrors, AnotherSliceSizeIsRefusedNamingBoth) {
+  const std::string dir = temp_dir();
+  auto ctx = std::make_shared<ZmqContext>();
+  {
+    ServerOptions so = server_options(ctx, 1);
+    so.save_dir = dir;
+    so.slice_bytes = 32;
+    ServerThread s(so);
+    Worker w(model_specs(), worker_options(ctx, {s.endpoint()}, 0, 32));  // "w" in 3 slices
+    w.init(initial_values());
+    w.save("s32");
+    w.done();
+    EXPECT_TRUE(s.finished_within(3s));
+  }
+  const std::string path = dir + "/s32.server0";
+  ServerOptions other = server_options(ctx, 1);
+  other.load_path = path;
+  other.slice_bytes = int64_t{1} << 20;
+  try {
+    Server server(other);
+    ADD_FAILURE() << "a checkpoint of 32-byte slices was loaded by a server of 1 MiB slices";
+  } catch (const CheckpointError& e) {
+    const std::string what = e.what();
+    for (const char* part : {"parameter server 0", "s32.server0", "--ps-slice-mb 3.05176e-05 (32 bytes)",
+                             "--ps-slice-mb 1 (1048576 bytes)"}) {
+      EXPECT_NE(what.find(part), std::string::npos) << part << " not in: " << what;
+    }
+    EXPECT_EQ(what.find('\n'), std::string::npos) << "one line: " << what;
+  }
+  for (const int64_t slice_bytes : {int64_t{32}, int64_t{0}}) {
+    ServerOptions same = server_options(ctx, 1);
+    same.load_path = path;
+    same.slice_bytes = slice_bytes;
+    EXPECT_NO_THROW(Server server(same)) << "slice_bytes " << slice_bytes;
+  }
+  fs::remove_all(dir);
+}
+
+// A checkpoint that does not record its slice size (as loom wrote before it did, when
+// the default was 4 MiB) read with other slices: the workers' init pushes are refused,
+// naming the key, the file and the likely cause, instead of keys of other shapes being
+// refused without a cause, or keys it lacks starting afresh beside it.
+TEST(PsServerCheckpointErrors, InitPushesOfOtherSlicesThanTheLoadedCheckpointAreRefused) {
+  const std::string dir = temp_dir();
+  auto ctx = std::make_shared<ZmqContext>();
+  {
+    ServerOptions so = server_options(ctx, 1);
+    so.save_dir = dir;  // slice_bytes 0: not recorded
+    ServerThread s(so);
+    Worker w({model_specs()[0]}, worker_options(ctx, {s.endpoint()}, 0));  // "w" alone, whole: key 0
+    w.init({initial_values()[0]});
+    w.save("old");
+    w.done();
+    EXPECT_TRUE(s.finished_within(3s));
+  }
+  const std::string path = dir + "/old.server0";
+  {
+    ServerOptions so = server_options(ctx, 1);
+    so.load_path = path;
+    ServerThread s(so);
+    Worker w(model_specs(), worker_options(ctx, {s.endpoint()}, 0, 32));  // key 0 is now "w"[0:8]
+    expect_comm_error([&] { w.init(initial_values()); },
+                      {"key 0 has shape [4, 6] in " + path + ", got [8]", "--ps-slice-mb"});
+    w.done();
+    EXPECT_TRUE(s.finished_within(3s));
+  }
+  {
+    ServerOptions so = server_options(ctx, 1);
+    so.load_path = path;
+    ServerThread s(so);
+    Worker w(model_specs(), worker_options(ctx, {s.endpoint()}, 0));  // key 0 "w" as saved, key 1 "b" new
+    expect_comm_error([&] { w.init(initial_values()); }, {"key 1 is not in " + path + " (1 keys)", "--ps-slice-mb"});
+    w.done();
+    EXPECT_TRUE(s.finished_within(3s));
+  }
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace loom::ps

@@ -13,6 +13,8 @@
 #include "loom/core/error.h"
 #include "loom/ps/server.h"
 #include "loom/ps/zmq_van.h"
+#include "loom/strategies/options.h"
+#include "loom/train/train_config.h"
 #include "unit/ps/ps_testing.h"
 
 namespace loom::ps {
@@ -133,6 +135,14 @@ TEST(PsWorker, MessageLimitsFollowTheSliceSizeAsTheServersDo) {
   EXPECT_TRUE(all_equal(values, initial_values()));
   w->done();
   EXPECT_TRUE(s.finished_within(3s));
+}
+
+// One default slice size: the CLI's (--ps-slice-mb 1), the strategy's and the worker's
+// (docs/performance-ps.md: 1 MiB slices, not BytePS's 4 MiB).
+TEST(PsWorker, DefaultSliceSizeIsTheCliDefault) {
+  EXPECT_EQ(WorkerOptions{}.slice_bytes, int64_t{1} << 20);
+  EXPECT_EQ(strategies::PsOptions{}.slice_bytes, WorkerOptions{}.slice_bytes);
+  EXPECT_EQ(static_cast<int64_t>(train::TrainConfig{}.ps_slice_mb * (1 << 20)), WorkerOptions{}.slice_bytes);
 }
 
 TEST(PsWorker, PlanIsTheSharedShardPlan) {
