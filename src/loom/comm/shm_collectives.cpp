@@ -136,6 +136,7 @@ struct ShmCollectives::Impl {
   std::thread thread;
 
   ~Impl() {
+    p2p.reset();  // before the rings it points into go
     if (base != MAP_FAILED) munmap(base, bytes);
   }
 
@@ -470,7 +471,10 @@ std::unique_ptr<ShmCollectives> ShmCollectives::connect(c10d::Store& store, int 
     std::random_device rd;
     name = fmt::format("/loom-{}-{:x}", getpid(), (static_cast<uint64_t>(rd()) << 32) | rd());
     const int fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
-    ok = fd >= 0 && ftruncate(fd, static_cast<off_t>(impl->bytes)) == 0;
+    // Allocated now, not page by page on first touch: a /dev/shm too small for it (a
+    // container's 64 MiB) then means Gloo, where a touch past its end would be SIGBUS.
+    ok = fd >= 0 && ftruncate(fd, static_cast<off_t>(impl->bytes)) == 0 &&
+         posix_fallocate(fd, 0, static_cast<off_t>(impl->bytes)) == 0;
     if (ok) impl->base = mmap(nullptr, impl->bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (fd >= 0) close(fd);
     ok = ok && impl->base != MAP_FAILED;

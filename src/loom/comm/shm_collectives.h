@@ -50,7 +50,7 @@ class ShmCollectives {
     bool enabled = true;
     // Each point-to-point ring (shm_p2p.h), in the same segment, for groups of at most
     // ShmP2p::kMaxRanks; 0: none (point-to-point stays on Gloo).
-    int64_t p2p_ring_bytes = 4 << 20;
+    int64_t p2p_ring_bytes = 4 << 20;  // a multiple of 4096
   };
   // Collective over the group's members (group rank `rank` of `size`). Null when the
   // ranks are not all on this machine or shared memory is unavailable.

@@ -86,20 +86,24 @@ struct ShmP2p::Impl {
   RingHeader& header(int src, int dst) {
     return *reinterpret_cast<RingHeader*>(region + (static_cast<size_t>(src) * o.size + dst) * kRingHeaderBytes);
   }
+  // Ring src -> dst's data: one per ordered pair of distinct ranks.
   char* data(int src, int dst) {
     const size_t headers = round_page(static_cast<size_t>(o.size) * o.size * kRingHeaderBytes);
-    return region + headers + (static_cast<size_t>(src) * o.size + dst) * static_cast<size_t>(o.ring_bytes);
+    const size_t index = static_cast<size_t>(src) * (o.size - 1) + (dst < src ? dst : dst - 1);
+    return region + headers + index * static_cast<size_t>(o.ring_bytes);
   }
   static size_t round_page(size_t n) { return (n + 4095) / 4096 * 4096; }
 
   // Copies into / out of the ring at byte position `pos`, wrapping at the end.
   void put(int src, int dst, uint64_t pos, const void* from, uint64_t n) {
+    if (n == 0) return;  // (from may be null)
     char* base = data(src, dst);
     const uint64_t at = pos % o.ring_bytes, first = std::min<uint64_t>(n, o.ring_bytes - at);
     std::memcpy(base + at, from, first);
     std::memcpy(base, static_cast<const char*>(from) + first, n - first);
   }
   void get(int src, int dst, uint64_t pos, void* to, uint64_t n) {
+    if (n == 0) return;  // (to may be null)
     const char* base = data(src, dst);
     const uint64_t at = pos % o.ring_bytes, first = std::min<uint64_t>(n, o.ring_bytes - at);
     std::memcpy(to, base + at, first);
@@ -124,7 +128,11 @@ struct ShmP2p::Impl {
   // the free space now, or (`must`) once it does. False: it does not fit (and !must).
   bool publish(int dst, const Record& r, const void* payload, uint64_t bytes, bool must, int tag) {
     RingHeader& h = header(o.rank, dst);
-    const uint64_t need = kRecordHeader + round64(bytes);
+    // A data record leaves a sixteenth of the ring free for redirect records, so that a
+    // send that does not fit can always announce itself without waiting for the receiver
+    // (unless thousands of redirects are unread).
+    const uint64_t reserve = r.kind == kData ? static_cast<uint64_t>(o.ring_bytes) / 16 : 0;
+    const uint64_t need = kRecordHeader + round64(bytes) + reserve;
     const uint64_t head = h.head.load(std::memory_order_relaxed);  // only we write it
     const auto deadline = std::chrono::steady_clock::now() + o.timeout;
     auto last_check = std::chrono::steady_clock::now();
@@ -144,26 +152,35 @@ struct ShmP2p::Impl {
     std::memcpy(record, &r, sizeof(r));
     put(o.rank, dst, head, record, kRecordHeader);
     if (bytes > 0) put(o.rank, dst, head + kRecordHeader, payload, bytes);
-    h.head.store(head + need, std::memory_order_release);
+    h.head.store(head + need - reserve, std::memory_order_release);
     h.published.value.fetch_add(1);
     if (h.published.sleepers.load() != 0) shm::futex_wake(&h.published.value);
     return true;
   }
 
   // ---- receiving -----------------------------------------------------------------
-  // The next record of ring (src -> rank), if one is published (blocking: waits for it).
-  // The caller holds recv_mutex[src]; `pos` is where the record starts.
-  bool next_record(int src, bool block, int tag, Record& r, uint64_t& pos) {
+  // The next record of ring (src -> rank), if one is published. The caller holds
+  // recv_mutex[src]; `pos` is where the record starts.
+  bool next_record(int src, Record& r, uint64_t& pos) {
     RingHeader& h = header(src, o.rank);
     pos = h.tail.load(std::memory_order_relaxed);  // only we write it
-    const auto deadline = std::chrono::steady_clock::now() + o.timeout;
-    const auto spin_until = std::chrono::steady_clock::now() + (o.spin ? kSpin : std::chrono::microseconds(0));
-    int spins = 0;
-    while (true) {
-      const uint32_t seen = h.published.value.load();
-      if (h.head.load(std::memory_order_acquire) != pos) break;
-      if (!block) return false;
-      if (++spins % 64 != 0 || std::chrono::steady_clock::now() < spin_until) {
+    if (h.head.load(std::memory_order_acquire) == pos) return false;
+    char record[kRecordHeader];
+    get(src, o.rank, pos, record, kRecordHeader);
+    std::memcpy(&r, record, sizeof(r));
+    LOOM_CHECK(r.kind == kData || r.kind == kRedirect, ProtocolError,
+               "recv from rank {} on group '{}' (shared memory): a corrupt record in the ring", o.global_ranks[src],
+               o.group);
+    return true;
+  }
+  // Waits, holding no lock, until ring (src -> rank) has published a record since its
+  // counter read `seen` (spinning until `spin_until`, then sleeping on its futex); the
+  // peer's exit or the deadline is an error.
+  void wait_for_news(int src, uint32_t seen, std::chrono::steady_clock::time_point spin_until,
+                     std::chrono::steady_clock::time_point deadline, int tag) {
+    RingHeader& h = header(src, o.rank);
+    for (int spins = 1; h.published.value.load() == seen; ++spins) {
+      if (spins % 64 != 0 || std::chrono::steady_clock::now() < spin_until) {
         shm::cpu_relax();
         continue;
       }
@@ -172,13 +189,6 @@ struct ShmP2p::Impl {
       h.published.sleepers.fetch_sub(1);
       if (!woken) check_peer("recv from", src, tag, deadline);
     }
-    char record[kRecordHeader];
-    get(src, o.rank, pos, record, kRecordHeader);
-    std::memcpy(&r, record, sizeof(r));
-    LOOM_CHECK(r.kind == kData || r.kind == kRedirect, ProtocolError,
-               "recv from rank {} on group '{}' (shared memory): a corrupt record in the ring", o.global_ranks[src],
-               o.group);
-    return true;
   }
   void free_record(int src, uint64_t pos, const Record& r) {
     const uint64_t end = pos + kRecordHeader + (r.kind == kData ? round64(r.bytes) : 0);
@@ -226,8 +236,14 @@ class ShmRecvWork : public QueuedWork {
 
  private:
   // Tries to find this receive's message (blocking: until it comes), then completes.
+  // Polling (isCompleted) gives up at once when another thread is already at it.
   void progress(bool block) {
-    std::lock_guard<std::mutex> lock(progress_mutex_);
+    std::unique_lock<std::mutex> lock(progress_mutex_, std::defer_lock);
+    if (block) {
+      lock.lock();
+    } else if (!lock.try_lock()) {
+      return;
+    }
     if (c10d::Work::isCompleted()) return;
     try {
       LOOM_CHECK(!impl_->closed.load(), CommError, "recv on group '{}' (shared memory): the group was destroyed",
@@ -248,49 +264,79 @@ class ShmRecvWork : public QueuedWork {
     }
   }
 
-  // Delivers a message of `src` with our tag, from the ones set aside or from the ring.
+  // Delivers a message of `src` with our tag, from the ones set aside or from the ring
+  // (others' records on the way are set aside). Blocking, it sleeps without the lock,
+  // so other receives from `src` (other tags, other threads) go on meanwhile.
   bool take(int src, bool block) {
     ShmP2p::Impl& p = *impl_;
-    std::lock_guard<std::mutex> lock(*p.recv_mutex[src]);
-    p.prefault(src, p.o.rank, /*write=*/false);
-    auto& aside = p.aside[src];
-    for (auto it = aside.begin(); it != aside.end(); ++it) {
-      if (it->tag != tag_) continue;
-      Aside a = std::move(*it);
-      aside.erase(it);
-      deliver_aside(src, a);
-      return true;
-    }
-    Record r{};
-    uint64_t pos = 0;
-    while (p.next_record(src, block, tag_, r, pos)) {
-      if (r.tag == tag_) {
-        source_ = src;
-        if (static_cast<uint64_t>(tensor_.nbytes()) != r.bytes) p.free_record(src, pos, r);  // consumed, in error
-        check_bytes(p.o, tensor_, r.bytes, src, tag_);
-        if (r.kind == kData) {
-          copy_into(tensor_, [&](void* to) { p.get(src, p.o.rank, pos + kRecordHeader, to, r.bytes); });
-          p.free_record(src, pos, r);
-        } else {
-          p.free_record(src, pos, r);
-          start_redirect(src, r.bytes);
+    const auto now = std::chrono::steady_clock::now();
+    const auto deadline = now + p.o.timeout;
+    const auto spin_until = now + (p.o.spin ? kSpin : std::chrono::microseconds(0));
+    while (true) {
+      uint32_t seen = 0;
+      {
+        std::lock_guard<std::mutex> lock(*p.recv_mutex[src]);
+        p.prefault(src, p.o.rank, /*write=*/false);
+        auto& aside = p.aside[src];
+        for (auto it = aside.begin(); it != aside.end(); ++it) {
+          if (it->tag != tag_) continue;
+          Aside a = std::move(*it);
+          aside.erase(it);
+          deliver_aside(src, a);
+          return true;
         }
-        return true;
+        seen = p.header(src, p.o.rank).published.value.load();  // before reading: a later record changes it
+        Record r{};
+        uint64_t pos = 0;
+        while (p.next_record(src, r, pos)) {
+          if (r.tag == tag_) {
+            deliver_record(src, r, pos);
+            return true;
+          }
+          set_aside(src, r, pos);
+        }
       }
-      // Someone else's: keep it aside in this process, free the ring.
-      Aside a{r.tag, r.kind == kRedirect, r.bytes, {}, {}, {}};
-      if (r.kind == kData) {
-        a.payload.resize(r.bytes);
-        p.get(src, p.o.rank, pos + kRecordHeader, a.payload.data(), r.bytes);
-      } else {
-        a.staged = at::empty({static_cast<int64_t>(r.bytes)}, at::kByte);
-        std::vector<at::Tensor> t{a.staged};
-        a.work = fallback_->recv(t, src, r.tag);
-      }
-      p.free_record(src, pos, r);
-      aside.push_back(std::move(a));
+      if (!block) return false;
+      p.wait_for_news(src, seen, spin_until, deadline, tag_);
     }
-    return false;
+  }
+
+  // Our record at `pos` of ring (src -> rank): copied out (or received from the
+  // fallback), and freed. A message of another size than our tensor is consumed, in error.
+  void deliver_record(int src, const Record& r, uint64_t pos) {
+    ShmP2p::Impl& p = *impl_;
+    source_ = src;
+    if (static_cast<uint64_t>(tensor_.nbytes()) != r.bytes) {
+      p.free_record(src, pos, r);
+      if (r.kind == kRedirect) {  // take it off the fallback, or a later receive would get it
+        std::vector<at::Tensor> t{at::empty({static_cast<int64_t>(r.bytes)}, at::kByte)};
+        fallback_->recv(t, src, tag_)->wait(p.o.timeout);
+      }
+      check_bytes(p.o, tensor_, r.bytes, src, tag_);
+    }
+    if (r.kind == kData) {
+      copy_into(tensor_, [&](void* to) { p.get(src, p.o.rank, pos + kRecordHeader, to, r.bytes); });
+      p.free_record(src, pos, r);
+    } else {
+      p.free_record(src, pos, r);
+      start_redirect(src, r.bytes);
+    }
+  }
+
+  // Someone else's record: kept in this process (a redirect's receive posted at once), freed.
+  void set_aside(int src, const Record& r, uint64_t pos) {
+    ShmP2p::Impl& p = *impl_;
+    Aside a{r.tag, r.kind == kRedirect, r.bytes, {}, {}, {}};
+    if (r.kind == kData) {
+      a.payload.resize(r.bytes);
+      p.get(src, p.o.rank, pos + kRecordHeader, a.payload.data(), r.bytes);
+    } else {
+      a.staged = at::empty({static_cast<int64_t>(r.bytes)}, at::kByte);
+      std::vector<at::Tensor> t{a.staged};
+      a.work = fallback_->recv(t, src, r.tag);
+    }
+    p.free_record(src, pos, r);
+    p.aside[src].push_back(std::move(a));
   }
 
   // recv_any: the first source that has a message with our tag; blocking polls them all.
@@ -306,6 +352,11 @@ class ShmRecvWork : public QueuedWork {
         0, round < 100 ? 20000 : 200000
       };
       nanosleep(&ts, nullptr);
+      if (round % 250 == 249) {  // every 50 ms or so: a peer that exited is an error
+        for (int src = 0; src < o.size; ++src) {
+          if (src != o.rank) impl_->check_peer("recv (any source) from", src, tag_, deadline);
+        }
+      }
       if (std::chrono::steady_clock::now() > deadline) {
         LOOM_THROW(TimeoutError, "recv from any rank (tag {}) on group '{}' (shared memory) timed out after {} ms",
                    tag_, o.group, o.timeout.count());
@@ -315,10 +366,10 @@ class ShmRecvWork : public QueuedWork {
 
   void deliver_aside(int src, const Aside& a) {
     source_ = src;
+    if (a.redirect) a.work->wait(impl_->o.timeout);  // first: consumed even if in error
     check_bytes(impl_->o, tensor_, a.bytes, src, tag_);
-    if (a.redirect) a.work->wait(impl_->o.timeout);
     const char* from = a.redirect ? static_cast<const char*>(a.staged.data_ptr()) : a.payload.data();
-    copy_into(tensor_, [&](void* to) { std::memcpy(to, from, a.bytes); });
+    if (a.bytes > 0) copy_into(tensor_, [&](void* to) { std::memcpy(to, from, a.bytes); });
   }
 
   void start_redirect(int src, uint64_t bytes) {
@@ -343,14 +394,14 @@ class ShmRecvWork : public QueuedWork {
 };
 
 size_t ShmP2p::region_bytes(int size, int64_t ring_bytes) {
-  if (size < 2 || size > kMaxRanks || ring_bytes < 4096) return 0;
+  if (size < 2 || size > kMaxRanks || ring_bytes < 4096 || ring_bytes % 4096 != 0) return 0;
   const size_t headers = Impl::round_page(static_cast<size_t>(size) * size * kRingHeaderBytes);
-  return headers + static_cast<size_t>(size) * size * static_cast<size_t>(ring_bytes);
+  return headers + static_cast<size_t>(size) * (size - 1) * static_cast<size_t>(ring_bytes);
 }
 
 ShmP2p::ShmP2p(void* region, Options options) : impl_(std::make_shared<Impl>()) {
-  LOOM_CHECK(options.ring_bytes % 64 == 0 && options.ring_bytes >= 4096, ConfigError,
-             "shared-memory point-to-point: ring of {} bytes (a multiple of 64, at least 4096)", options.ring_bytes);
+  LOOM_CHECK(options.ring_bytes % 4096 == 0 && options.ring_bytes >= 4096, ConfigError,
+             "shared-memory point-to-point: ring of {} bytes (a multiple of 4096)", options.ring_bytes);
   impl_->o = std::move(options);
   impl_->region = static_cast<char*>(region);
   for (int r = 0; r < impl_->o.size; ++r) {

@@ -116,6 +116,53 @@ TEST(ShmP2p, RanksThatSendToEachOtherBeforeReceivingDoNotDeadlock) {
   });
 }
 
+// Two threads of rank 0 receive from rank 1 with different tags; rank 1 sends tag 1 only
+// after thread B has received tag 2 and answered. A receive that sleeps must not keep the
+// other from the source's ring (tags are independent streams, as over Gloo).
+TEST(ShmP2p, ReceivesOfTwoThreadsFromOneSourceDoNotBlockEachOther) {
+  run_ranks(2, [&](Context& ctx) {
+    auto& g = ctx.world();
+    if (ctx.rank() == 1) {
+      std::vector<at::Tensor> two{torch::full({4}, 2.0f)}, three{torch::zeros({4})}, one{torch::full({4}, 1.0f)};
+      g.send(two, 0, 2).wait();
+      g.recv(three, 0, 3).wait();
+      g.send(one, 0, 1).wait();
+      return;
+    }
+    std::vector<at::Tensor> one{torch::zeros({4})};
+    std::thread a([&] { g.recv(one, 1, 1).wait(); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let A wait first
+    std::vector<at::Tensor> two{torch::zeros({4})}, three{torch::full({4}, 3.0f)};
+    g.recv(two, 1, 2).wait();
+    g.send(three, 1, 3).wait();
+    a.join();
+    EXPECT_EQ(one[0][0].item<float>(), 1.0f);
+    EXPECT_EQ(two[0][0].item<float>(), 2.0f);
+  });
+}
+
+// Records that fill the ring to the last byte before anyone receives: the next send in
+// each direction still announces itself (a reserve is kept for that) and does not wait.
+TEST(ShmP2p, RanksThatFillTheRingExactlyStillSend) {
+  run_ranks(2, [&](Context& ctx) {
+    auto& g = ctx.world();
+    const int peer = 1 - ctx.rank();
+    const int64_t floats = (1 << 18) - 16;  // 1 MiB - 64 bytes: four records are exactly 4 MiB
+    std::vector<std::vector<at::Tensor>> out, in;
+    std::vector<loom::comm::Work> sends;
+    for (int k = 0; k < 6; ++k) {
+      out.push_back({torch::full({floats}, float(10 * ctx.rank() + k))});
+      sends.push_back(g.send(out.back(), peer, k));
+    }
+    for (int k = 0; k < 6; ++k) {
+      in.push_back({torch::zeros({floats})});
+      g.recv(in.back(), peer, k).wait();
+      EXPECT_EQ(in.back()[0][floats - 1].item<float>(), float(10 * peer + k));
+    }
+    for (auto& s : sends) s.wait();
+  });
+}
+
 TEST(ShmP2p, RecvAnyNamesTheSender) {
   run_ranks(3, [&](Context& ctx) {
     auto& g = ctx.world();
