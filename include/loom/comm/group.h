@@ -60,6 +60,10 @@ class Group {
     int64_t redirected = 0;
   };
   MessageCounts message_counts() const;
+  // Bytes of shared memory (/dev/shm) the group's segment holds now, counted once for
+  // all its members; 0 without one. Its point-to-point rings take memory only once
+  // used: a pair's ring when its first message is sent.
+  int64_t shared_memory_bytes() const;
 
   // In-place collectives over the listed tensors (all members pass tensors of the same
   // shapes and dtypes, in the same order).

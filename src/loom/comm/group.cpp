@@ -156,6 +156,8 @@ Group::MessageCounts Group::message_counts() const {
   return p2p ? MessageCounts{p2p->sent_in_rings(), p2p->sent_redirected()} : MessageCounts{};
 }
 
+int64_t Group::shared_memory_bytes() const { return impl_->shm ? impl_->shm->allocated_bytes() : 0; }
+
 double Group::allreduce_sum(double value) {
   std::vector<at::Tensor> t{at::full({1}, value, at::kDouble)};
   allreduce(t).wait();

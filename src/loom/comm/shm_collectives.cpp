@@ -35,7 +35,7 @@ namespace loom::comm {
 
 namespace {
 
-constexpr uint64_t kMagic = 0x336d68736d6f6f6cULL;  // "loomshm3"
+constexpr uint64_t kMagic = 0x346d68736d6f6f6cULL;  // "loomshm4"
 // How long a barrier spins on a peer's counter before it sleeps on the futex. Waking a
 // sleeper costs a system call on each side and a scheduler hop (tens of microseconds in
 // this VM); a peer that is running arrives within a few microseconds. With more ranks
@@ -88,8 +88,6 @@ std::string machine_identity() {
 std::atomic<int> copy_out_pause_rank{-1};  // set_copy_out_pause_for_tests
 std::atomic<int64_t> copy_out_pause_us{0};
 
-using shm::cpu_relax;
-using shm::futex_wait;
 using shm::futex_wake;
 
 std::string store_get(c10d::Store& store, const std::string& key) {
@@ -108,6 +106,7 @@ struct ShmCollectives::Impl {
   std::vector<int> global_ranks;
   std::chrono::milliseconds timeout{0};
   void* base = MAP_FAILED;
+  int fd = -1;  // the segment's, kept open: the rings are allocated when first used
   size_t bytes = 0;
   Header* header = nullptr;
   char* slots = nullptr;   // size x capacity
@@ -138,6 +137,7 @@ struct ShmCollectives::Impl {
   ~Impl() {
     p2p.reset();  // before the rings it points into go
     if (base != MAP_FAILED) munmap(base, bytes);
+    if (fd >= 0) close(fd);
   }
 
   void barrier() {
@@ -149,35 +149,22 @@ struct ShmCollectives::Impl {
     mine.value.store(generation);
     if (mine.sleepers.load() != 0) futex_wake(&mine.value);
     const auto deadline = std::chrono::steady_clock::now() + timeout;
+    const auto spin_until = std::chrono::steady_clock::now() + spin;
     for (int r = 0; r < size; ++r) {
       if (r == rank) continue;
-      Counter& theirs = header->arrived[r];
-      int spins = 0;
-      auto spin_until = std::chrono::steady_clock::time_point::min();
-      while (true) {
-        const uint32_t seen = theirs.value.load(std::memory_order_acquire);
-        if (static_cast<int32_t>(seen - generation) >= 0) break;
-        if (++spins % 64 != 0) {
-          cpu_relax();
-          continue;
-        }
-        const auto now = std::chrono::steady_clock::now();
-        if (spin_until == std::chrono::steady_clock::time_point::min()) spin_until = now + spin;
-        if (now < spin_until) continue;
-        theirs.sleepers.fetch_add(1);
-        const bool woken = futex_wait(&theirs.value, seen, 50);
-        theirs.sleepers.fetch_sub(1);
-        if (woken) continue;
-        if (stop.load()) LOOM_THROW(CommError, "{} on group '{}' (shared memory): stopped", op_name, group);
-        if (kill(header->pid[r], 0) == -1 && errno == ESRCH) {
-          LOOM_THROW(CommError, "{} on group '{}' (shared memory) failed: rank {} (pid {}) exited", op_name, group,
-                     global_ranks[r], header->pid[r]);
-        }
-        if (std::chrono::steady_clock::now() > deadline) {
-          LOOM_THROW(TimeoutError, "{} on group '{}' (shared memory) timed out after {} ms waiting for rank {}",
-                     op_name, group, timeout.count(), global_ranks[r]);
-        }
-      }
+      shm::wait_until(
+          header->arrived[r], [&](uint32_t seen) { return static_cast<int32_t>(seen - generation) >= 0; }, spin_until,
+          [&] {
+            if (stop.load()) LOOM_THROW(CommError, "{} on group '{}' (shared memory): stopped", op_name, group);
+            if (shm::process_exited(header->pid[r])) {
+              LOOM_THROW(CommError, "{} on group '{}' (shared memory) failed: rank {} (pid {}) exited", op_name, group,
+                         global_ranks[r], header->pid[r]);
+            }
+            if (std::chrono::steady_clock::now() > deadline) {
+              LOOM_THROW(TimeoutError, "{} on group '{}' (shared memory) timed out after {} ms waiting for rank {}",
+                         op_name, group, timeout.count(), global_ranks[r]);
+            }
+          });
     }
   }
 
@@ -370,6 +357,11 @@ c10::intrusive_ptr<QueuedWork> ShmCollectives::new_work() {
 
 ShmP2p* ShmCollectives::p2p() { return impl_->p2p.get(); }
 
+int64_t ShmCollectives::allocated_bytes() const {
+  struct stat st {};
+  return fstat(impl_->fd, &st) == 0 ? static_cast<int64_t>(st.st_blocks) * 512 : 0;
+}
+
 void set_copy_out_pause_for_tests(int rank, std::chrono::microseconds pause) {
   copy_out_pause_us.store(pause.count());
   copy_out_pause_rank.store(rank);
@@ -462,7 +454,9 @@ std::unique_ptr<ShmCollectives> ShmCollectives::connect(c10d::Store& store, int 
   impl->capacity = std::max<uint64_t>(static_cast<uint64_t>(options.capacity_bytes) / 64 * 64, 64 * kMaxRanks);
   const size_t p2p_bytes = ShmP2p::region_bytes(size, options.p2p_ring_bytes);
   impl->ring_bytes = p2p_bytes > 0 ? static_cast<uint64_t>(options.p2p_ring_bytes) : 0;
-  impl->bytes = header_bytes() + (size + 1) * impl->capacity + p2p_bytes;
+  // The rings start on a page (their pages are mapped in bulk: ShmP2p's prefault).
+  const size_t p2p_offset = (header_bytes() + (size + 1) * impl->capacity + 4095) / 4096 * 4096;
+  impl->bytes = p2p_offset + p2p_bytes;
 
   // 2. Rank 0 creates the segment, everyone maps it.
   std::string name;
@@ -470,13 +464,15 @@ std::unique_ptr<ShmCollectives> ShmCollectives::connect(c10d::Store& store, int 
   if (rank == 0) {
     std::random_device rd;
     name = fmt::format("/loom-{}-{:x}", getpid(), (static_cast<uint64_t>(rd()) << 32) | rd());
-    const int fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+    const int fd = impl->fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
     // Allocated now, not page by page on first touch: a /dev/shm too small for it (a
     // container's 64 MiB) then means Gloo, where a touch past its end would be SIGBUS.
+    // Of the rings, only their headers and first pages: the rest of a ring is allocated
+    // by its sender when it first sends (most pairs of a group never do).
     ok = fd >= 0 && ftruncate(fd, static_cast<off_t>(impl->bytes)) == 0 &&
-         posix_fallocate(fd, 0, static_cast<off_t>(impl->bytes)) == 0;
+         posix_fallocate(fd, 0, static_cast<off_t>(p2p_offset)) == 0 &&
+         (p2p_bytes == 0 || ShmP2p::allocate_fixed(fd, p2p_offset, size, options.p2p_ring_bytes));
     if (ok) impl->base = mmap(nullptr, impl->bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (fd >= 0) close(fd);
     ok = ok && impl->base != MAP_FAILED;
     if (ok) {
       impl->header = static_cast<Header*>(impl->base);
@@ -495,10 +491,9 @@ std::unique_ptr<ShmCollectives> ShmCollectives::connect(c10d::Store& store, int 
   } else {
     name = store_get(store, "loom/shm/name");
     ok = !name.empty();
-    const int fd = ok ? shm_open(name.c_str(), O_RDWR, 0600) : -1;
+    const int fd = impl->fd = ok ? shm_open(name.c_str(), O_RDWR, 0600) : -1;
     ok = fd >= 0;
     if (ok) impl->base = mmap(nullptr, impl->bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (fd >= 0) close(fd);
     ok = ok && impl->base != MAP_FAILED;
     if (ok) {
       impl->header = static_cast<Header*>(impl->base);
@@ -528,7 +523,9 @@ std::unique_ptr<ShmCollectives> ShmCollectives::connect(c10d::Store& store, int 
     p2p.timeout = timeout;
     p2p.spin = !impl->oversubscribed;
     p2p.pids = impl->header->pid;
-    impl->p2p = std::make_unique<ShmP2p>(impl->result + impl->capacity, std::move(p2p));
+    p2p.fd = impl->fd;
+    p2p.region_offset = p2p_offset;
+    impl->p2p = std::make_unique<ShmP2p>(static_cast<char*>(impl->base) + p2p_offset, std::move(p2p));
   }
   return std::unique_ptr<ShmCollectives>(new ShmCollectives(std::move(impl)));
 }

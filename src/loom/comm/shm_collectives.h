@@ -77,6 +77,8 @@ class ShmCollectives {
 
   // The group's point-to-point rings, or null (too many ranks, or turned off).
   ShmP2p* p2p();
+  // Bytes of /dev/shm the segment holds now (its rings grow when first used).
+  int64_t allocated_bytes() const;
 
   // The operations the queue runs.
   enum class Kind { allreduce, reduce_scatter, all_gather };

@@ -1,5 +1,6 @@
 #include "loom/comm/shm_p2p.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -17,6 +18,7 @@
 #include "loom/comm/queued_work.h"
 #include "loom/comm/shm_sync.h"
 #include "loom/core/error.h"
+#include "loom/core/log.h"
 
 namespace loom::comm {
 
@@ -28,6 +30,7 @@ namespace {
 // bench/pipeline_bubble.py traces); as the collectives' waiting threads (kSpinWaiting).
 constexpr auto kSpin = std::chrono::microseconds(1000);
 constexpr uint64_t kRecordHeader = 64;
+constexpr uint64_t kPage = 4096;  // of a ring, allocated with the segment
 constexpr uint32_t kData = 1, kRedirect = 2;
 
 // The shared part of one ring (src -> dst): positions count bytes ever written / freed.
@@ -35,6 +38,9 @@ struct RingHeader {
   alignas(64) std::atomic<uint64_t> head;  // written by the sender: end of the last record published
   alignas(64) std::atomic<uint64_t> tail;  // written by the receiver: end of the last record freed
   shm::Counter published;                  // bumped after each record; the receiver sleeps on it
+  // Written by the sender before its first record: the ring's bytes (ring_bytes, or
+  // kPage when allocating the rest failed).
+  alignas(64) std::atomic<uint64_t> capacity;
 };
 static_assert(sizeof(RingHeader) <= 256);
 constexpr size_t kRingHeaderBytes = 256;
@@ -46,6 +52,17 @@ struct Record {
 };
 
 uint64_t round64(uint64_t n) { return (n + 63) / 64 * 64; }
+size_t round_page(size_t n) { return (n + 4095) / 4096 * 4096; }
+
+std::atomic<bool> fail_allocation{false};  // fail_ring_allocation_for_tests
+
+// Offsets in the region: the headers of size x size rings, then the rings' data, one
+// per ordered pair of distinct ranks.
+size_t headers_bytes(int size) { return round_page(static_cast<size_t>(size) * size * kRingHeaderBytes); }
+size_t ring_offset(int size, int64_t ring_bytes, int src, int dst) {
+  const size_t index = static_cast<size_t>(src) * (size - 1) + (dst < src ? dst : dst - 1);
+  return headers_bytes(size) + index * static_cast<size_t>(ring_bytes);
+}
 
 }  // namespace
 
@@ -70,42 +87,59 @@ struct ShmP2p::Impl {
   std::vector<std::unique_ptr<std::mutex>> send_mutex;  // per destination
   std::vector<std::unique_ptr<std::mutex>> recv_mutex;  // per source; guards `aside` too
   std::vector<std::deque<Aside>> aside;                 // per source
-  std::vector<char> send_faulted, recv_faulted;         // per peer: its ring's pages mapped here
-
-  // Maps a ring's pages into this process before its first message (under the ring's
-  // mutex). Otherwise the first pass over a 4 MiB ring faults page by page: a 134 KB
-  // activation's send took 0.5 ms instead of 15 us for the first 31 sends here.
-  void prefault(int src, int dst, bool write) {
-    std::vector<char>& done = write ? send_faulted : recv_faulted;
-    char& flag = done[write ? dst : src];
-    if (flag) return;
-    flag = 1;
-    madvise(data(src, dst), static_cast<size_t>(o.ring_bytes), write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
-  }
+  // Per peer: the capacity of our ring to it (send_cap) and of its ring to us
+  // (recv_cap) once known here (0 before), under send_mutex / recv_mutex.
+  std::vector<uint64_t> send_cap, recv_cap;
 
   RingHeader& header(int src, int dst) {
     return *reinterpret_cast<RingHeader*>(region + (static_cast<size_t>(src) * o.size + dst) * kRingHeaderBytes);
   }
-  // Ring src -> dst's data: one per ordered pair of distinct ranks.
-  char* data(int src, int dst) {
-    const size_t headers = round_page(static_cast<size_t>(o.size) * o.size * kRingHeaderBytes);
-    const size_t index = static_cast<size_t>(src) * (o.size - 1) + (dst < src ? dst : dst - 1);
-    return region + headers + index * static_cast<size_t>(o.ring_bytes);
-  }
-  static size_t round_page(size_t n) { return (n + 4095) / 4096 * 4096; }
+  char* data(int src, int dst) { return region + ring_offset(o.size, o.ring_bytes, src, dst); }
 
-  // Copies into / out of the ring at byte position `pos`, wrapping at the end.
-  void put(int src, int dst, uint64_t pos, const void* from, uint64_t n) {
+  // Before our first send to `dst` (under its send_mutex): allocates the ring past its
+  // first page, and maps its pages into this process. Otherwise the first pass over a
+  // 4 MiB ring faults page by page: a 134 KB activation's send took 0.5 ms instead of
+  // 15 us for the first 31 sends here. The receiver maps them at its first record.
+  void open_send_ring(int dst) {
+    if (send_cap[dst] != 0) return;
+    uint64_t cap = static_cast<uint64_t>(o.ring_bytes);
+    if (cap > kPage) {
+      const size_t at = o.region_offset + ring_offset(o.size, o.ring_bytes, o.rank, dst) + kPage;
+      const int rc = fail_allocation.load() ? ENOSPC : posix_fallocate(o.fd, static_cast<off_t>(at), cap - kPage);
+      if (rc != 0) {
+        log::debug(
+            "group '{}': rank {}'s shared-memory ring to rank {} stays {} bytes ({}): bigger messages go "
+            "through Gloo",
+            o.group, o.global_ranks[o.rank], o.global_ranks[dst], kPage, std::strerror(rc));
+        cap = kPage;
+      }
+    }
+    madvise(data(o.rank, dst), cap, MADV_POPULATE_WRITE);
+    header(o.rank, dst).capacity.store(cap, std::memory_order_release);
+    send_cap[dst] = cap;
+  }
+  // At the first record of `src` (under its recv_mutex; its sender set the capacity
+  // before it published the record).
+  uint64_t open_recv_ring(int src) {
+    if (recv_cap[src] == 0) {
+      recv_cap[src] = header(src, o.rank).capacity.load(std::memory_order_acquire);
+      madvise(data(src, o.rank), recv_cap[src], MADV_POPULATE_READ);
+    }
+    return recv_cap[src];
+  }
+
+  // Copies into / out of the ring of `cap` bytes at byte position `pos`, wrapping at the end.
+  void put(int dst, uint64_t cap, uint64_t pos, const void* from, uint64_t n) {
     if (n == 0) return;  // (from may be null)
-    char* base = data(src, dst);
-    const uint64_t at = pos % o.ring_bytes, first = std::min<uint64_t>(n, o.ring_bytes - at);
+    char* base = data(o.rank, dst);
+    const uint64_t at = pos % cap, first = std::min<uint64_t>(n, cap - at);
     std::memcpy(base + at, from, first);
     std::memcpy(base, static_cast<const char*>(from) + first, n - first);
   }
-  void get(int src, int dst, uint64_t pos, void* to, uint64_t n) {
+  void get(int src, uint64_t pos, void* to, uint64_t n) {
     if (n == 0) return;  // (to may be null)
-    const char* base = data(src, dst);
-    const uint64_t at = pos % o.ring_bytes, first = std::min<uint64_t>(n, o.ring_bytes - at);
+    const char* base = data(src, o.rank);
+    const uint64_t cap = recv_cap[src], at = pos % cap, first = std::min<uint64_t>(n, cap - at);
     std::memcpy(to, base + at, first);
     std::memcpy(static_cast<char*>(to) + first, base, n - first);
   }
@@ -116,7 +150,7 @@ struct ShmP2p::Impl {
   }
   // Called every 50 ms of waiting for `peer`: its exit or the deadline is an error.
   void check_peer(const char* what, int peer, int tag, std::chrono::steady_clock::time_point deadline) {
-    if (kill(o.pids[peer], 0) == -1 && errno == ESRCH) fail_peer(what, peer, tag);
+    if (shm::process_exited(o.pids[peer])) fail_peer(what, peer, tag);
     if (std::chrono::steady_clock::now() > deadline) {
       LOOM_THROW(TimeoutError, "{} rank {} (tag {}) on group '{}' (shared memory) timed out after {} ms", what,
                  o.global_ranks[peer], tag, o.group, o.timeout.count());
@@ -128,15 +162,16 @@ struct ShmP2p::Impl {
   // the free space now, or (`must`) once it does. False: it does not fit (and !must).
   bool publish(int dst, const Record& r, const void* payload, uint64_t bytes, bool must, int tag) {
     RingHeader& h = header(o.rank, dst);
+    const uint64_t cap = send_cap[dst];
     // A data record leaves a sixteenth of the ring free for redirect records, so that a
     // send that does not fit can always announce itself without waiting for the receiver
     // (unless thousands of redirects are unread).
-    const uint64_t reserve = r.kind == kData ? static_cast<uint64_t>(o.ring_bytes) / 16 : 0;
+    const uint64_t reserve = r.kind == kData ? cap / 16 : 0;
     const uint64_t need = kRecordHeader + round64(bytes) + reserve;
     const uint64_t head = h.head.load(std::memory_order_relaxed);  // only we write it
     const auto deadline = std::chrono::steady_clock::now() + o.timeout;
     auto last_check = std::chrono::steady_clock::now();
-    while (head + need - h.tail.load(std::memory_order_acquire) > static_cast<uint64_t>(o.ring_bytes)) {
+    while (head + need - h.tail.load(std::memory_order_acquire) > cap) {
       if (!must) return false;
       // The receiver has left almost the whole ring unread: poll (rare; no futex for space).
       struct timespec ts {
@@ -150,8 +185,8 @@ struct ShmP2p::Impl {
     }
     char record[kRecordHeader] = {};
     std::memcpy(record, &r, sizeof(r));
-    put(o.rank, dst, head, record, kRecordHeader);
-    if (bytes > 0) put(o.rank, dst, head + kRecordHeader, payload, bytes);
+    put(dst, cap, head, record, kRecordHeader);
+    if (bytes > 0) put(dst, cap, head + kRecordHeader, payload, bytes);
     h.head.store(head + need - reserve, std::memory_order_release);
     h.published.value.fetch_add(1);
     if (h.published.sleepers.load() != 0) shm::futex_wake(&h.published.value);
@@ -165,8 +200,9 @@ struct ShmP2p::Impl {
     RingHeader& h = header(src, o.rank);
     pos = h.tail.load(std::memory_order_relaxed);  // only we write it
     if (h.head.load(std::memory_order_acquire) == pos) return false;
+    open_recv_ring(src);
     char record[kRecordHeader];
-    get(src, o.rank, pos, record, kRecordHeader);
+    get(src, pos, record, kRecordHeader);
     std::memcpy(&r, record, sizeof(r));
     LOOM_CHECK(r.kind == kData || r.kind == kRedirect, ProtocolError,
                "recv from rank {} on group '{}' (shared memory): a corrupt record in the ring", o.global_ranks[src],
@@ -178,17 +214,9 @@ struct ShmP2p::Impl {
   // peer's exit or the deadline is an error.
   void wait_for_news(int src, uint32_t seen, std::chrono::steady_clock::time_point spin_until,
                      std::chrono::steady_clock::time_point deadline, int tag) {
-    RingHeader& h = header(src, o.rank);
-    for (int spins = 1; h.published.value.load() == seen; ++spins) {
-      if (spins % 64 != 0 || std::chrono::steady_clock::now() < spin_until) {
-        shm::cpu_relax();
-        continue;
-      }
-      h.published.sleepers.fetch_add(1);
-      const bool woken = shm::futex_wait(&h.published.value, seen, 50);
-      h.published.sleepers.fetch_sub(1);
-      if (!woken) check_peer("recv from", src, tag, deadline);
-    }
+    shm::wait_until(
+        header(src, o.rank).published, [&](uint32_t now) { return now != seen; }, spin_until,
+        [&] { check_peer("recv from", src, tag, deadline); });
   }
   void free_record(int src, uint64_t pos, const Record& r) {
     const uint64_t end = pos + kRecordHeader + (r.kind == kData ? round64(r.bytes) : 0);
@@ -276,7 +304,6 @@ class ShmRecvWork : public QueuedWork {
       uint32_t seen = 0;
       {
         std::lock_guard<std::mutex> lock(*p.recv_mutex[src]);
-        p.prefault(src, p.o.rank, /*write=*/false);
         auto& aside = p.aside[src];
         for (auto it = aside.begin(); it != aside.end(); ++it) {
           if (it->tag != tag_) continue;
@@ -315,7 +342,7 @@ class ShmRecvWork : public QueuedWork {
       check_bytes(p.o, tensor_, r.bytes, src, tag_);
     }
     if (r.kind == kData) {
-      copy_into(tensor_, [&](void* to) { p.get(src, p.o.rank, pos + kRecordHeader, to, r.bytes); });
+      copy_into(tensor_, [&](void* to) { p.get(src, pos + kRecordHeader, to, r.bytes); });
       p.free_record(src, pos, r);
     } else {
       p.free_record(src, pos, r);
@@ -329,7 +356,7 @@ class ShmRecvWork : public QueuedWork {
     Aside a{r.tag, r.kind == kRedirect, r.bytes, {}, {}, {}};
     if (r.kind == kData) {
       a.payload.resize(r.bytes);
-      p.get(src, p.o.rank, pos + kRecordHeader, a.payload.data(), r.bytes);
+      p.get(src, pos + kRecordHeader, a.payload.data(), r.bytes);
     } else {
       a.staged = at::empty({static_cast<int64_t>(r.bytes)}, at::kByte);
       std::vector<at::Tensor> t{a.staged};
@@ -395,13 +422,28 @@ class ShmRecvWork : public QueuedWork {
 
 size_t ShmP2p::region_bytes(int size, int64_t ring_bytes) {
   if (size < 2 || size > kMaxRanks || ring_bytes < 4096 || ring_bytes % 4096 != 0) return 0;
-  const size_t headers = Impl::round_page(static_cast<size_t>(size) * size * kRingHeaderBytes);
-  return headers + static_cast<size_t>(size) * (size - 1) * static_cast<size_t>(ring_bytes);
+  return headers_bytes(size) + static_cast<size_t>(size) * (size - 1) * static_cast<size_t>(ring_bytes);
 }
+
+bool ShmP2p::allocate_fixed(int fd, size_t offset, int size, int64_t ring_bytes) {
+  if (posix_fallocate(fd, static_cast<off_t>(offset), static_cast<off_t>(headers_bytes(size))) != 0) return false;
+  for (int src = 0; src < size; ++src) {
+    for (int dst = 0; dst < size; ++dst) {
+      if (dst == src) continue;
+      const size_t at = offset + ring_offset(size, ring_bytes, src, dst);
+      if (posix_fallocate(fd, static_cast<off_t>(at), kPage) != 0) return false;
+    }
+  }
+  return true;
+}
+
+void ShmP2p::fail_ring_allocation_for_tests(bool fail) { fail_allocation.store(fail); }
 
 ShmP2p::ShmP2p(void* region, Options options) : impl_(std::make_shared<Impl>()) {
   LOOM_CHECK(options.ring_bytes % 4096 == 0 && options.ring_bytes >= 4096, ConfigError,
              "shared-memory point-to-point: ring of {} bytes (a multiple of 4096)", options.ring_bytes);
+  LOOM_CHECK(reinterpret_cast<uintptr_t>(region) % 4096 == 0 && options.region_offset % 4096 == 0, ConfigError,
+             "shared-memory point-to-point: the rings' region is not page-aligned");
   impl_->o = std::move(options);
   impl_->region = static_cast<char*>(region);
   for (int r = 0; r < impl_->o.size; ++r) {
@@ -409,8 +451,8 @@ ShmP2p::ShmP2p(void* region, Options options) : impl_(std::make_shared<Impl>()) 
     impl_->recv_mutex.push_back(std::make_unique<std::mutex>());
   }
   impl_->aside.resize(impl_->o.size);
-  impl_->send_faulted.assign(impl_->o.size, 0);
-  impl_->recv_faulted.assign(impl_->o.size, 0);
+  impl_->send_cap.assign(impl_->o.size, 0);
+  impl_->recv_cap.assign(impl_->o.size, 0);
 }
 
 ShmP2p::~ShmP2p() { impl_->closed.store(true); }
@@ -420,7 +462,7 @@ c10::intrusive_ptr<c10d::Work> ShmP2p::send(const at::Tensor& tensor, int dst, i
   const at::Tensor t = tensor.contiguous();
   const uint64_t bytes = t.nbytes();
   std::lock_guard<std::mutex> lock(*p.send_mutex[dst]);
-  p.prefault(p.o.rank, dst, /*write=*/true);
+  p.open_send_ring(dst);
   if (p.publish(dst, Record{kData, tag, bytes}, t.data_ptr(), bytes, /*must=*/false, tag)) {
     ++p.in_rings;
     auto done = c10::make_intrusive<QueuedWork>();

@@ -7,7 +7,11 @@
 // cores), on the pipeline's critical path every micro-batch (issue 19,
 // docs/performance.md). A copy into shared memory costs about 15 us.
 //
-// Layout: one ring per ordered pair of ranks (src -> dst), `ring_bytes` of data. A
+// Layout: one ring per ordered pair of ranks (src -> dst), `ring_bytes` of data. Only
+// a ring's header and first page are allocated with the segment; its sender allocates
+// the rest when it first sends (a pipeline's stages use 2 of a group's size x (size - 1)
+// rings), and a ring whose allocation fails (a full /dev/shm) stays one page long, its
+// big messages redirected (below). A
 // message is a record: a 64-byte header (tag, bytes, kind) and the tensor's bytes,
 // padded to 64. The sender copies the record in and publishes it (its ring's head);
 // the receiver copies it out when it waits for it, and frees it (the ring's tail).
@@ -19,8 +23,9 @@
 // gets a 64-byte *redirect* record in its place, so the receiver, reading records in
 // order, knows to take it from Gloo with the same source and tag. (A send that waited
 // for space could deadlock two ranks that send to each other before receiving, which
-// Gloo's asynchronous sends allow.) Only a ring without 64 free bytes makes a send
-// wait, bounded by the timeout.
+// Gloo's asynchronous sends allow.) For that, a data record leaves a sixteenth of the
+// ring free for redirect records: only a ring whose reserve is full of unread redirects
+// makes a send wait, bounded by the timeout.
 //
 // Waiting: a receiver spins for at most 1 ms (not at all with more ranks than CPUs),
 // then sleeps on the ring's futex; a sender makes the wake-up call only when the
@@ -45,20 +50,25 @@ class ShmP2p {
  public:
   struct Options {
     int rank = 0, size = 0;
-    int64_t ring_bytes = 4 << 20;  // per ordered pair of ranks; a multiple of 64
+    int64_t ring_bytes = 4 << 20;  // per ordered pair of ranks; a multiple of 4096
     std::string group;             // for errors
     std::vector<int> global_ranks;
     std::chrono::milliseconds timeout{0};
     bool spin = true;               // false with more ranks than CPUs
     const int32_t* pids = nullptr;  // each rank's pid, in the segment (liveness)
+    int fd = -1;                    // the segment's (the rings are allocated through it)
+    size_t region_offset = 0;       // of the region in the segment; a multiple of 4096
   };
   // The groups that get rings (each rank's rings are size - 1 of ring_bytes each).
   static constexpr int kMaxRanks = 8;
   // Bytes of the segment region the rings of `size` ranks need (0: none for this size).
   static size_t region_bytes(int size, int64_t ring_bytes);
+  // Allocates the part of the region that every ring needs from the start (the headers
+  // and each ring's first page), at `offset` of the segment `fd`. False: it failed.
+  static bool allocate_fixed(int fd, size_t offset, int size, int64_t ring_bytes);
 
-  // `region`: region_bytes() of the shared segment, zero-filled when first mapped (a
-  // fresh POSIX segment is), mapped by every rank of the group.
+  // `region`: region_bytes() of the shared segment, page-aligned, zero-filled when
+  // first mapped (a fresh POSIX segment is), mapped by every rank of the group.
   ShmP2p(void* region, Options options);
   ~ShmP2p();
   ShmP2p(const ShmP2p&) = delete;
@@ -75,6 +85,9 @@ class ShmP2p {
   // Messages sent through the rings and through the fallback (redirected) so far.
   int64_t sent_in_rings() const;
   int64_t sent_redirected() const;
+
+  // Tests: the next rings' allocations fail (as with a full /dev/shm) while set.
+  static void fail_ring_allocation_for_tests(bool fail);
 
   struct Impl;
 

@@ -3,11 +3,13 @@
 #pragma once
 
 #include <linux/futex.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <ctime>
 
@@ -39,6 +41,30 @@ inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #endif
+}
+
+// True when process `pid` (a peer's, from the segment) no longer exists.
+inline bool process_exited(int32_t pid) { return kill(pid, 0) == -1 && errno == ESRCH; }
+
+// Waits until done(c.value) holds: spins until `spin_until`, then sleeps on the
+// counter's futex in slices of 50 ms, calling on_idle() after each slice that no wake-up
+// ended. on_idle ends the wait by throwing (a peer that exited, the deadline): this has
+// no timeout of its own.
+template <typename Done, typename OnIdle>
+void wait_until(Counter& c, Done done, std::chrono::steady_clock::time_point spin_until, OnIdle on_idle) {
+  for (int spins = 1;; ++spins) {
+    const uint32_t seen = c.value.load(std::memory_order_acquire);
+    if (done(seen)) return;
+    // (the clock is read once every 64 pauses, about a microsecond)
+    if (spins % 64 != 0 || std::chrono::steady_clock::now() < spin_until) {
+      cpu_relax();
+      continue;
+    }
+    c.sleepers.fetch_add(1);  // seq_cst, then the kernel rechecks c.value: see Counter
+    const bool woken = futex_wait(&c.value, seen, 50);
+    c.sleepers.fetch_sub(1);
+    if (!woken) on_idle();
+  }
 }
 
 }  // namespace loom::comm::shm

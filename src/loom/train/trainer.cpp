@@ -516,8 +516,9 @@ Summary Trainer::run() {
     const auto messages = context_->world().message_counts();
     log::debug(
         "group 'world': {} allreduce(s) through shared memory, {} through Gloo; {} message(s) sent through shared "
-        "memory, {} too big for it then (through Gloo)",
-        counts.shared_memory, counts.c10d, messages.shared_memory, messages.redirected);
+        "memory, {} too big for it then (through Gloo); {:.1f} MiB of shared memory",
+        counts.shared_memory, counts.c10d, messages.shared_memory, messages.redirected,
+        static_cast<double>(context_->world().shared_memory_bytes()) / (1 << 20));
   }
   summary.wall_s = seconds_since(wall_start);
   if (leader) {

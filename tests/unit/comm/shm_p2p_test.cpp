@@ -8,6 +8,7 @@
 
 #include "loom/comm/context.h"
 #include "loom/comm/group.h"
+#include "loom/comm/shm_p2p.h"
 #include "loom/core/error.h"
 #include "unit/dp/dp_testing.h"
 
@@ -225,6 +226,53 @@ TEST(ShmP2p, AMessageThatNeverComesIsATimeoutNamingTheSender) {
               std::string::npos)
         << e.what();
   }
+}
+
+// A group's rings take memory only once used: of a 4-rank group's 12 rings of 4 MiB, a
+// message allocates its sender's ring, and nothing else grows.
+TEST(ShmP2p, OnlyTheRingsInUseTakeMemory) {
+  run_ranks(4, [&](Context& ctx) {
+    auto& g = ctx.world();
+    const int64_t before = g.shared_memory_bytes();
+    // The collectives' 4 slots and result area of 1 MiB, and the rings' headers and
+    // first pages: not 48 MiB.
+    EXPECT_GT(before, 5 << 20);
+    EXPECT_LT(before, 6 << 20);
+    g.barrier().wait();
+    std::vector<at::Tensor> t{torch::full({1000}, 2.0f)};
+    if (ctx.rank() == 0) g.send(t, 1, 5).wait();
+    if (ctx.rank() == 1) g.recv(t, 0, 5).wait();
+    g.barrier().wait();
+    EXPECT_EQ(g.shared_memory_bytes(), before + (4 << 20) - 4096);
+    EXPECT_EQ(t[0][999].item<float>(), 2.0f);
+  });
+}
+
+// A ring whose allocation fails (as with a full /dev/shm) stays one page long: small
+// messages go through it, bigger ones through Gloo, and every one arrives.
+TEST(ShmP2p, ARingThatCannotGrowSendsBigMessagesThroughGloo) {
+  loom::comm::ShmP2p::fail_ring_allocation_for_tests(true);
+  struct Reset {
+    ~Reset() { loom::comm::ShmP2p::fail_ring_allocation_for_tests(false); }
+  } reset;
+  run_ranks(2, [&](Context& ctx) {
+    auto& g = ctx.world();
+    const int64_t before = g.shared_memory_bytes();
+    const std::vector<int64_t> sizes{100, 100'000, 900};
+    for (int tag = 0; tag < 3; ++tag) {
+      std::vector<at::Tensor> t{ctx.rank() == 0 ? pattern(sizes[tag], at::kFloat, tag) : torch::zeros({sizes[tag]})};
+      if (ctx.rank() == 0) g.send(t, 1, tag).wait();
+      if (ctx.rank() == 1) {
+        g.recv(t, 0, tag).wait();
+        EXPECT_TRUE(torch::equal(t[0], pattern(sizes[tag], at::kFloat, tag))) << sizes[tag];
+      }
+    }
+    if (ctx.rank() == 0) {
+      EXPECT_EQ(g.message_counts().shared_memory, 2);
+      EXPECT_EQ(g.message_counts().redirected, 1);
+    }
+    EXPECT_EQ(g.shared_memory_bytes(), before);
+  });
 }
 
 }  // namespace
