@@ -16,8 +16,12 @@
 //     (times FACTOR for the stretched rank).
 //   - process_base_bytes: rank 0's VmRSS once libtorch and both contexts are up.
 //   - intra link: ping-pong between ranks 0 and 1 through Gloo's send/recv over TCP (as
-//     pipeline stages talk): latency = half the median round trip of 4 bytes; bandwidth
-//     = 16 MiB / (half the median round trip of 16 MiB - latency). inter = intra.
+//     parameter-server messages, and pipeline stages on several machines, travel):
+//     latency = half the median round trip of 4 bytes; bandwidth = 16 MiB / (half the
+//     median round trip of 16 MiB - latency). inter = intra.
+//   - intra_shm link: the same through the shared-memory rings (as pipeline stages on
+//     one machine talk), with 2 MiB for the bandwidth (a ring takes it whole); left out
+//     when the rings did not carry every message (shared memory unavailable).
 //   - allreduce and reduce-scatter + all-gather (equal counts) through comm::Group, on
 //     shared memory (ContextOptions::shared_memory) and on TCP (a second Context with it
 //     off), over the first n ranks for n = 2..processes, 4 KiB .. 64 MiB of float32:

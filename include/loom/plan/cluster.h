@@ -24,6 +24,9 @@
 //   [links.inter]                  # between nodes (one node's link, shared by its processes)
 //   latency_us = 30
 //   bandwidth_gbs = 3.125
+//   [links.intra_shm]              # optional: messages of a pipeline's stages on one node
+//   latency_us = 8                 # (loom's shared-memory point-to-point, for groups of at
+//   bandwidth_gbs = 6              # most kShmP2pMaxRanks); written by --calibrate
 //
 //   [measured]                     # optional; written by --calibrate
 //   on = "host, 2026-12-01 06:30 UTC, 4 processes"  # free text: where and when
@@ -37,12 +40,14 @@
 // Units in the file are the ones in the key names; in the struct, seconds, bytes and
 // bytes/s. Unknown keys and wrong types are a DataError naming the file and the key.
 // Required: cluster.nodes, processes_per_node, cores_per_node, memory_per_node_gib and
-// [links.intra]; [links.inter] too when nodes > 1 (one node: it defaults to intra).
+// [links.intra]; [links.inter] too when nodes > 1 (one node: it defaults to intra);
+// [links.intra_shm] optional (not given: point-to-point on one node goes at intra).
 // Optional: cluster.name, process_base_mib (0), process_speeds (all 1; each above 0),
 // every [measured] key.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -87,6 +92,14 @@ struct Cluster {
   int64_t process_base_bytes = 0;
   Link intra;
   Link inter;
+  // Point to point between processes of one node through shared memory (a pipeline's
+  // stages when their group has at most kShmP2pMaxRanks ranks): measured, or none.
+  std::optional<Link> intra_shm;
+  // As comm's rings (comm/shm_p2p.h): groups of at most 8 ranks; a message goes through
+  // a ring of 4 MiB when it fits beside the sixteenth kept for redirects and its header.
+  static constexpr int kShmP2pMaxRanks = 8;
+  static constexpr int64_t kShmP2pRingBytes = 4 << 20;
+  static constexpr int64_t kShmP2pMaxBytes = kShmP2pRingBytes - kShmP2pRingBytes / 16 - 64;
   // Relative compute speed of the process of each rank, 1 = the profiled speed (the
   // fastest process); empty or shorter: 1. Ranks as loom train numbers them: allreduce
   // data ranks; ps workers 0..W-1 then servers; pipeline stages; a mesh's stage s of
@@ -126,8 +139,10 @@ struct Cluster {
   double allreduce_s(int ranks, int64_t bytes, Transport transport = Transport::shared_memory) const;
   // The same for a reduce-scatter followed by an all-gather (ZeRO). Ring: half per op.
   double reduce_scatter_all_gather_s(int ranks, int64_t bytes, Transport transport = Transport::shared_memory) const;
-  // One message of `bytes` between two processes (pipeline stages), on one node or not.
-  double p2p_s(int64_t bytes, bool same_node) const;
+  // One message of `bytes` between two processes (pipeline stages) of a group of
+  // `group_ranks`, on one node or not: latency + bytes / bandwidth over intra_shm (one
+  // node, a group that has rings, a message that fits one, and measured), intra or inter.
+  double p2p_s(int64_t bytes, bool same_node, int group_ranks = 2) const;
   // One worker's push + pull of `bytes` of parameters through `servers` servers while
   // `workers` workers do the same (sync ps round). Measured table, else each server
   // moving 2 * workers * bytes / servers over the intra (one node) or inter link:

@@ -85,6 +85,7 @@ Cluster calibrate(const CalibrateOptions& options) {
   c.process_speeds = measured.process_speeds;
   c.intra = measured.intra;
   c.inter = measured.inter;
+  c.intra_shm = measured.intra_shm;
   c.contention = measured.contention;
   c.allreduce_shm = measured.allreduce_shm;
   c.allreduce_tcp = measured.allreduce_tcp;

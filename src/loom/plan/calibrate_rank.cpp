@@ -38,6 +38,9 @@ const std::vector<int64_t> kCollectiveBytes{4 << 10, 32 << 10, 256 << 10, 1 << 2
 const std::vector<int64_t> kPsBytes{4 << 10, 1 << 20, 4 << 20};
 constexpr int64_t kSmallMessageBytes = 4;
 constexpr int64_t kLargeMessageBytes = 16 << 20;
+// Through the shared-memory rings: the largest power of two a ring takes whole.
+constexpr int64_t kLargeShmMessageBytes = 2 << 20;
+static_assert(kLargeShmMessageBytes <= Cluster::kShmP2pMaxBytes);
 constexpr double kKernelAloneS = 0.1;  // the contention kernel's time alone
 constexpr int kContentionSweeps = 2;
 constexpr int kSpeedRounds = 3;  // each rank alone, for its speed
@@ -119,6 +122,7 @@ class RankCalibration {
     c.process_base_bytes = static_cast<int64_t>(rss);
     c.intra = result_.intra;
     c.inter = result_.intra;
+    c.intra_shm = result_.intra_shm;
     c.contention = result_.contention;
     c.process_speeds = result_.process_speeds;
     c.allreduce_shm = result_.allreduce_shm;
@@ -241,9 +245,25 @@ class RankCalibration {
     }
   }
 
-  // Ranks 0 and 1 ping-pong over Gloo TCP: latency from 4 bytes, bandwidth from 16 MiB.
+  // Ranks 0 and 1 ping-pong over Gloo TCP (intra), then through the shared-memory rings
+  // (intra_shm, when the shared-memory world has them): latency from 4 bytes,
+  // bandwidth from 16 MiB over TCP and 2 MiB through the rings.
   void measure_p2p() {
-    comm::Group& g = tcp_->world();
+    result_.intra = ping_pong(tcp_->world(), "TCP", kLargeMessageBytes);
+    comm::Group& shm = shm_->world();
+    const int64_t before = shm.message_counts().shared_memory;
+    const Link link = ping_pong(shm, "shared memory", kLargeShmMessageBytes);
+    // Every message through the rings on rank 0 (none redirected through Gloo), else
+    // this group has none (too many ranks, or shared memory unavailable).
+    const bool rings = shm.broadcast_value(static_cast<double>(shm.message_counts().shared_memory - before > 0 &&
+                                                               shm.message_counts().redirected == 0),
+                                           0) > 0;
+    if (rings) result_.intra_shm = link;
+  }
+
+  // Half the median round trip between ranks 0 and 1 of `g` at 4 bytes and at `large`.
+  Link ping_pong(comm::Group& g, const char* transport, int64_t large_bytes) {
+    Link link;
     if (env_.rank <= 1) {
       const int peer = 1 - env_.rank;
       const auto round_trips = [&](int64_t bytes, int count) {
@@ -262,10 +282,10 @@ class RankCalibration {
         }
         return median(times);
       };
-      const double point_s = options_.budget_s * kP2pShare / 2;
+      const double point_s = options_.budget_s * kP2pShare / 4;  // two sizes, two transports
       const double small = round_trips(kSmallMessageBytes, 30) / 2;
       const auto start = Clock::now();
-      round_trips(kLargeMessageBytes, 1);
+      round_trips(large_bytes, 1);
       // As many large round trips as fit; both ranks must agree: rank 0 tells rank 1.
       std::vector<at::Tensor> count{at::full({1}, 0.0f)};
       if (env_.rank == 0) {
@@ -275,15 +295,16 @@ class RankCalibration {
       } else {
         g.recv(count, 0, 8).wait();
       }
-      const double large = round_trips(kLargeMessageBytes, static_cast<int>(count[0].item<float>())) / 2;
-      result_.intra.latency_s = small;
-      result_.intra.bandwidth_Bps = kLargeMessageBytes / std::max(large - small, 1e-9);
+      const double large = round_trips(large_bytes, static_cast<int>(count[0].item<float>())) / 2;
+      link.latency_s = small;
+      link.bandwidth_Bps = static_cast<double>(large_bytes) / std::max(large - small, 1e-9);
       if (lead()) {
-        log::info("calibrate: point to point over TCP: latency {:.1f} us, bandwidth {:.2f} GB/s", small * 1e6,
-                  result_.intra.bandwidth_Bps / 1e9);
+        log::info("calibrate: point to point over {}: latency {:.1f} us, bandwidth {:.2f} GB/s", transport, small * 1e6,
+                  link.bandwidth_Bps / 1e9);
       }
     }
     g.barrier().wait();
+    return link;
   }
 
   // Allreduce and reduce-scatter + all-gather over the first n ranks, n = 2..world, on

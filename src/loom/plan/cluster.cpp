@@ -394,8 +394,10 @@ double Cluster::reduce_scatter_all_gather_s(int ranks, int64_t bytes, Transport 
   return collective_s(*this, transport == Transport::shared_memory ? rs_ag_shm : rs_ag_tcp, ranks, bytes);
 }
 
-double Cluster::p2p_s(int64_t bytes, bool same_node) const {
-  const Link& link = same_node ? intra : inter;
+double Cluster::p2p_s(int64_t bytes, bool same_node, int group_ranks) const {
+  const Link& link =
+      !same_node ? inter
+                 : (intra_shm && group_ranks <= kShmP2pMaxRanks && bytes <= kShmP2pMaxBytes ? *intra_shm : intra);
   return link.latency_s + static_cast<double>(std::max<int64_t>(bytes, 0)) / link.bandwidth_Bps;
 }
 
@@ -462,7 +464,10 @@ std::string Cluster::to_toml() const {
   out += fmt::format("memory_per_node_gib = {}\n", number_text(memory_per_node_bytes / kGiB));
   out += fmt::format("process_base_mib = {}\n", number_text(process_base_bytes / kMiB));
   if (!process_speeds.empty()) out += fmt::format("process_speeds = [{}]\n", numbers_text(process_speeds));
-  for (const auto& [key, link] : {std::pair<const char*, const Link*>{"intra", &intra}, {"inter", &inter}}) {
+  for (const auto& [key, link] : {std::pair<const char*, const Link*>{"intra", &intra},
+                                  {"inter", &inter},
+                                  {"intra_shm", intra_shm ? &*intra_shm : nullptr}}) {
+    if (!link) continue;
     out += fmt::format("\n[links.{}]\n", key);
     out += fmt::format("latency_us = {}\n", exact_text(link->latency_s, link->latency_s * 1e6, us_to_s));
     out += fmt::format("bandwidth_gbs = {}\n", exact_text(link->bandwidth_Bps, link->bandwidth_Bps / 1e9, gbs_to_Bps));
@@ -520,13 +525,16 @@ Cluster Cluster::from_toml(const std::string& text, const std::string& source) {
   c.process_speeds = r.numbers(cl, "cluster", "process_speeds");
 
   const toml::table& links = *r.table(root, "", "links", true);
-  r.only(links, "links", {"intra", "inter"});
+  r.only(links, "links", {"intra", "inter", "intra_shm"});
   c.intra = r.link(*r.table(links, "links", "intra", true), "links.intra");
   // One node never crosses the inter link: it may be left out.
   if (const toml::table* inter = r.table(links, "links", "inter", c.nodes > 1)) {
     c.inter = r.link(*inter, "links.inter");
   } else {
     c.inter = c.intra;
+  }
+  if (const toml::table* shm = r.table(links, "links", "intra_shm", false)) {
+    c.intra_shm = r.link(*shm, "links.intra_shm");
   }
 
   if (const toml::table* m = r.table(root, "", "measured", false)) {

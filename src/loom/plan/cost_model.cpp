@@ -360,7 +360,7 @@ double predict_pipeline_step(const Plan& plan, const Job& job, const ModelProfil
     costs.forward.push_back(f / speed);
     costs.backward.push_back(bw / speed);
     if (s + 1 < P) {
-      message = std::max(message, c.p2p_s(l.output_bytes[offsets[s + 1] - 1], one_node(busy, c)));
+      message = std::max(message, c.p2p_s(l.output_bytes[offsets[s + 1] - 1], one_node(busy, c), P));
     }
     const double share = params > 0 ? static_cast<double>(stage_params[s]) / static_cast<double>(params) : 0.0;
     stage_optimizer = std::max(stage_optimizer, profile.optimizer_s * p.slowdown * share / speed);

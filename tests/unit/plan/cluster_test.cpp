@@ -9,6 +9,8 @@
 #include <fstream>
 #include <string>
 
+#include "loom/comm/shm_collectives.h"
+#include "loom/comm/shm_p2p.h"
 #include "loom/core/error.h"
 #include "support/temp_path.h"
 
@@ -52,6 +54,7 @@ Cluster measured_cluster() {
   c.process_base_bytes = 163106816;
   c.intra = {63.1e-6, 1.7e9};
   c.inter = {30e-6, 3.125e9};
+  c.intra_shm = Link{7.9e-6, 5.3e9};
   c.contention = {1.0, 1.03, 1.48, 1.99};
   c.process_speeds = {1.0, 0.5, 0.75};
   c.allreduce_shm = {{2, 0, 4096, 1.6e-4}, {2, 0, kMiB, 4.2e-4}, {4, 0, 4096, 3.7e-4}};
@@ -88,6 +91,9 @@ TEST(Cluster, TomlRoundTripKeepsEverything) {
   EXPECT_NEAR(r.intra.bandwidth_Bps, c.intra.bandwidth_Bps, 1e-3);
   EXPECT_NEAR(r.inter.latency_s, c.inter.latency_s, 1e-15);
   EXPECT_NEAR(r.inter.bandwidth_Bps, c.inter.bandwidth_Bps, 1e-3);
+  ASSERT_TRUE(r.intra_shm);
+  EXPECT_NEAR(r.intra_shm->latency_s, c.intra_shm->latency_s, 1e-15);
+  EXPECT_NEAR(r.intra_shm->bandwidth_Bps, c.intra_shm->bandwidth_Bps, 1e-3);
   EXPECT_EQ(r.contention, c.contention);
   EXPECT_EQ(r.process_speeds, c.process_speeds);
   expect_rows_eq(r.allreduce_shm, c.allreduce_shm);
@@ -229,6 +235,24 @@ Cluster one_node(int processes) {
   return c;
 }
 
+// Pipeline messages on one node go through the shared-memory rings when calibrated
+// and when the rings take them (a group of at most 8 ranks, a message that fits).
+TEST(Cluster, PointToPointOnOneNodeUsesTheSharedMemoryLinkWhereTheRingsCarryIt) {
+  Cluster c = one_node(4);
+  c.intra_shm = Link{5e-6, 8e9};
+  EXPECT_DOUBLE_EQ(c.p2p_s(kMiB, true), 5e-6 + kMiB / 8e9);
+  EXPECT_DOUBLE_EQ(c.p2p_s(kMiB, true, 8), 5e-6 + kMiB / 8e9);
+  EXPECT_DOUBLE_EQ(c.p2p_s(kMiB, true, 9), 20e-6 + kMiB / 2e9);       // no rings: Gloo
+  EXPECT_DOUBLE_EQ(c.p2p_s(4 * kMiB, true), 20e-6 + 4 * kMiB / 2e9);  // does not fit a ring
+  EXPECT_DOUBLE_EQ(c.p2p_s(kMiB, false), 50e-6 + kMiB / 1e9);
+}
+
+// The planner's copy of the rings' limits is comm's.
+TEST(Cluster, SharedMemoryRingLimitsAreCommsOwn) {
+  EXPECT_EQ(Cluster::kShmP2pMaxRanks, loom::comm::ShmP2p::kMaxRanks);
+  EXPECT_EQ(Cluster::kShmP2pRingBytes, loom::comm::ShmCollectives::Options{}.p2p_ring_bytes);
+}
+
 TEST(Cluster, RingFormulaWhenNothingIsMeasured) {
   const Cluster c = one_node(4);
   const double bytes = 8 * kMiB;
@@ -243,6 +267,7 @@ TEST(Cluster, RingFormulaWhenNothingIsMeasured) {
   EXPECT_EQ(c.allreduce_s(4, 0), 0);
   EXPECT_DOUBLE_EQ(c.p2p_s(kMiB, true), 20e-6 + kMiB / 2e9);
   EXPECT_DOUBLE_EQ(c.p2p_s(kMiB, false), 50e-6 + kMiB / 1e9);
+  EXPECT_FALSE(Cluster::from_toml(kMinimal, "minimal").intra_shm);
   // ps: each server moves 2 W B / S.
   EXPECT_DOUBLE_EQ(c.ps_round_s(2, 1, kMiB), 2 * 20e-6 + 2.0 * 2 * kMiB / 2e9);
   EXPECT_DOUBLE_EQ(c.ps_round_s(4, 2, kMiB), 2 * 50e-6 + 2.0 * 4 * kMiB / 2 / 1e9);  // 6 processes: two nodes
