@@ -13,7 +13,9 @@ forward nor in backward), against the theory (P-1)/(M+P-1). Rounds alternate the
 schedules; medians over rounds and steps. "free msg": the bubble the same steps' own
 forward and backward spans would leave with messages that cost nothing
 (scripts/pipeline_trace.py replay_bubble): measured minus it is what messages and the
-stage loop cost; it minus theory is what unequal stage times cost.
+stage loop cost. "equal": the same replay with each micro-batch's forward (backward)
+taking the mean of the stages' spans on both: free msg minus it is what unequal stage
+times cost; it minus theory is what is left (micro-batches of unequal times).
 
 Memory: each stage's peak stashed activations per step (the bytes of its input and of
 every layer's output held between a micro-batch's forward and its backward, as the
@@ -21,7 +23,7 @@ stage logs them at the end), GPipe against 1F1B, as M grows at a fixed global ba
 
 --json OUT also writes the bubble medians, for bench/pipeline_simulation --measured:
 {"stages": 2, "depth", "width", "batch_size", "traces": DIR,
- "rows": [{"schedule", "micro_batches", "theory", "idle_share": [stage 0, stage 1], "free_messages",
+ "rows": [{"schedule", "micro_batches", "theory", "idle_share": [stage 0, stage 1], "free_messages", "equal_stages",
            "forward_s": [s0, s1], "backward_s": [s0, s1], "message_s"}]}
 with each stage's mean forward / backward span (seconds, one micro-batch, the same
 steps) and the median gap from stage 0's end of forward 0 to stage 1's start of it.
@@ -251,6 +253,7 @@ def main():
     cont = {}  # (schedule, M) -> record_contention's accumulator; (schedule, M, round) -> the round's
     round_shares = {}  # (schedule, M, round) -> [per-stage lists]
     replays = {}  # (schedule, M) -> [per-stage lists] of pt.replay_bubble
+    equals = {}  # (schedule, M) -> [per-stage lists] of pt.replay_bubble(equal_stages=True)
     for r in range(args.rounds):
         for m in micro:
             order = ["gpipe", "1f1b"] if r % 2 == 0 else ["1f1b", "gpipe"]
@@ -262,12 +265,15 @@ def main():
                 per = shares.setdefault((s, m), [[], []])
                 rper = round_shares.setdefault((s, m, r), [[], []])
                 rep = replays.setdefault((s, m), [[], []])
+                eq = equals.setdefault((s, m), [[], []])
                 for k in range(2, args.steps):
                     for stage, b in enumerate(pt.bubble(ev, k)):
                         per[stage].append(b)
                         rper[stage].append(b)
                     for stage, b in enumerate(pt.replay_bubble(ev, k)):
                         rep[stage].append(b)
+                    for stage, b in enumerate(pt.replay_bubble(ev, k, equal_stages=True)):
+                        eq[stage].append(b)
                     if args.json:
                         record_costs(costs.setdefault((s, m), {}), ev, k)
                         record_contention(cont.setdefault((s, m), {}), ev, k)
@@ -275,7 +281,7 @@ def main():
                         if r < args.rounds - 1:
                             record_contention(cont.setdefault((s, m, "fit"), {}), ev, k)
     print(f"{'schedule':8} {'M':>3} {'theory':>7} {'stage 0':>8} {'stage 1':>8} {'rel.err 0':>9} {'rel.err 1':>9}"
-          f" {'free msg 0':>10} {'free msg 1':>10}")
+          f" {'free msg 0':>10} {'free msg 1':>10} {'equal 0':>8} {'equal 1':>8}")
     rows = []
     for s in ("gpipe", "1f1b"):
         for m in micro:
@@ -283,10 +289,11 @@ def main():
             med = [statistics.median(x) for x in shares[(s, m)]]
             errs = [abs(x - th) / th for x in med]
             rep = [statistics.median(x) for x in replays[(s, m)]]
+            eq = [statistics.median(x) for x in equals[(s, m)]]
             print(f"{s:8} {m:>3} {th:7.3f} {med[0]:8.3f} {med[1]:8.3f} {errs[0]:9.1%} {errs[1]:9.1%}"
-                  f" {rep[0]:10.3f} {rep[1]:10.3f}")
+                  f" {rep[0]:10.3f} {rep[1]:10.3f} {eq[0]:8.3f} {eq[1]:8.3f}")
             c = costs.get((s, m), {})
-            rows.append({"schedule": s, "micro_batches": m, "theory": th, "idle_share": med, "free_messages": rep,
+            rows.append({"schedule": s, "micro_batches": m, "theory": th, "idle_share": med, "free_messages": rep, "equal_stages": eq,
                          "forward_s": [statistics.mean(x) * 1e-6 for x in c.get("forward", [])],
                          "backward_s": [statistics.mean(x) * 1e-6 for x in c.get("backward", [])],
                          "message_s": statistics.median(c["message"]) * 1e-6 if c.get("message") else -1})

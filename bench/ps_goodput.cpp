@@ -3,7 +3,7 @@
 //   build/bench/ps_goodput [--rounds 5] [--warmup 2] [--iters 10] [--threads 1]
 //                          [--mib 4 64] [--servers 1 2] [--small 1] [--tcp 1]
 //                          [--server-io-threads 1] [--worker-io-threads 1] [--push-pull 1]
-//                          [--slice-kib 4096]
+//                          [--slice-kib 1024]
 //
 // For each size (4 MiB, 64 MiB of parameters) and server count (1, 2): 2 worker threads,
 // each with its own ps::Worker over tcp://127.0.0.1, repeat push(gradients) + pull
@@ -302,9 +302,9 @@ int main(int argc, char** argv) {
   bool peer = true;
   app.add_option("--tcp", peer, "also measure raw TCP (default 1; 0: loom only, e.g. under a profiler)");
   IoThreads io;
-  int64_t slice_kib = 4096;
+  int64_t slice_kib = 1024;  // loom train's --ps-slice-mb default (1)
   app.add_option("--slice-kib", slice_kib,
-                 "largest slice of a parameter, KiB (WorkerOptions::slice_bytes; default 4096)");
+                 "largest slice of a parameter, KiB (WorkerOptions::slice_bytes; default 1024, as loom train)");
   app.add_option("--server-io-threads", io.server, "ZeroMQ I/O threads per server (default 1)");
   app.add_option("--worker-io-threads", io.worker, "ZeroMQ I/O threads per worker (default 1)");
   app.add_option("--push-pull", io.push_pull,

@@ -8,7 +8,9 @@ pipeline_window(trace, step) is one step's pipeline makespan: from the first for
 stage 0 to the last backward on stage 0 (stage 0 starts first and ends last in both
 GPipe and 1F1B). bubble(trace, step) is, per stage, the share of that window the stage
 spent neither in forward nor in backward: what the theory (P-1)/(M+P-1) predicts.
-replay_bubble(trace, step) is the bubble of the same spans with messages that cost nothing.
+replay_bubble(trace, step) is the bubble of the same spans with messages that cost nothing;
+with equal_stages=True, also with each micro-batch's forward (backward) taking the same
+time on every stage: the mean of the stages' measured spans.
 """
 import json
 
@@ -54,17 +56,29 @@ def bubble(events, step):
     return out
 
 
-def replay_bubble(events, step):
+def replay_bubble(events, step, equal_stages=False):
     """Per stage: the bubble this step's own forward and backward spans would leave if
     messages cost nothing. Each stage runs its actions in the trace's order, each as soon
     as the stage is free and its input is there (stage s > 0's forward m after stage
     s-1's forward m; stage s < P-1's backward m after stage s+1's backward m), for the
     span's measured duration. Measured minus this is what messages and the stage loop
-    between actions cost; this minus theory is what unequal stage times cost."""
+    between actions cost.
+
+    equal_stages: each action takes the mean over the stages of its (kind, micro-batch)
+    spans instead, so that the stages are equally fast micro-batch by micro-batch. The
+    plain replay minus this is what unequal stage times cost; this minus theory is what
+    is left: micro-batches of unequal times, and the schedule's own ends."""
     acts, stages = {}, ranks(events)
     for r in stages:
         s = steps(events, r)[step]
         acts[r] = sorted(compute_spans(events, r, s["ts"], s["ts"] + s["dur"]), key=lambda e: e["ts"])
+    if equal_stages:
+        spans = {}
+        for r in stages:
+            for e in acts[r]:
+                spans.setdefault(e["name"], []).append(e["dur"])
+        mean = {name: sum(d) / len(d) for name, d in spans.items()}
+        acts = {r: [dict(e, dur=mean[e["name"]]) for e in acts[r]] for r in stages}
     done, free, idx, busy = {}, {r: 0.0 for r in stages}, {r: 0 for r in stages}, {r: 0.0 for r in stages}
     last = stages[-1]
     progress = True
