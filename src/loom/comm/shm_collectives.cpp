@@ -113,7 +113,7 @@ struct ShmCollectives::Impl {
   char* result = nullptr;  // capacity
   uint64_t capacity = 0;
   uint64_t ring_bytes = 0;            // of each point-to-point ring; 0: none
-  std::unique_ptr<ShmP2p> p2p;        // the rings after the result area (shm_p2p.h), or null
+  std::unique_ptr<ShmP2p> p2p;        // the rings, from the page after the result area (shm_p2p.h), or null
   uint32_t generation = 0;            // barriers passed by this rank
   bool oversubscribed = false;        // more ranks than CPUs: barriers do not spin
   std::chrono::microseconds spin{0};  // this operation's: kSpin, kSpinWaiting or 0
@@ -149,6 +149,8 @@ struct ShmCollectives::Impl {
     mine.value.store(generation);
     if (mine.sleepers.load() != 0) futex_wake(&mine.value);
     const auto deadline = std::chrono::steady_clock::now() + timeout;
+    // One spin budget for the whole barrier (not one per peer): a peer that arrives later
+    // than that is asleep or descheduled, and the rest are waited for on the futex.
     const auto spin_until = std::chrono::steady_clock::now() + spin;
     for (int r = 0; r < size; ++r) {
       if (r == rank) continue;

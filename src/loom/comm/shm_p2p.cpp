@@ -100,19 +100,25 @@ struct ShmP2p::Impl {
   // first page, and maps its pages into this process. Otherwise the first pass over a
   // 4 MiB ring faults page by page: a 134 KB activation's send took 0.5 ms instead of
   // 15 us for the first 31 sends here. The receiver maps them at its first record.
+  // A ring that cannot get its whole size (a full /dev/shm) tries half as much, down to
+  // 64 KiB, and then stays one page: messages that do not fit go through the fallback.
   void open_send_ring(int dst) {
     if (send_cap[dst] != 0) return;
     uint64_t cap = static_cast<uint64_t>(o.ring_bytes);
-    if (cap > kPage) {
-      const size_t at = o.region_offset + ring_offset(o.size, o.ring_bytes, o.rank, dst) + kPage;
-      const int rc = fail_allocation.load() ? ENOSPC : posix_fallocate(o.fd, static_cast<off_t>(at), cap - kPage);
-      if (rc != 0) {
-        log::debug(
-            "group '{}': rank {}'s shared-memory ring to rank {} stays {} bytes ({}): bigger messages go "
-            "through Gloo",
-            o.group, o.global_ranks[o.rank], o.global_ranks[dst], kPage, std::strerror(rc));
-        cap = kPage;
-      }
+    const size_t at = o.region_offset + ring_offset(o.size, o.ring_bytes, o.rank, dst) + kPage;
+    int rc = 0;
+    while (cap > kPage) {
+      do {
+        rc = fail_allocation.load() ? ENOSPC : posix_fallocate(o.fd, static_cast<off_t>(at), cap - kPage);
+      } while (rc == EINTR);
+      if (rc == 0) break;
+      cap = cap / 2 >= (64 << 10) ? cap / 2 / kPage * kPage : kPage;
+    }
+    if (cap < static_cast<uint64_t>(o.ring_bytes)) {
+      log::warn(
+          "group '{}': rank {}'s shared-memory ring to rank {} has {} of its {} bytes ({}): bigger messages "
+          "go through Gloo",
+          o.group, o.global_ranks[o.rank], o.global_ranks[dst], cap, o.ring_bytes, std::strerror(rc));
     }
     madvise(data(o.rank, dst), cap, MADV_POPULATE_WRITE);
     header(o.rank, dst).capacity.store(cap, std::memory_order_release);
@@ -122,8 +128,12 @@ struct ShmP2p::Impl {
   // before it published the record).
   uint64_t open_recv_ring(int src) {
     if (recv_cap[src] == 0) {
-      recv_cap[src] = header(src, o.rank).capacity.load(std::memory_order_acquire);
-      madvise(data(src, o.rank), recv_cap[src], MADV_POPULATE_READ);
+      const uint64_t cap = header(src, o.rank).capacity.load(std::memory_order_acquire);
+      LOOM_CHECK(cap >= kPage && cap <= static_cast<uint64_t>(o.ring_bytes) && cap % kPage == 0, ProtocolError,
+                 "recv from rank {} on group '{}' (shared memory): a corrupt ring capacity {}", o.global_ranks[src],
+                 o.group, cap);
+      recv_cap[src] = cap;
+      madvise(data(src, o.rank), cap, MADV_POPULATE_READ);
     }
     return recv_cap[src];
   }
@@ -165,8 +175,8 @@ struct ShmP2p::Impl {
     const uint64_t cap = send_cap[dst];
     // A data record leaves a sixteenth of the ring free for redirect records, so that a
     // send that does not fit can always announce itself without waiting for the receiver
-    // (unless thousands of redirects are unread).
-    const uint64_t reserve = r.kind == kData ? cap / 16 : 0;
+    // (unless thousands of redirects are unread: 4096 of a 4 MiB ring; at least 32).
+    const uint64_t reserve = r.kind == kData ? std::max(cap / 16, std::min<uint64_t>(cap / 2, 4096)) : 0;
     const uint64_t need = kRecordHeader + round64(bytes) + reserve;
     const uint64_t head = h.head.load(std::memory_order_relaxed);  // only we write it
     const auto deadline = std::chrono::steady_clock::now() + o.timeout;

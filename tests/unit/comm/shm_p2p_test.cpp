@@ -106,6 +106,9 @@ TEST(ShmP2p, RanksThatSendToEachOtherBeforeReceivingDoNotDeadlock) {
       out.push_back({torch::full({1 << 18}, float(100 * ctx.rank() + k))});
       sends.push_back(g.send(out.back(), peer, k));
     }
+    // Every send made before any receive (else a receiver that keeps up with a
+    // descheduled sender leaves it nothing to redirect).
+    g.barrier().wait();
     for (int k = 0; k < 24; ++k) {
       in.push_back({torch::zeros({1 << 18})});
       g.recv(in.back(), peer, k).wait();
@@ -249,7 +252,9 @@ TEST(ShmP2p, OnlyTheRingsInUseTakeMemory) {
 }
 
 // A ring whose allocation fails (as with a full /dev/shm) stays one page long: small
-// messages go through it, bigger ones through Gloo, and every one arrives.
+// messages go through it (up to 1984 bytes beside the reserve kept for redirects),
+// bigger ones through Gloo, and every one arrives. (Gloo's send completes only once
+// its receiver has posted the receive: each wait here is for one message at a time.)
 TEST(ShmP2p, ARingThatCannotGrowSendsBigMessagesThroughGloo) {
   loom::comm::ShmP2p::fail_ring_allocation_for_tests(true);
   struct Reset {
@@ -258,7 +263,7 @@ TEST(ShmP2p, ARingThatCannotGrowSendsBigMessagesThroughGloo) {
   run_ranks(2, [&](Context& ctx) {
     auto& g = ctx.world();
     const int64_t before = g.shared_memory_bytes();
-    const std::vector<int64_t> sizes{100, 100'000, 900};
+    const std::vector<int64_t> sizes{100, 100'000, 496};
     for (int tag = 0; tag < 3; ++tag) {
       std::vector<at::Tensor> t{ctx.rank() == 0 ? pattern(sizes[tag], at::kFloat, tag) : torch::zeros({sizes[tag]})};
       if (ctx.rank() == 0) g.send(t, 1, tag).wait();
