@@ -7,10 +7,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -79,6 +82,13 @@ struct Aside {
   c10::intrusive_ptr<c10d::Work> work;
 };
 
+// A redirect record's receive from the fallback, posted by the progress thread before
+// anyone read the record (into `staged`, bytes).
+struct Preposted {
+  at::Tensor staged;
+  c10::intrusive_ptr<c10d::Work> work;
+};
+
 struct ShmP2p::Impl {
   Options o;
   char* region = nullptr;
@@ -90,6 +100,92 @@ struct ShmP2p::Impl {
   // Per peer: the capacity of our ring to it (send_cap) and of its ring to us
   // (recv_cap) once known here (0 before), under send_mutex / recv_mutex.
   std::vector<uint64_t> send_cap, recv_cap;
+
+  // Note [receives posted early]: a Gloo receive is posted when it is made, and Gloo's
+  // send of a big message completes only once its receive is posted. A receive here
+  // reads its ring when it is waited for; so a redirected message whose sender waits
+  // for its send before, say, a barrier, and whose receiver posted its receive before
+  // that barrier and waits for it after, would deadlock both. While receives are
+  // outstanding, a progress thread therefore looks at the rings every millisecond and
+  // posts the fallback receive of each redirect record not read yet (preposted, by ring
+  // position, under recv_mutex); whoever reads the record later takes that receive.
+  // Data records need no such help: their senders never wait.
+  std::atomic<int> outstanding{0};                     // receives made and not complete
+  std::atomic<c10d::ProcessGroup*> fallback{nullptr};  // the group's process group
+  std::vector<std::map<uint64_t, Preposted>> preposted;
+  std::vector<uint64_t> scanned;  // per source: where the progress thread has read to
+  std::mutex progress_mutex;
+  std::condition_variable progress_cv;
+  std::thread progress_thread;  // started by the first receive
+
+  // A receive was made: the thread starts (once), or looks now if it was idle.
+  void receive_made(c10d::ProcessGroup* pg) {
+    fallback.store(pg);
+    const bool was_idle = outstanding.fetch_add(1) == 0;
+    std::lock_guard<std::mutex> lock(progress_mutex);
+    if (closed.load()) return;
+    if (!progress_thread.joinable()) {
+      progress_thread = std::thread([this] { progress_loop(); });
+    } else if (was_idle) {
+      progress_cv.notify_one();
+    }
+  }
+  void stop_progress() {
+    {
+      std::lock_guard<std::mutex> lock(progress_mutex);
+      closed.store(true);
+    }
+    progress_cv.notify_all();
+    if (progress_thread.joinable()) progress_thread.join();
+  }
+  void progress_loop() {
+    std::unique_lock<std::mutex> lock(progress_mutex);
+    while (!closed.load()) {
+      if (outstanding.load() > 0 && fallback.load() != nullptr) {
+        lock.unlock();
+        for (int src = 0; src < o.size; ++src) {
+          if (src == o.rank) continue;
+          try {
+            prepost_redirects(src);
+          } catch (const std::exception& e) {  // the receive that reads the record meets it too
+            log::debug("group '{}': posting receives early from rank {}: {}", o.group, o.global_ranks[src], e.what());
+          }
+        }
+        lock.lock();
+      }
+      // Every millisecond while receives are outstanding; else until one is made.
+      progress_cv.wait_for(lock, std::chrono::milliseconds(outstanding.load() > 0 ? 1 : 100));
+    }
+  }
+  // Posts the fallback receive of every redirect record of ring (src -> rank) between
+  // what was read and what is published. Skipped while a receive holds the ring.
+  void prepost_redirects(int src) {
+    std::unique_lock<std::mutex> lock(*recv_mutex[src], std::try_to_lock);
+    if (!lock.owns_lock()) return;
+    RingHeader& h = header(src, o.rank);
+    const uint64_t head = h.head.load(std::memory_order_acquire);
+    uint64_t pos = std::max(scanned[src], h.tail.load(std::memory_order_relaxed));
+    if (pos == head) return;
+    open_recv_ring(src);
+    for (Record r{}; pos != head; pos += kRecordHeader + (r.kind == kData ? round64(r.bytes) : 0)) {
+      read_record(src, pos, r);
+      if (r.kind != kRedirect) continue;
+      Preposted pre{at::empty({static_cast<int64_t>(r.bytes)}, at::kByte), {}};
+      std::vector<at::Tensor> t{pre.staged};
+      pre.work = fallback.load()->recv(t, src, r.tag);
+      preposted[src].emplace(pos, std::move(pre));
+    }
+    scanned[src] = pos;
+  }
+  // The fallback receive posted for the redirect record at `pos`, if any (under recv_mutex).
+  std::optional<Preposted> take_preposted(int src, uint64_t pos) {
+    auto& m = preposted[src];
+    auto it = m.find(pos);
+    if (it == m.end()) return std::nullopt;
+    Preposted pre = std::move(it->second);
+    m.erase(it);
+    return pre;
+  }
 
   RingHeader& header(int src, int dst) {
     return *reinterpret_cast<RingHeader*>(region + (static_cast<size_t>(src) * o.size + dst) * kRingHeaderBytes);
@@ -211,13 +307,16 @@ struct ShmP2p::Impl {
     pos = h.tail.load(std::memory_order_relaxed);  // only we write it
     if (h.head.load(std::memory_order_acquire) == pos) return false;
     open_recv_ring(src);
+    read_record(src, pos, r);
+    return true;
+  }
+  void read_record(int src, uint64_t pos, Record& r) {
     char record[kRecordHeader];
     get(src, pos, record, kRecordHeader);
     std::memcpy(&r, record, sizeof(r));
     LOOM_CHECK(r.kind == kData || r.kind == kRedirect, ProtocolError,
                "recv from rank {} on group '{}' (shared memory): a corrupt record in the ring", o.global_ranks[src],
                o.group);
-    return true;
   }
   // Waits, holding no lock, until ring (src -> rank) has published a record since its
   // counter read `seen` (spinning until `spin_until`, then sleeping on its futex); the
@@ -260,7 +359,12 @@ void copy_into(const at::Tensor& t, const std::function<void(void*)>& fill) {
 class ShmRecvWork : public QueuedWork {
  public:
   ShmRecvWork(std::shared_ptr<ShmP2p::Impl> impl, at::Tensor tensor, int src, int tag, c10d::ProcessGroup& fallback)
-      : impl_(std::move(impl)), tensor_(std::move(tensor)), src_(src), tag_(tag), fallback_(&fallback) {}
+      : impl_(std::move(impl)), tensor_(std::move(tensor)), src_(src), tag_(tag), fallback_(&fallback) {
+    impl_->receive_made(fallback_);
+  }
+  ~ShmRecvWork() override {
+    if (!counted_out_) impl_->outstanding.fetch_sub(1);
+  }
 
   bool isCompleted() override {
     if (!c10d::Work::isCompleted()) progress(false);
@@ -289,17 +393,25 @@ class ShmRecvWork : public QueuedWork {
       if (!redirected_) {
         if (!(src_ >= 0 ? take(src_, block) : take_any(block))) return;
         if (!redirected_) {
-          complete(nullptr);
+          finish(nullptr);
           return;
         }
       }
       // From the fallback: the sender's Gloo send with the same tag.
       if (!block && !redirected_->isCompleted()) return;
       redirected_->wait(impl_->o.timeout);
-      complete(nullptr);
+      if (staged_.defined() && staged_.nbytes() > 0) {
+        copy_into(tensor_, [&](void* to) { std::memcpy(to, staged_.data_ptr(), staged_.nbytes()); });
+      }
+      finish(nullptr);
     } catch (...) {
-      complete(std::current_exception());
+      finish(std::current_exception());
     }
+  }
+  void finish(std::exception_ptr error) {
+    if (!counted_out_) impl_->outstanding.fetch_sub(1);
+    counted_out_ = true;
+    complete(std::move(error));
   }
 
   // Delivers a message of `src` with our tag, from the ones set aside or from the ring
@@ -343,9 +455,12 @@ class ShmRecvWork : public QueuedWork {
   void deliver_record(int src, const Record& r, uint64_t pos) {
     ShmP2p::Impl& p = *impl_;
     source_ = src;
+    std::optional<Preposted> pre = r.kind == kRedirect ? p.take_preposted(src, pos) : std::nullopt;
     if (static_cast<uint64_t>(tensor_.nbytes()) != r.bytes) {
       p.free_record(src, pos, r);
-      if (r.kind == kRedirect) {  // take it off the fallback, or a later receive would get it
+      if (pre) {
+        pre->work->wait(p.o.timeout);
+      } else if (r.kind == kRedirect) {  // take it off the fallback, or a later receive would get it
         std::vector<at::Tensor> t{at::empty({static_cast<int64_t>(r.bytes)}, at::kByte)};
         fallback_->recv(t, src, tag_)->wait(p.o.timeout);
       }
@@ -354,6 +469,10 @@ class ShmRecvWork : public QueuedWork {
     if (r.kind == kData) {
       copy_into(tensor_, [&](void* to) { p.get(src, pos + kRecordHeader, to, r.bytes); });
       p.free_record(src, pos, r);
+    } else if (pre) {  // copied out of `staged_` once its receive completes
+      p.free_record(src, pos, r);
+      staged_ = pre->staged;
+      redirected_ = pre->work;
     } else {
       p.free_record(src, pos, r);
       start_redirect(src, r.bytes);
@@ -367,6 +486,9 @@ class ShmRecvWork : public QueuedWork {
     if (r.kind == kData) {
       a.payload.resize(r.bytes);
       p.get(src, pos + kRecordHeader, a.payload.data(), r.bytes);
+    } else if (std::optional<Preposted> pre = p.take_preposted(src, pos)) {
+      a.staged = pre->staged;
+      a.work = pre->work;
     } else {
       a.staged = at::empty({static_cast<int64_t>(r.bytes)}, at::kByte);
       std::vector<at::Tensor> t{a.staged};
@@ -423,6 +545,8 @@ class ShmRecvWork : public QueuedWork {
 
   std::shared_ptr<ShmP2p::Impl> impl_;
   at::Tensor tensor_, target_;
+  at::Tensor staged_;         // a preposted redirect's bytes (Note [receives posted early])
+  bool counted_out_ = false;  // no longer in impl_->outstanding
   int src_, tag_;
   int source_ = -1;
   c10d::ProcessGroup* fallback_;
@@ -463,9 +587,11 @@ ShmP2p::ShmP2p(void* region, Options options) : impl_(std::make_shared<Impl>()) 
   impl_->aside.resize(impl_->o.size);
   impl_->send_cap.assign(impl_->o.size, 0);
   impl_->recv_cap.assign(impl_->o.size, 0);
+  impl_->preposted.resize(impl_->o.size);
+  impl_->scanned.assign(impl_->o.size, 0);
 }
 
-ShmP2p::~ShmP2p() { impl_->closed.store(true); }
+ShmP2p::~ShmP2p() { impl_->stop_progress(); }
 
 c10::intrusive_ptr<c10d::Work> ShmP2p::send(const at::Tensor& tensor, int dst, int tag, c10d::ProcessGroup& fallback) {
   Impl& p = *impl_;

@@ -27,6 +27,11 @@
 // ring free for redirect records: only a ring whose reserve is full of unread redirects
 // makes a send wait, bounded by the timeout.
 //
+// A receive made and not yet waited for still takes its redirected messages: while
+// receives are outstanding, a progress thread posts the fallback receive of each
+// redirect record every millisecond, as Gloo posts a receive when it is made (its
+// sender's wait may come before the receiver's; Note [receives posted early]).
+//
 // Waiting: a receiver spins for at most 1 ms (not at all with more ranks than CPUs),
 // then sleeps on the ring's futex; a sender makes the wake-up call only when the
 // receiver sleeps. Every wait is bounded by the group's timeout (TimeoutError naming the

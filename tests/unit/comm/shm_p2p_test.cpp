@@ -280,4 +280,29 @@ TEST(ShmP2p, ARingThatCannotGrowSendsBigMessagesThroughGloo) {
   });
 }
 
+// A receive posted before a blocking operation, and waited for after it, gets a message
+// too big for the ring whose sender waits for its send before that operation: its
+// receive from Gloo (where the message goes) is posted without anyone waiting, as a
+// Gloo receive is posted when it is made (Note [receives posted early]).
+TEST(ShmP2p, AReceivePostedEarlyTakesABigMessageBeforeItIsWaitedFor) {
+  run_ranks(
+      2,
+      [&](Context& ctx) {
+        auto& g = ctx.world();
+        const int64_t n = 2 << 20;  // 8 MiB: redirected
+        std::vector<at::Tensor> big{ctx.rank() == 1 ? torch::full({n}, 4.0f) : torch::zeros({n})};
+        if (ctx.rank() == 0) {
+          auto w = g.recv(big, 1, 3);
+          g.barrier().wait();
+          w.wait();
+          EXPECT_EQ(big[0][n - 1].item<float>(), 4.0f);
+        } else {
+          g.send(big, 0, 3).wait();
+          g.barrier().wait();
+          EXPECT_EQ(g.message_counts().redirected, 1);
+        }
+      },
+      std::chrono::seconds(10));
+}
+
 }  // namespace
