@@ -113,22 +113,22 @@ struct ShmP2p::Impl {
   std::atomic<int> outstanding{0};                     // receives made and not complete
   std::atomic<c10d::ProcessGroup*> fallback{nullptr};  // the group's process group
   std::vector<std::map<uint64_t, Preposted>> preposted;
-  std::vector<uint64_t> scanned;  // per source: where the progress thread has read to
+  std::vector<uint64_t> scanned;                           // per source: where the progress thread has read to
+  std::vector<std::unique_ptr<std::atomic<int>>> waiting;  // per source: receives blocked on its ring
   std::mutex progress_mutex;
   std::condition_variable progress_cv;
   std::thread progress_thread;  // started by the first receive
 
-  // A receive was made: the thread starts (once), or looks now if it was idle.
+  // A receive was made: counted, and the thread started (once).
   void receive_made(c10d::ProcessGroup* pg) {
     fallback.store(pg);
-    const bool was_idle = outstanding.fetch_add(1) == 0;
-    std::lock_guard<std::mutex> lock(progress_mutex);
-    if (closed.load()) return;
-    if (!progress_thread.joinable()) {
-      progress_thread = std::thread([this] { progress_loop(); });
-    } else if (was_idle) {
-      progress_cv.notify_one();
+    {
+      std::lock_guard<std::mutex> lock(progress_mutex);
+      if (!closed.load() && !progress_thread.joinable()) {
+        progress_thread = std::thread([this] { progress_loop(); });
+      }
     }
+    outstanding.fetch_add(1);  // after the thread (its start may throw)
   }
   void stop_progress() {
     {
@@ -153,13 +153,17 @@ struct ShmP2p::Impl {
         }
         lock.lock();
       }
-      // Every millisecond while receives are outstanding; else until one is made.
-      progress_cv.wait_for(lock, std::chrono::milliseconds(outstanding.load() > 0 ? 1 : 100));
+      // Every millisecond while receives are outstanding, else every 10 ms (no wake-up
+      // call from the receives: a late look only delays a sender that waits).
+      progress_cv.wait_for(lock, std::chrono::milliseconds(outstanding.load() > 0 ? 1 : 10));
     }
   }
   // Posts the fallback receive of every redirect record of ring (src -> rank) between
-  // what was read and what is published. Skipped while a receive holds the ring.
+  // what was read and what is published. Skipped while a receive holds the ring or
+  // waits for it (that one reads every record anyway, and takes a redirect straight into
+  // its own tensor, where a preposted one costs a copy).
   void prepost_redirects(int src) {
+    if (waiting[src]->load() > 0) return;
     std::unique_lock<std::mutex> lock(*recv_mutex[src], std::try_to_lock);
     if (!lock.owns_lock()) return;
     RingHeader& h = header(src, o.rank);
@@ -167,15 +171,18 @@ struct ShmP2p::Impl {
     uint64_t pos = std::max(scanned[src], h.tail.load(std::memory_order_relaxed));
     if (pos == head) return;
     open_recv_ring(src);
-    for (Record r{}; pos != head; pos += kRecordHeader + (r.kind == kData ? round64(r.bytes) : 0)) {
+    while (pos != head) {
+      Record r{};
       read_record(src, pos, r);
-      if (r.kind != kRedirect) continue;
-      Preposted pre{at::empty({static_cast<int64_t>(r.bytes)}, at::kByte), {}};
-      std::vector<at::Tensor> t{pre.staged};
-      pre.work = fallback.load()->recv(t, src, r.tag);
-      preposted[src].emplace(pos, std::move(pre));
+      if (r.kind == kRedirect && preposted[src].count(pos) == 0) {
+        Preposted pre{at::empty({static_cast<int64_t>(r.bytes)}, at::kByte), {}};
+        std::vector<at::Tensor> t{pre.staged};
+        pre.work = fallback.load()->recv(t, src, r.tag);
+        preposted[src].emplace(pos, std::move(pre));
+      }
+      pos += kRecordHeader + (r.kind == kData ? round64(r.bytes) : 0);
+      scanned[src] = pos;  // record by record: a failure later does not post these twice
     }
-    scanned[src] = pos;
   }
   // The fallback receive posted for the redirect record at `pos`, if any (under recv_mutex).
   std::optional<Preposted> take_preposted(int src, uint64_t pos) {
@@ -393,7 +400,7 @@ class ShmRecvWork : public QueuedWork {
       if (!redirected_) {
         if (!(src_ >= 0 ? take(src_, block) : take_any(block))) return;
         if (!redirected_) {
-          finish(nullptr);
+          finish_with(nullptr);
           return;
         }
       }
@@ -403,12 +410,12 @@ class ShmRecvWork : public QueuedWork {
       if (staged_.defined() && staged_.nbytes() > 0) {
         copy_into(tensor_, [&](void* to) { std::memcpy(to, staged_.data_ptr(), staged_.nbytes()); });
       }
-      finish(nullptr);
+      finish_with(nullptr);
     } catch (...) {
-      finish(std::current_exception());
+      finish_with(std::current_exception());
     }
   }
-  void finish(std::exception_ptr error) {
+  void finish_with(std::exception_ptr error) {
     if (!counted_out_) impl_->outstanding.fetch_sub(1);
     counted_out_ = true;
     complete(std::move(error));
@@ -446,7 +453,14 @@ class ShmRecvWork : public QueuedWork {
         }
       }
       if (!block) return false;
-      p.wait_for_news(src, seen, spin_until, deadline, tag_);
+      p.waiting[src]->fetch_add(1);
+      try {
+        p.wait_for_news(src, seen, spin_until, deadline, tag_);
+      } catch (...) {
+        p.waiting[src]->fetch_sub(1);
+        throw;
+      }
+      p.waiting[src]->fetch_sub(1);
     }
   }
 
@@ -588,6 +602,7 @@ ShmP2p::ShmP2p(void* region, Options options) : impl_(std::make_shared<Impl>()) 
   impl_->send_cap.assign(impl_->o.size, 0);
   impl_->recv_cap.assign(impl_->o.size, 0);
   impl_->preposted.resize(impl_->o.size);
+  for (int r = 0; r < impl_->o.size; ++r) impl_->waiting.push_back(std::make_unique<std::atomic<int>>(0));
   impl_->scanned.assign(impl_->o.size, 0);
 }
 
