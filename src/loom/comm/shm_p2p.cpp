@@ -42,7 +42,7 @@ struct RingHeader {
   alignas(64) std::atomic<uint64_t> tail;  // written by the receiver: end of the last record freed
   shm::Counter published;                  // bumped after each record; the receiver sleeps on it
   // Written by the sender before its first record: the ring's bytes (ring_bytes, or
-  // kPage when allocating the rest failed).
+  // less when allocating it failed: open_send_ring).
   alignas(64) std::atomic<uint64_t> capacity;
 };
 static_assert(sizeof(RingHeader) <= 256);
